@@ -1,0 +1,15 @@
+"""mimic-mjx: neuromechanical emulation of animal behaviour in MuJoCo/MJX."""
+
+import os as _os
+
+__version__ = "0.1.0"
+
+# XLA's CPU fusion emitters make compiling MJX for deep kinematic trees take
+# minutes (see MEASURED.md); the flag only affects the CPU backend.
+_flag = "--xla_cpu_use_fusion_emitters=false"
+if _flag.split("=")[0] not in _os.environ.get("XLA_FLAGS", ""):
+    _os.environ["XLA_FLAGS"] = (_os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
+# Persistent compilation cache: the second run of an experiment skips XLA.
+_os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                       _os.path.join(_os.path.expanduser("~"), ".cache", "mimic-mjx", "jax"))
+_os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "2")

@@ -1,0 +1,75 @@
+"""Body registry: bodies plug in by name.
+
+A body is a function returning a ``mujoco.MjSpec`` plus the names the tasks
+need (end effectors, keypoint mapping). Everything downstream binds joints and
+bodies by these names, never by index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+import mujoco
+
+from mimic_mjx.errors import BodyError
+
+
+@dataclasses.dataclass(frozen=True)
+class BodyModel:
+    name: str
+    description: str
+    build_spec: Callable[[], mujoco.MjSpec]
+    end_effectors: tuple[str, ...]
+    # Keypoint name -> body name the keypoint's marker is attached to.
+    keypoint_bodies: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def compile(self) -> mujoco.MjModel:
+        return _compiled(self.name)
+
+    def joint_names(self) -> tuple[str, ...]:
+        model = self.compile()
+        return tuple(model.joint(j).name for j in range(model.njnt))
+
+
+_REGISTRY: dict[str, BodyModel] = {}
+
+
+def register_body(body: BodyModel) -> BodyModel:
+    if body.name in _REGISTRY:
+        raise BodyError(f"a body named '{body.name}' is already registered")
+    _REGISTRY[body.name] = body
+    return body
+
+
+def available_bodies() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_body(name: str) -> BodyModel:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise BodyError(f"unknown body '{name}'; available bodies: {', '.join(available_bodies())}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(name: str) -> mujoco.MjModel:
+    # A fresh MjModel per body name; callers that edit options copy it first.
+    return get_body(name).build_spec().compile()
+
+
+def _register_builtin() -> None:
+    from mimic_mjx.bodies import forelimb
+
+    register_body(BodyModel(
+        name="mouse_forelimb",
+        description="Mouse forelimb: 4 hinges (shoulder x3, elbow), 9 Hill-type muscles, about 1 g",
+        build_spec=forelimb.build_spec,
+        end_effectors=("wrist_body",),
+        keypoint_bodies={"Shoulder": "scapula", "Elbow": "elbow", "Wrist": "wrist_body"},
+    ))
+
+
+_register_builtin()

@@ -1,0 +1,248 @@
+"""Typed, validated experiment configuration.
+
+One ``ExperimentConfig`` describes a whole run. It is built from nested
+dataclasses so that every key has a type, a default and a unit in its comment;
+``from_dict`` rejects unknown keys (with a suggestion) and wrong types, so a
+typo in a YAML file fails before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from mimic_mjx.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    body: str = "mouse_forelimb"
+    horizon: int = 5  # reference frames the policy sees ahead
+    substeps: int = 5  # physics steps per control step
+    control_every: int = 1  # clip frames per control step (control at clip rate / this)
+    # Reward: Gaussian kernels exp(-err^2 / scale^2), scales in physical units.
+    joint_scale_rad: float = 0.15
+    ee_scale_m: float = 0.0005
+    joint_weight: float = 1.0
+    ee_weight: float = 1.0
+    ctrl_cost: float = 0.02  # per mean squared excitation
+    ctrl_change_cost: float = 0.02  # per mean squared change of excitation per control step
+    energy_cost: float = 0.1  # per watt of summed absolute muscle power
+    # Early termination thresholds.
+    max_joint_error_rad: float = 0.6  # RMS over joints
+    max_ee_error_m: float = 0.003
+    reset_noise_rad: float = 0.0  # uniform noise on the initial joint angles
+
+    def validate(self) -> None:
+        _positive(self, "horizon", "substeps", "control_every", "joint_scale_rad", "ee_scale_m",
+                  "max_joint_error_rad", "max_ee_error_m")
+        _non_negative(self, "joint_weight", "ee_weight", "ctrl_cost", "ctrl_change_cost", "energy_cost",
+                      "reset_noise_rad")
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    encoder_layers: tuple[int, ...] = (256, 256)
+    decoder_layers: tuple[int, ...] = (256, 256)
+    value_layers: tuple[int, ...] = (256, 256)
+    latent_dim: int = 16
+    ar1_alpha: float = 0.9  # AR(1) prior on the latent: z_t ~ N(alpha z_{t-1}, 1 - alpha^2)
+    kl_weight: float = 1e-3  # final weight of the latent KL term
+    kl_ramp_steps: int = 1_000_000  # environment steps over which the KL weight ramps from 0
+    init_log_std: float = -0.5
+
+    def validate(self) -> None:
+        _positive(self, "latent_dim")
+        _non_negative(self, "kl_weight", "kl_ramp_steps")
+        for name in ("encoder_layers", "decoder_layers", "value_layers"):
+            layers = getattr(self, name)
+            if not layers or any(w <= 0 for w in layers):
+                raise ConfigError(f"agent.{name} must be a non-empty list of positive widths, got {list(layers)}")
+        if not 0.0 <= self.ar1_alpha < 1.0:
+            raise ConfigError(f"agent.ar1_alpha must be in [0, 1), got {self.ar1_alpha}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    num_envs: int = 512
+    unroll_length: int = 20
+    num_minibatches: int = 8
+    update_epochs: int = 4
+    learning_rate: float = 3e-4
+    discount: float = 0.95
+    gae_lambda: float = 0.95
+    clip_epsilon: float = 0.2
+    entropy_cost: float = 1e-3
+    value_cost: float = 0.5
+    max_grad_norm: float = 1.0
+    reward_scaling: float = 1.0
+
+    def validate(self) -> None:
+        _positive(self, "num_envs", "unroll_length", "num_minibatches", "update_epochs", "learning_rate",
+                  "clip_epsilon", "max_grad_norm", "reward_scaling")
+        _non_negative(self, "entropy_cost", "value_cost")
+        for name in ("discount", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"ppo.{name} must be in [0, 1], got {getattr(self, name)}")
+        if (self.num_envs * self.unroll_length) % self.num_minibatches:
+            raise ConfigError(
+                f"ppo.num_envs * ppo.unroll_length ({self.num_envs * self.unroll_length}) must be divisible by "
+                f"ppo.num_minibatches ({self.num_minibatches})")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    total_steps: int = 2_000_000  # environment (control) steps
+    seed: int = 0
+    checkpoint_every_updates: int = 50
+    log_every_updates: int = 5
+    max_minutes: float = 0.0  # stop after this wall time (0: no limit); a checkpoint is written
+
+    def validate(self) -> None:
+        _positive(self, "total_steps", "checkpoint_every_updates", "log_every_updates")
+        _non_negative(self, "max_minutes")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "experiment"
+    train_clips: tuple[str, ...] = ()  # clip files (HDF5); empty with --demo data
+    env: EnvConfig = EnvConfig()
+    agent: AgentConfig = AgentConfig()
+    ppo: PPOConfig = PPOConfig()
+    train: TrainConfig = TrainConfig()
+
+    def validate(self) -> "ExperimentConfig":
+        self.env.validate()
+        self.agent.validate()
+        self.ppo.validate()
+        self.train.validate()
+        from mimic_mjx.bodies import get_body
+        from mimic_mjx.errors import BodyError
+
+        try:
+            get_body(self.env.body)
+        except BodyError as exc:
+            raise ConfigError(f"env.body: {exc}") from None
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def replace(self, **changes) -> "ExperimentConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _positive(obj, *names):
+    section = _SECTION_NAMES.get(type(obj), "")
+    for n in names:
+        if not getattr(obj, n) > 0:
+            raise ConfigError(f"{section}{n} must be positive, got {getattr(obj, n)}")
+
+
+def _non_negative(obj, *names):
+    section = _SECTION_NAMES.get(type(obj), "")
+    for n in names:
+        if not getattr(obj, n) >= 0:
+            raise ConfigError(f"{section}{n} must be zero or positive, got {getattr(obj, n)}")
+
+
+_SECTION_NAMES = {EnvConfig: "env.", AgentConfig: "agent.", PPOConfig: "ppo.", TrainConfig: "train."}
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping of keys, got {type(value).__name__}")
+        return _build(tp, value, where + ".")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        return tuple(_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        return value
+    return value
+
+
+def _build(cls, values: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known keys: {', '.join(sorted(fields))}"
+            raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
+        kwargs[key] = _coerce(value, hints[key], prefix + key)
+    return cls(**kwargs)
+
+
+def from_dict(values: dict) -> ExperimentConfig:
+    """Build and validate a config from a (possibly partial) nested mapping."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"a config must be a mapping of keys, got {type(values).__name__}")
+    return _build(ExperimentConfig, values).validate()
+
+
+def load(path: str | Path) -> ExperimentConfig:
+    """Load a YAML or JSON experiment config file."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML/JSON: {exc}") from None
+    try:
+        return from_dict(values)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """Apply ``section.key=value`` overrides (values parsed as YAML)."""
+    import yaml
+
+    values = config.to_dict()
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like section.key=value, e.g. ppo.num_envs=256")
+        dotted, raw = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        node = values
+        for k in keys[:-1]:
+            if not isinstance(node.get(k), dict):
+                raise ConfigError(f"unknown config section '{k}' in override '{item}'")
+            node = node[k]
+        node[keys[-1]] = yaml.safe_load(raw)
+    return from_dict(values)

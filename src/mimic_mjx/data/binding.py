@@ -1,0 +1,120 @@
+"""Bind clips to a body model by joint and body names.
+
+The result is a ``ReferenceBank``: every clip's reference padded to a common
+length and stacked, in the model's own joint order, ready to live on the
+device and be indexed inside jit-compiled code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import mujoco
+import numpy as np
+
+from mimic_mjx.data.clips import Clip
+from mimic_mjx.errors import BindingError, ClipError
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceBank:
+    names: tuple[str, ...]
+    fps: float
+    lengths: np.ndarray  # (N,) int32, real frames per clip
+    qpos: np.ndarray  # (N, Tpad, nq)
+    qvel: np.ndarray  # (N, Tpad, nv)
+    ee_pos: np.ndarray  # (N, Tpad, n_ee, 3) end-effector positions, m
+
+    @property
+    def num_clips(self) -> int:
+        return len(self.names)
+
+
+def joint_qpos_indices(model: mujoco.MjModel, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """qpos and qvel addresses of named hinge/slide joints, in the given order."""
+    qadr, vadr = [], []
+    for n in names:
+        j = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n)
+        if j < 0:
+            raise BindingError(f"joint '{n}' is not in the body model")
+        if int(model.jnt_type[j]) not in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE)):
+            raise BindingError(f"joint '{n}' is not a hinge or slide joint")
+        qadr.append(model.jnt_qposadr[j])
+        vadr.append(model.jnt_dofadr[j])
+    return np.asarray(qadr), np.asarray(vadr)
+
+
+def body_ids(model: mujoco.MjModel, names: Sequence[str]) -> np.ndarray:
+    ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) for n in names]
+    missing = [n for n, i in zip(names, ids) if i < 0]
+    if missing:
+        raise BindingError(f"bodies {missing} are not in the body model")
+    return np.asarray(ids)
+
+
+def _model_joint_names(model: mujoco.MjModel) -> list[str]:
+    return [model.joint(j).name for j in range(model.njnt)]
+
+
+def bind_clips(clips: Sequence[Clip], model: mujoco.MjModel, body_name: str,
+               end_effectors: Sequence[str], min_frames: int, pad: int) -> ReferenceBank:
+    """Check clips against the model by name and stack them in model order.
+
+    ``min_frames``: shortest acceptable clip (the observation horizon + 1).
+    ``pad``: frames appended (repeating the last) so look-ahead never leaves a clip.
+    """
+    if not clips:
+        raise ClipError("no clips to bind")
+    model_joints = _model_joint_names(model)
+    fps = clips[0].fps
+    for c in clips:
+        if c.body != body_name:
+            raise BindingError(f"clip '{c.name}' was made for body '{c.body}', but the experiment uses "
+                               f"'{body_name}'; use clips registered to '{body_name}' or set env.body")
+        missing = [n for n in model_joints if n not in c.joint_names]
+        extra = [n for n in c.joint_names if n not in model_joints]
+        if missing or extra:
+            raise BindingError(f"clip '{c.name}' joints do not match body '{body_name}': "
+                               f"missing {missing}, unknown {extra}; body joints are {model_joints}")
+        if c.body_names:
+            unknown = [n for n in c.body_names if n != "world" and
+                       mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) < 0]
+            if unknown:
+                raise BindingError(f"clip '{c.name}' has positions for bodies {unknown} that body "
+                                   f"'{body_name}' does not have")
+        if c.fps != fps:
+            raise ClipError(f"clips have different frame rates ({clips[0].name}: {fps} Hz, {c.name}: {c.fps} Hz); "
+                            f"resample them to one rate")
+        if c.num_frames < min_frames:
+            raise ClipError(f"clip '{c.name}' has {c.num_frames} frames, fewer than the {min_frames} needed "
+                            f"for an observation horizon of {min_frames - 1} frames; use longer clips or a "
+                            f"smaller env.horizon")
+
+    ee_ids = body_ids(model, end_effectors)
+    qadr, vadr = joint_qpos_indices(model, model_joints)
+    T = max(c.num_frames for c in clips) + pad
+    N = len(clips)
+    qpos = np.zeros((N, T, model.nq), np.float32)
+    qvel = np.zeros((N, T, model.nv), np.float32)
+    ee = np.zeros((N, T, len(end_effectors), 3), np.float32)
+    data = mujoco.MjData(model)
+    for i, c in enumerate(clips):
+        order = [c.joint_names.index(n) for n in model_joints]
+        L = c.num_frames
+        qpos[i, :L][:, qadr] = c.qpos[:, order]
+        qvel[i, :L][:, vadr] = c.qvel[:, order]
+        if c.xpos is not None and all(n in c.body_names for n in end_effectors):
+            cols = [c.body_names.index(n) for n in end_effectors]
+            ee[i, :L] = c.xpos[:, cols]
+        else:
+            for t in range(L):
+                data.qpos[:] = qpos[i, t]
+                mujoco.mj_kinematics(model, data)
+                ee[i, t] = data.xpos[ee_ids]
+        qpos[i, L:] = qpos[i, L - 1]
+        qvel[i, L:] = 0.0
+        ee[i, L:] = ee[i, L - 1]
+    return ReferenceBank(names=tuple(c.name for c in clips), fps=float(fps),
+                         lengths=np.array([c.num_frames for c in clips], np.int32),
+                         qpos=qpos, qvel=qvel, ee_pos=ee)

@@ -1,0 +1,264 @@
+"""Reference clips: the HDF5 clip format, its reader and writer, and validation.
+
+The format is documented in docs/clip-format.md. The reader also accepts the
+single-clip registration-output layout written by stac-mjx (as in
+``../shared/data/mouse_arm``). All arrays are SI: metres, radians, seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import numpy as np
+
+from mimic_mjx.data.atomic import atomic_path
+from mimic_mjx.errors import ClipError
+
+FORMAT_NAME = "mimic-mjx-clips"
+FORMAT_VERSION = 1
+REGISTRATION_LAYOUT_DEFAULT_FPS = 200.0
+
+
+@dataclasses.dataclass
+class Clip:
+    """One reference clip. Arrays are (frames, ...) float32 in SI units."""
+
+    name: str
+    body: str
+    fps: float
+    joint_names: tuple[str, ...]
+    qpos: np.ndarray  # (T, nq) rad
+    qvel: np.ndarray  # (T, nv) rad/s
+    body_names: tuple[str, ...] = ()
+    xpos: np.ndarray | None = None  # (T, nbody, 3) m
+    xquat: np.ndarray | None = None  # (T, nbody, 4) wxyz
+    keypoint_names: tuple[str, ...] = ()
+    keypoints: np.ndarray | None = None  # (T, K, 3) m
+    marker_offsets: np.ndarray | None = None  # (K, 3) m, in the attached body's frame
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.qpos.shape[0])
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps
+
+    def validate(self) -> "Clip":
+        """Check shapes and finiteness; raise ClipError naming the problem."""
+        where = f"clip '{self.name}'"
+        if not np.isfinite(self.fps) or self.fps <= 0:
+            raise ClipError(f"{where}: frame rate must be a positive number of frames per second, got {self.fps}")
+        if self.qpos.ndim != 2 or self.qpos.shape[1] != len(self.joint_names):
+            raise ClipError(f"{where}: qpos has shape {self.qpos.shape}, expected (frames, {len(self.joint_names)}) "
+                            f"to match its {len(self.joint_names)} joint names")
+        if self.qpos.shape[0] < 2:
+            raise ClipError(f"{where}: has {self.qpos.shape[0]} frame(s); a clip needs at least 2")
+        if self.qvel.shape != self.qpos.shape:
+            raise ClipError(f"{where}: qvel has shape {self.qvel.shape}, expected {self.qpos.shape} like qpos")
+        if len(set(self.joint_names)) != len(self.joint_names):
+            raise ClipError(f"{where}: joint names repeat: {list(self.joint_names)}")
+        T = self.num_frames
+        if self.xpos is not None:
+            nb = len(self.body_names)
+            if self.xpos.shape != (T, nb, 3):
+                raise ClipError(f"{where}: xpos has shape {self.xpos.shape}, expected ({T}, {nb}, 3)")
+            if self.xquat is not None and self.xquat.shape != (T, nb, 4):
+                raise ClipError(f"{where}: xquat has shape {self.xquat.shape}, expected ({T}, {nb}, 4)")
+        if self.keypoints is not None:
+            K = len(self.keypoint_names)
+            if self.keypoints.shape != (T, K, 3):
+                raise ClipError(f"{where}: keypoints have shape {self.keypoints.shape}, expected ({T}, {K}, 3)")
+        for field in ("qpos", "qvel", "xpos", "xquat"):
+            arr = getattr(self, field)
+            if arr is None:
+                continue
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                frames = np.unique(np.nonzero(bad)[0])
+                raise ClipError(
+                    f"{where}: {field} holds {int(bad.sum())} NaN/infinite value(s), first at frame {frames[0]} "
+                    f"({len(frames)} frame(s) affected). Re-register or interpolate those frames, "
+                    f"or drop this clip.")
+        return self
+
+
+def finite_difference_velocity(qpos: np.ndarray, fps: float) -> np.ndarray:
+    """Joint velocities (rad/s) by central differences at the clip's frame rate."""
+    qpos = np.asarray(qpos)
+    if qpos.ndim == 0 or qpos.shape[0] < 2:
+        raise ClipError(f"cannot derive velocities from {qpos.shape[0] if qpos.ndim else 0} frame(s) of qpos; "
+                        f"a clip needs at least 2 frames")
+    if not np.isfinite(fps) or fps <= 0:
+        raise ClipError(f"frame rate must be a positive number of frames per second, got {fps}")
+    return np.gradient(np.asarray(qpos, np.float64), 1.0 / fps, axis=0).astype(np.float32)
+
+
+def _decode(names) -> tuple[str, ...]:
+    return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in np.asarray(names).ravel())
+
+
+def _f32(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32)
+
+
+def _read_registration_layout(f: h5py.File, path: Path, body: str | None, fps: float | None) -> list[Clip]:
+    """stac-mjx registration output: one clip per file.
+
+    These files record no frame rate; ``fps`` defaults to 200 Hz, the rate of
+    the track-mjx mouse-arm reaching data they come from.
+    """
+    fps = REGISTRATION_LAYOUT_DEFAULT_FPS if fps is None else fps
+    qpos = _f32(f["qpos"][()])
+    names_qpos = _decode(f["names_qpos"][()])
+    # The stored qvel of these files saturates at +-20 rad/s (stac clips its
+    # inferred velocities) while reaches reach 50 rad/s, so derive them.
+    qvel = finite_difference_velocity(qpos, fps)
+    body_names = _decode(f["names_xpos"][()]) if "names_xpos" in f else ()
+    kp_names = _decode(f["kp_names"][()]) if "kp_names" in f else ()
+    keypoints = None
+    if "kp_data" in f and kp_names:
+        kp = _f32(f["kp_data"][()])
+        keypoints = kp.reshape(kp.shape[0], len(kp_names), 3)
+    return [Clip(
+        name=path.stem,
+        body=body or "mouse_forelimb",
+        fps=float(fps),
+        joint_names=names_qpos,
+        qpos=qpos,
+        qvel=qvel,
+        body_names=body_names,
+        xpos=_f32(f["xpos"][()]) if "xpos" in f else None,
+        xquat=_f32(f["xquat"][()]) if "xquat" in f else None,
+        keypoint_names=kp_names,
+        keypoints=keypoints,
+        marker_offsets=_f32(f["offsets"][()]) if "offsets" in f else None,
+    ).validate()]
+
+
+def _read_native(f: h5py.File, path: Path) -> list[Clip]:
+    version = int(f.attrs.get("format_version", 0))
+    if version > FORMAT_VERSION:
+        raise ClipError(f"{path}: clip format version {version} is newer than this mimic-mjx "
+                        f"understands ({FORMAT_VERSION}); upgrade mimic-mjx")
+    body = str(f.attrs["body"])
+    joint_names = _decode(f["joint_names"][()])
+    body_names = _decode(f["body_names"][()]) if "body_names" in f else ()
+    kp_names = _decode(f["keypoint_names"][()]) if "keypoint_names" in f else ()
+    if "clips" not in f or len(f["clips"]) == 0:
+        raise ClipError(f"{path}: holds no clips (empty 'clips' group)")
+    clips = []
+    for name in sorted(f["clips"].keys()):
+        g = f["clips"][name]
+        fps = float(g.attrs.get("fps", f.attrs.get("fps", np.nan)))
+        qpos = _f32(g["qpos"][()])
+        qvel = _f32(g["qvel"][()]) if "qvel" in g else finite_difference_velocity(qpos, fps)
+        clips.append(Clip(
+            name=name, body=body, fps=fps, joint_names=joint_names, qpos=qpos, qvel=qvel,
+            body_names=body_names if "xpos" in g else (),
+            xpos=_f32(g["xpos"][()]) if "xpos" in g else None,
+            xquat=_f32(g["xquat"][()]) if "xquat" in g else None,
+            keypoint_names=kp_names if "keypoints" in g else (),
+            keypoints=_f32(g["keypoints"][()]) if "keypoints" in g else None,
+            marker_offsets=_f32(g["marker_offsets"][()]) if "marker_offsets" in g else None,
+        ).validate())
+    return clips
+
+
+def read_clips(path: str | os.PathLike, *, body: str | None = None, fps: float | None = None) -> list[Clip]:
+    """Read every clip in one HDF5 file (our format or stac-mjx registration output)."""
+    path = Path(path)
+    if not path.exists():
+        raise ClipError(f"clip file not found: {path}")
+    if path.is_dir():
+        raise ClipError(f"{path} is a folder; pass the .h5 files inside it (e.g. {path}/*.h5)")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ClipError(f"cannot read {path} as HDF5 ({exc}); is it a clip file?") from None
+    with f:
+        try:
+            if f.attrs.get("format") == FORMAT_NAME:
+                return _read_native(f, path)
+            if "qpos" in f and "names_qpos" in f:
+                return _read_registration_layout(f, path, body, fps)
+        except KeyError as exc:
+            raise ClipError(f"{path}: missing dataset or attribute {exc}; see docs/clip-format.md") from None
+        except ClipError as exc:
+            if str(path) in str(exc):
+                raise
+            raise ClipError(f"{path}: {exc}") from None  # say which file, not just which clip
+        raise ClipError(f"{path}: not a clip file: expected attribute format='{FORMAT_NAME}' or a "
+                        f"registration output with 'qpos' and 'names_qpos'; see docs/clip-format.md")
+
+
+def read_clip_files(paths: Sequence[str | os.PathLike], **kwargs) -> list[Clip]:
+    """Read clips from several files; clip names are made unique across files."""
+    if not paths:
+        raise ClipError("no clip files given")
+    clips: list[Clip] = []
+    seen: set[str] = set()
+    for p in paths:
+        for clip in read_clips(p, **kwargs):
+            # Not '/': it is HDF5's path separator, so write_clips could not store the name.
+            name = clip.name if clip.name not in seen else f"{Path(p).stem}-{clip.name}"
+            base, k = name, 2
+            while name in seen:
+                name, k = f"{base}-{k}", k + 1
+            seen.add(name)
+            clips.append(dataclasses.replace(clip, name=name))
+    return clips
+
+
+def write_clips(path: str | os.PathLike, clips: Sequence[Clip]) -> None:
+    """Write clips (all of one body, same names) atomically in our format."""
+    if not clips:
+        raise ClipError("no clips to write")
+    first = clips[0]
+    for c in clips:
+        c.validate()
+        if not c.name or c.name == "." or "/" in c.name:
+            raise ClipError(f"clip name '{c.name}' cannot be stored in HDF5: use a non-empty name "
+                            f"without '/' (and not '.')")
+        if c.body != first.body or c.joint_names != first.joint_names:
+            raise ClipError(f"clip '{c.name}' is for body '{c.body}' with joints {list(c.joint_names)}, "
+                            f"but '{first.name}' is for '{first.body}' with {list(first.joint_names)}; "
+                            f"write clips of different bodies to different files")
+    str_dt = h5py.string_dtype()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["body"] = first.body
+        f.attrs["length_unit"] = "m"
+        f.attrs["angle_unit"] = "rad"
+        f.create_dataset("joint_names", data=np.array(first.joint_names, dtype=object), dtype=str_dt)
+        with_bodies = [c for c in clips if c.xpos is not None]
+        if with_bodies:
+            f.create_dataset("body_names", data=np.array(with_bodies[0].body_names, dtype=object), dtype=str_dt)
+        with_kp = [c for c in clips if c.keypoints is not None]
+        if with_kp:
+            f.create_dataset("keypoint_names", data=np.array(with_kp[0].keypoint_names, dtype=object), dtype=str_dt)
+        grp = f.create_group("clips")
+        for c in clips:
+            if c.name in grp:
+                raise ClipError(f"two clips are named '{c.name}'; clip names must be unique in a file")
+            g = grp.create_group(c.name)
+            g.attrs["fps"] = float(c.fps)
+            g.create_dataset("qpos", data=_f32(c.qpos)).attrs["unit"] = "rad"
+            g.create_dataset("qvel", data=_f32(c.qvel)).attrs["unit"] = "rad/s"
+            if c.xpos is not None:
+                if c.body_names != with_bodies[0].body_names:
+                    raise ClipError(f"clip '{c.name}' lists different body names than '{with_bodies[0].name}'")
+                g.create_dataset("xpos", data=_f32(c.xpos)).attrs["unit"] = "m"
+                if c.xquat is not None:
+                    g.create_dataset("xquat", data=_f32(c.xquat)).attrs["unit"] = "wxyz"
+            if c.keypoints is not None:
+                if c.keypoint_names != with_kp[0].keypoint_names:
+                    raise ClipError(f"clip '{c.name}' lists different keypoint names than '{with_kp[0].name}'")
+                g.create_dataset("keypoints", data=_f32(c.keypoints)).attrs["unit"] = "m"
+            if c.marker_offsets is not None:
+                g.create_dataset("marker_offsets", data=_f32(c.marker_offsets)).attrs["unit"] = "m"

@@ -1,0 +1,139 @@
+"""The training loop: compile once, update repeatedly, log, checkpoint, resume."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+
+from mimic_mjx.config import ExperimentConfig
+from mimic_mjx.data.clips import Clip, read_clips, write_clips
+from mimic_mjx.errors import RunDirError
+from mimic_mjx.training.checkpoint import Checkpoints
+from mimic_mjx.training.experiment import build_env
+from mimic_mjx.training.ppo import PPOTrainer
+from mimic_mjx.training.rundir import prepare_run_dir
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def progress_line(update, total_updates, env_steps, steps_per_s, metrics, eta_s) -> str:
+    return (f"update {update}/{total_updates} | {env_steps / 1e6:.2f}M steps | {steps_per_s:,.0f} steps/s | "
+            f"reward {metrics['reward']:.3f} | joint err {metrics['joint_error_deg']:.2f} deg | "
+            f"wrist err {metrics['ee_error_mm']:.3f} mm | ends by termination "
+            f"{100 * metrics['termination_fraction']:.0f}% | left {_fmt_time(eta_s)}")
+
+
+def train(cfg: ExperimentConfig, run_dir: str | Path, clips: Sequence[Clip] | None = None, *,
+          resume: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Train (or resume) an experiment in ``run_dir``; returns a summary dict.
+
+    ``clips`` are the training clips for a new run; a resumed run reads the
+    copy stored in the run directory.
+    """
+    run_dir = Path(run_dir)
+    clips_path = run_dir / "train_clips.h5"
+    prepare_run_dir(run_dir, cfg, resume)
+    if resume:
+        if not clips_path.exists():
+            raise RunDirError(f"{clips_path} is missing; the run cannot be resumed")
+        clips = read_clips(clips_path)
+    else:
+        if not clips:
+            raise RunDirError("no training clips given")
+        write_clips(clips_path, clips)
+
+    env = build_env(cfg, clips)
+    trainer = PPOTrainer(cfg, env)
+    ckpts = Checkpoints(run_dir / "checkpoints")
+    p = cfg.ppo
+    total_updates = max(1, -(-cfg.train.total_steps // trainer.steps_per_update))
+
+    t0 = time.perf_counter()
+    state = trainer.init(jax.random.PRNGKey(cfg.train.seed))
+    if resume and ckpts.latest_step() is not None:
+        state = ckpts.restore(state)
+        log(f"resumed from update {int(state.updates)} ({int(state.updates) * trainer.steps_per_update:,} steps)")
+    start_update = int(state.updates)
+    metrics_path = run_dir / "metrics.jsonl"
+    _truncate_metrics(metrics_path, start_update)
+
+    log(f"training {cfg.name}: body {cfg.env.body}, {len(clips)} clips, {p.num_envs} envs x "
+        f"{p.unroll_length} steps per update, {total_updates} updates; compiling...")
+    compile_s = None
+    t_loop = None
+    deadline = t0 + 60 * cfg.train.max_minutes if cfg.train.max_minutes else None
+    last = {}
+    stopped_early = False
+    with open(metrics_path, "a", buffering=1) as mfile:
+        while int(state.updates) < total_updates:
+            state, metrics = trainer.update(state)
+            upd = int(state.updates)
+            if compile_s is None:
+                jax.block_until_ready(state)
+                compile_s = time.perf_counter() - t0
+                t_loop, loop_start_update = time.perf_counter(), upd
+                log(f"first update done in {compile_s:.1f} s (compile included)")
+            if upd % cfg.train.log_every_updates == 0 or upd == total_updates:
+                m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                elapsed = time.perf_counter() - t_loop
+                done_since = upd - loop_start_update
+                sps = done_since * trainer.steps_per_update / elapsed if done_since else float("nan")
+                eta = (total_updates - upd) * elapsed / done_since if done_since else float("nan")
+                m.update(update=upd, env_steps=upd * trainer.steps_per_update, steps_per_s=sps,
+                         wall_s=time.perf_counter() - t0)
+                mfile.write(json.dumps(m) + "\n")
+                log(progress_line(upd, total_updates, upd * trainer.steps_per_update, sps, m,
+                                  eta if np.isfinite(eta) else 0))
+                last = m
+            if upd % cfg.train.checkpoint_every_updates == 0:
+                ckpts.save(upd, state)
+            if deadline is not None and time.perf_counter() > deadline and upd < total_updates:
+                log(f"time limit of {cfg.train.max_minutes} min reached at update {upd}")
+                stopped_early = True
+                break
+    jax.block_until_ready(state)
+    upd = int(state.updates)
+    if ckpts.latest_step() != upd:
+        ckpts.save(upd, state)
+    ckpts.close()
+    wall = time.perf_counter() - t0
+    run_updates = upd - start_update
+    loop_s = time.perf_counter() - t_loop if t_loop else 0.0
+    steady = (upd - loop_start_update) * trainer.steps_per_update / loop_s if t_loop and loop_s > 0 else float("nan")
+    return {
+        "run_dir": str(run_dir), "updates": upd, "env_steps": upd * trainer.steps_per_update,
+        "wall_s": wall, "compile_s": compile_s or 0.0,
+        "steps_per_s": steady, "steps_this_run": run_updates * trainer.steps_per_update,
+        "stopped_early": stopped_early, "last_metrics": last,
+    }
+
+
+def _truncate_metrics(path: Path, upto_update: int) -> None:
+    """Drop logged lines past the checkpoint being resumed from."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("update", 0) <= upto_update:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue
+    from mimic_mjx.data.atomic import write_text
+
+    write_text(path, "".join(l + "\n" for l in keep))
+
+
+def stderr_log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
