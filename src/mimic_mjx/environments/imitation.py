@@ -79,6 +79,7 @@ class ImitationEnv:
         model.opt.timestep = self.control_dt / cfg.substeps
         self.model = model
         self.mx = mjx.put_model(model)
+        self._blank = mjx.make_data(self.mx)
         self.bank = bank
         self.ref_qpos = jnp.asarray(bank.qpos)
         self.ref_qvel = jnp.asarray(bank.qvel)
@@ -118,9 +119,11 @@ class ImitationEnv:
     def reset_to(self, key, clip, frame) -> EnvState:
         """Start an episode at a given clip and frame, in the reference state."""
         noise = jax.random.uniform(key, (self.model.nq,), minval=-1.0, maxval=1.0) * self.cfg.reset_noise_rad
-        data = mjx.make_data(self.mx)
-        data = data.replace(qpos=self.ref_qpos[clip, frame] + noise, qvel=self.ref_qvel[clip, frame])
-        data = mjx.forward(self.mx, data)
+        data = self._blank.replace(qpos=self.ref_qpos[clip, frame] + noise, qvel=self.ref_qvel[clip, frame])
+        # Kinematics suffice: mjx.step recomputes all dynamics from (qpos, qvel,
+        # act, ctrl), and the first observation needs only positions; with zero
+        # activation the muscles' active force is zero.
+        data = mjx.kinematics(self.mx, data)
         prev_ctrl = jnp.zeros(self.nu)
         ref_obs, prop_obs = self._observe(data, clip, frame, prev_ctrl)
         zero = jnp.zeros(())

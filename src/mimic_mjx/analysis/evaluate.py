@@ -1,0 +1,179 @@
+"""Deterministic evaluation of a trained controller on (held-out) clips.
+
+Every clip is rolled out from its first frame with the latent mean and the
+action mean. A clip's rollout freezes at the step where tracking is lost
+(the training termination thresholds), so errors are measured over the part
+of the clip that was tracked and the tracked fraction is reported beside them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mimic_mjx.data.atomic import atomic_path, write_text
+from mimic_mjx.data.clips import Clip
+from mimic_mjx.errors import RunDirError
+from mimic_mjx.training.checkpoint import Checkpoints
+from mimic_mjx.training.experiment import build_env
+from mimic_mjx.training.ppo import PPOTrainer
+from mimic_mjx.training.rundir import stored_config
+
+
+@dataclasses.dataclass
+class LoadedPolicy:
+    trainer: PPOTrainer
+    params: dict
+    ref_stats: object
+    prop_stats: object
+    update: int
+
+
+def load_policy(run_dir: str | Path, clips: Sequence[Clip]) -> LoadedPolicy:
+    """Rebuild a run's agent for ``clips`` and load its latest checkpoint."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory not found: {run_dir}")
+    cfg = stored_config(run_dir)
+    env = build_env(cfg, clips)
+    trainer = PPOTrainer(cfg, env)
+    ckpts = Checkpoints(run_dir / "checkpoints")
+    if ckpts.latest_step() is None:
+        raise RunDirError(f"{run_dir} holds no checkpoint yet; train it first")
+    # Only the parameters and normaliser are needed; the environment part of
+    # the template uses training's batch size so the checkpoint structure matches.
+    template = jax.eval_shape(trainer.init, jax.random.PRNGKey(0))
+    state = ckpts.restore(template)
+    ckpts.close()
+    return LoadedPolicy(trainer, state.params, state.ref_stats, state.prop_stats, int(state.updates))
+
+
+def _rollout_fn(policy: LoadedPolicy, num_steps: int):
+    trainer, env = policy.trainer, policy.trainer.env
+    agent = trainer.agent
+
+    def act(params, ref_stats, prop_stats, state):
+        ref_n, prop_n = ref_stats.normalize(state.ref_obs), prop_stats.normalize(state.prop_obs)
+        (z_mean, _), enc_acts = agent.apply({"params": params}, ref_n, method=agent.encode,
+                                            mutable=["intermediates"])
+        (a_mean, _), dec_acts = agent.apply({"params": params}, z_mean, prop_n, method=agent.decode,
+                                            mutable=["intermediates"])
+        layers = {**_flatten_acts(enc_acts), **_flatten_acts(dec_acts)}
+        return z_mean, a_mean, layers
+
+    def run_clip(params, ref_stats, prop_stats, clip):
+        state = env.reset_to(jax.random.PRNGKey(0), clip, 0)
+
+        def body(carry, _):
+            state, alive = carry
+            z, a, layers = act(params, ref_stats, prop_stats, state)
+            nxt = env.step_no_reset(state, a)
+            in_clip = state.frame + env.cfg.control_every < env.lengths[clip]
+            tracked = alive & in_clip & (nxt.terminated == 0)
+            # Freeze the rollout once tracking is lost or the clip is over.
+            keep = alive & in_clip
+            new_state = jax.tree.map(lambda n, o: jnp.where(keep, n, o), nxt, state)
+            rec = {"qpos": nxt.data.qpos, "ctrl": env.action_to_ctrl(a), "activation": nxt.data.act,
+                   "muscle_force": nxt.data.actuator_force, "latent_mean": z, "layers": layers,
+                   "ee_pos": nxt.data.xpos[env.ee_ids],
+                   "joint_error": nxt.data.qpos - env.ref_qpos[clip, nxt.frame],
+                   "ee_error": jnp.linalg.norm(nxt.data.xpos[env.ee_ids] - env.ref_ee[clip, nxt.frame], axis=-1),
+                   "valid": keep, "tracked": tracked}
+            return (new_state, tracked), rec
+
+        _, recs = jax.lax.scan(body, (state, jnp.bool_(True)), None, length=num_steps)
+        return recs
+
+    return jax.jit(jax.vmap(run_clip, in_axes=(None, None, None, 0)))
+
+
+def _flatten_acts(mutables) -> dict:
+    out = {}
+    for module, vals in mutables["intermediates"].items():
+        for name, v in vals.items():
+            out[name] = v[0]
+    return out
+
+
+def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) -> dict:
+    """Roll the run's controller out on ``clips``; write rollouts.h5 and summary.json."""
+    policy = load_policy(run_dir, clips)
+    env = policy.trainer.env
+    ce = env.cfg.control_every
+    num_steps = int((env.bank.lengths.max() - 1) // ce)
+    run = _rollout_fn(policy, num_steps)
+    recs = jax.device_get(run(policy.params, policy.ref_stats, policy.prop_stats,
+                              jnp.arange(env.bank.num_clips)))
+    recs = jax.tree.map(np.asarray, recs)
+
+    per_clip = []
+    for i, name in enumerate(env.bank.names):
+        steps = int((env.bank.lengths[i] - 1) // ce)
+        tracked = recs["tracked"][i, :steps]
+        n_tracked = int(np.argmin(tracked)) if not tracked.all() else steps
+        sl = slice(0, max(n_tracked, 1))
+        jerr = recs["joint_error"][i, sl]
+        per_clip.append({
+            "clip": name,
+            "frames": int(env.bank.lengths[i]),
+            "joint_rmse_deg": float(np.rad2deg(np.sqrt(np.mean(jerr ** 2)))),
+            "joint_rmse_deg_per_joint": np.rad2deg(np.sqrt(np.mean(jerr ** 2, axis=0))).tolist(),
+            "wrist_error_mm": float(1e3 * np.mean(recs["ee_error"][i, sl])),
+            "fraction_tracked": n_tracked / steps,
+        })
+    summary = {
+        "run_dir": str(run_dir),
+        "checkpoint_update": policy.update,
+        "num_clips": len(per_clip),
+        "joint_names": list(env.model.joint(j).name for j in range(env.model.njnt)),
+        "mean_joint_rmse_deg": float(np.mean([c["joint_rmse_deg"] for c in per_clip])),
+        "mean_wrist_error_mm": float(np.mean([c["wrist_error_mm"] for c in per_clip])),
+        "mean_fraction_tracked": float(np.mean([c["fraction_tracked"] for c in per_clip])),
+        "clips": per_clip,
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_rollouts(out_dir / "rollouts.h5", env, recs)
+    write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def _write_rollouts(path: Path, env, recs: dict) -> None:
+    model = env.model
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["control_dt_s"] = env.control_dt
+        f.attrs["body"] = env.cfg.body
+        str_dt = h5py.string_dtype()
+        f.create_dataset("joint_names", data=[model.joint(j).name for j in range(model.njnt)], dtype=str_dt)
+        f.create_dataset("actuator_names", data=[model.actuator(a).name for a in range(model.nu)], dtype=str_dt)
+        f.create_dataset("end_effectors", data=list(env.end_effectors), dtype=str_dt)
+        for i, name in enumerate(env.bank.names):
+            g = f.create_group(f"clips/{name}")
+            L = int(env.bank.lengths[i])
+            steps = (L - 1) // env.cfg.control_every
+            g.create_dataset("reference_qpos", data=env.bank.qpos[i, :L])
+            g.create_dataset("reference_ee_pos", data=env.bank.ee_pos[i, :L])
+            for key in ("qpos", "ctrl", "activation", "muscle_force", "latent_mean", "ee_pos",
+                        "joint_error", "ee_error", "tracked"):
+                g.create_dataset(key, data=recs[key][i, :steps])
+            lg = g.create_group("layers")
+            for lname, v in recs["layers"].items():
+                lg.create_dataset(lname, data=v[i, :steps])
+            g.attrs["steps_tracked"] = int(recs["tracked"][i, :steps].sum())
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"{'clip':<28} {'joint RMSE (deg)':>17} {'wrist err (mm)':>15} {'tracked':>8}"]
+    for c in summary["clips"]:
+        lines.append(f"{c['clip']:<28} {c['joint_rmse_deg']:>17.2f} {c['wrist_error_mm']:>15.3f} "
+                     f"{100 * c['fraction_tracked']:>7.0f}%")
+    lines.append(f"{'mean over ' + str(summary['num_clips']) + ' clips':<28} {summary['mean_joint_rmse_deg']:>17.2f} "
+                 f"{summary['mean_wrist_error_mm']:>15.3f} {100 * summary['mean_fraction_tracked']:>7.0f}%")
+    return "\n".join(lines)

@@ -1,0 +1,83 @@
+"""PNG figures of evaluation rollouts (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mimic_mjx.data.atomic import atomic_path  # noqa: E402
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def plot_clip(rollouts_h5: str | Path, clip: str, out_dir: str | Path) -> list[Path]:
+    """Joint angles (reference vs simulated) and muscle activations of one clip."""
+    out_dir = Path(out_dir)
+    with h5py.File(rollouts_h5, "r") as f:
+        dt = float(f.attrs["control_dt_s"])
+        joints = [n.decode() if isinstance(n, bytes) else n for n in f["joint_names"][()]]
+        muscles = [n.decode() if isinstance(n, bytes) else n for n in f["actuator_names"][()]]
+        g = f["clips"][clip]
+        ref = g["reference_qpos"][()]
+        sim = g["qpos"][()]
+        act = g["activation"][()] if g["activation"].shape[-1] else g["ctrl"][()]
+        tracked = int(g.attrs["steps_tracked"])
+    t_ref = np.arange(len(ref)) * dt
+    t_sim = np.arange(1, len(sim) + 1) * dt
+    paths = []
+
+    fig, axes = plt.subplots(len(joints), 1, figsize=(7, 1.8 * len(joints)), sharex=True)
+    for j, ax in enumerate(np.atleast_1d(axes)):
+        ax.plot(t_ref, np.rad2deg(ref[:, j]), "k-", lw=1.5, label="reference")
+        ax.plot(t_sim[:tracked], np.rad2deg(sim[:tracked, j]), "C1--", lw=1.5, label="simulated")
+        ax.set_ylabel(f"{joints[j]}\n(deg)")
+        if tracked < len(sim):
+            ax.axvline(t_sim[tracked - 1] if tracked else 0, color="r", lw=0.8, ls=":")
+    np.atleast_1d(axes)[0].legend(loc="best", fontsize=8)
+    np.atleast_1d(axes)[-1].set_xlabel("time (s)")
+    fig.suptitle(f"{clip}: joint angles")
+    fig.tight_layout()
+    paths.append(out_dir / f"{_safe(clip)}_joints.png")
+    _save(fig, paths[-1])
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    im = ax.imshow(act[:max(tracked, 1)].T, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="magma",
+                   extent=(t_sim[0] - dt / 2, t_sim[max(tracked, 1) - 1] + dt / 2, -0.5, len(muscles) - 0.5))
+    ax.set_yticks(range(len(muscles)), muscles, fontsize=8)
+    ax.set_xlabel("time (s)")
+    fig.colorbar(im, ax=ax, label="activation")
+    ax.set_title(f"{clip}: muscle activations")
+    fig.tight_layout()
+    paths.append(out_dir / f"{_safe(clip)}_muscles.png")
+    _save(fig, paths[-1])
+    return paths
+
+
+def plot_training_curve(metrics_jsonl: str | Path, out_path: str | Path) -> Path:
+    import json
+
+    rows = [json.loads(l) for l in Path(metrics_jsonl).read_text().splitlines() if l.strip()]
+    steps = np.array([r["env_steps"] for r in rows]) / 1e6
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3))
+    for ax, key, label in zip(axes, ("reward", "joint_error_deg", "ee_error_mm"),
+                              ("reward per step", "joint error (deg)", "wrist error (mm)")):
+        ax.plot(steps, [r[key] for r in rows])
+        ax.set_xlabel("environment steps (M)")
+        ax.set_title(label)
+    fig.tight_layout()
+    _save(fig, Path(out_path))
+    return Path(out_path)
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)

@@ -1,0 +1,119 @@
+"""The ``mimic`` command line: one entry point, a subcommand per pipeline stage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mimic_mjx.errors import MimicError
+
+
+def _load_config(args):
+    from mimic_mjx import config as config_lib
+
+    cfg = config_lib.load(args.config) if args.config else config_lib.ExperimentConfig()
+    return config_lib.apply_overrides(cfg, args.set or [])
+
+
+def cmd_train(args) -> int:
+    from mimic_mjx.data.clips import read_clip_files
+    from mimic_mjx.training.rundir import stored_config
+    from mimic_mjx.training.trainer import stderr_log, train
+
+    run_dir = Path(args.run_dir)
+    if args.resume and not args.config and not args.clips:
+        from mimic_mjx import config as config_lib
+
+        cfg = config_lib.apply_overrides(stored_config(run_dir), args.set or [])
+        clips = None
+    else:
+        cfg = _load_config(args)
+        paths = args.clips or list(cfg.train_clips)
+        if not paths and not args.resume:
+            raise MimicError("no training clips: pass --clips FILE [FILE ...] or set train_clips in the config")
+        clips = read_clip_files(paths) if paths and not args.resume else None
+    summary = train(cfg, run_dir, clips, resume=args.resume, log=stderr_log)
+    print(json.dumps({k: v for k, v in summary.items() if k != "last_metrics"}))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from mimic_mjx.analysis.evaluate import evaluate, format_summary
+    from mimic_mjx.analysis.plots import plot_clip
+    from mimic_mjx.data.clips import read_clip_files
+
+    clips = read_clip_files(args.clips)
+    out = Path(args.out) if args.out else Path(args.run) / "eval"
+    summary = evaluate(args.run, clips, out)
+    if args.plots:
+        for c in summary["clips"][: args.plots]:
+            plot_clip(out / "rollouts.h5", c["clip"], out)
+    print(format_summary(summary))
+    print(f"wrote {out / 'rollouts.h5'} and {out / 'summary.json'}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from mimic_mjx.demo import run_demo
+
+    run_demo(Path(args.out), minutes=args.minutes, force=args.force)
+    return 0
+
+
+def cmd_bodies(args) -> int:
+    from mimic_mjx.bodies import available_bodies, get_body
+
+    for name in available_bodies():
+        body = get_body(name)
+        model = body.compile()
+        print(f"{name}: {body.description} (nq={model.nq}, actuators={model.nu})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="mimic", description="mimic-mjx: imitate animal kinematics with "
+                                 "neural controllers of biomechanical bodies in MuJoCo/MJX.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a controller on reference clips")
+    t.add_argument("--config", help="experiment config (YAML), e.g. configs/forelimb.yaml")
+    t.add_argument("--clips", nargs="+", help="clip files (HDF5)")
+    t.add_argument("--run-dir", required=True, help="folder for this run's config, checkpoints and metrics")
+    t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. ppo.num_envs=128")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="roll a trained controller out on clips and score it")
+    e.add_argument("run", help="run directory written by `mimic train`")
+    e.add_argument("--clips", nargs="+", required=True, help="clip files to evaluate on (held-out behaviour)")
+    e.add_argument("--out", help="output folder (default RUN/eval)")
+    e.add_argument("--plots", type=int, default=3, help="plot this many clips (0: none)")
+    e.set_defaults(func=cmd_evaluate)
+
+    d = sub.add_parser("demo", help="train and evaluate on built-in synthetic reaches; no data needed")
+    d.add_argument("--out", default="demo_out", help="output folder")
+    d.add_argument("--minutes", type=float, default=5.0, help="training time budget")
+    d.add_argument("--force", action="store_true", help="replace an existing demo output folder")
+    d.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("bodies", help="list the registered body models")
+    b.set_defaults(func=cmd_bodies)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MimicError as exc:
+        print(f"mimic {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mimic {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
