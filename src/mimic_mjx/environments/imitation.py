@@ -155,7 +155,8 @@ class ImitationEnv:
         finite = jnp.all(jnp.isfinite(data.qpos)) & jnp.all(jnp.isfinite(data.qvel))
         q_err = data.qpos - self.ref_qpos[clip, frame]
         ee_err = jnp.linalg.norm(self._ee(data) - self.ref_ee[clip, frame], axis=-1)
-        power = data.actuator_force * data.actuator_velocity
+        # MJX 3.17 moved actuator velocities into the implementation-specific part of Data.
+        power = data.actuator_force * data._impl.actuator_velocity
         reward = tracking_reward(cfg, q_err, ee_err, ctrl, state.prev_ctrl, power)
         joint_error, ee_error = _rms(q_err), jnp.mean(ee_err)
         lost = (joint_error > cfg.max_joint_error_rad) | (ee_error > cfg.max_ee_error_m)
