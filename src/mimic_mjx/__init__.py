@@ -13,3 +13,9 @@ if _flag.split("=")[0] not in _os.environ.get("XLA_FLAGS", ""):
 _os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                        _os.path.join(_os.path.expanduser("~"), ".cache", "mimic-mjx", "jax"))
 _os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "2")
+
+import jax as _jax  # noqa: E402  (after the environment variables above)
+
+# The variable is read when jax is first imported; set it explicitly in case
+# jax was imported before this package.
+_jax.config.update("jax_compilation_cache_dir", _os.environ["JAX_COMPILATION_CACHE_DIR"])

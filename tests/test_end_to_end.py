@@ -1,0 +1,138 @@
+"""Train -> checkpoint -> resume -> evaluate, run-folder safety, and the CLI's error handling."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import jax
+import numpy as np
+import pytest
+
+from conftest import tiny_config_dict
+from mimic_mjx import config as config_lib
+from mimic_mjx.analysis.evaluate import evaluate
+from mimic_mjx.cli.main import main
+from mimic_mjx.data.clips import write_clips
+from mimic_mjx.data.synthetic import make_reaching_clips
+from mimic_mjx.errors import RunDirError
+from mimic_mjx.training.checkpoint import Checkpoints
+from mimic_mjx.training.experiment import build_env
+from mimic_mjx.training.ppo import PPOTrainer
+from mimic_mjx.training.trainer import train
+
+
+@pytest.fixture(scope="module")
+def clips():
+    c = make_reaching_clips(4, seed=7, num_frames=30)
+    return c[:3], c[3:]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, clips):
+    """One uninterrupted run of 3 updates, and one stopped after 2 then resumed."""
+    root = tmp_path_factory.mktemp("runs")
+    cfg = config_lib.from_dict(tiny_config_dict())  # 96 steps = 3 updates of 8 envs x 4 steps
+    short = cfg.replace(train=cfg.train.__class__(**{**cfg.train.__dict__, "total_steps": 64}))
+    full = train(cfg, root / "full", clips[0], log=lambda m: None)
+    part = train(short, root / "part", clips[0], log=lambda m: None)
+    resumed = train(cfg, root / "part", resume=True, log=lambda m: None)
+    return root, cfg, full, part, resumed
+
+
+def _restore(run_dir, cfg, clips):
+    trainer = PPOTrainer(cfg, build_env(cfg, clips))
+    ck = Checkpoints(run_dir / "checkpoints")
+    state = ck.restore(jax.eval_shape(trainer.init, jax.random.PRNGKey(0)))
+    ck.close()
+    return state
+
+
+def test_resume_is_exact(runs, clips):
+    root, cfg, full, part, resumed = runs
+    assert full["updates"] == 3 and part["updates"] == 2 and resumed["updates"] == 3
+    a, b = _restore(root / "full", cfg, clips[0]), _restore(root / "part", cfg, clips[0])
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    # The logged metrics agree too, line by line.
+    lines = lambda d: [json.loads(l) for l in (root / d / "metrics.jsonl").read_text().splitlines()]
+    fa, fb = lines("full"), lines("part")
+    assert [r["update"] for r in fb] == [1, 2, 3]
+    for ra, rb in zip(fa, fb):
+        assert ra["reward"] == rb["reward"] and ra["policy_loss"] == rb["policy_loss"]
+
+
+def test_training_is_deterministic_for_a_seed(runs, clips):
+    root, cfg, *_ = runs
+    a = _restore(root / "full", cfg, clips[0])
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(a.params))
+    assert int(a.updates) == 3
+
+
+def test_evaluate_writes_rollouts_and_summary(runs, clips, tmp_path):
+    root, cfg, *_ = runs
+    summary = evaluate(root / "full", clips[1], tmp_path / "eval")
+    assert summary["num_clips"] == 1
+    c = summary["clips"][0]
+    assert 0.0 < c["fraction_tracked"] <= 1.0
+    assert np.isfinite(c["joint_rmse_deg"]) and np.isfinite(c["wrist_error_mm"])
+    assert len(c["joint_rmse_deg_per_joint"]) == 4
+    assert json.loads((tmp_path / "eval" / "summary.json").read_text()) == summary
+    with h5py.File(tmp_path / "eval" / "rollouts.h5") as f:
+        g = f["clips"][clips[1][0].name]
+        steps = clips[1][0].num_frames - 1
+        assert g["qpos"].shape == (steps, 4)
+        assert g["activation"].shape == (steps, 9)
+        assert g["latent_mean"].shape == (steps, 4)
+        assert g["joint_error"].shape == (steps, 4)
+        assert set(g["layers"]) == {"encoder_0", "decoder_0"}
+        assert g["layers"]["decoder_0"].shape == (steps, 16)
+        assert np.all((g["activation"][()] >= 0) & (g["activation"][()] <= 1))
+
+
+def test_run_dir_protection(runs, clips, tmp_path):
+    root, cfg, *_ = runs
+    with pytest.raises(RunDirError, match="already holds this experiment; pass --resume"):
+        train(cfg, root / "full", clips[0], log=lambda m: None)
+    other = config_lib.apply_overrides(cfg, ["ppo.learning_rate=0.01"])
+    with pytest.raises(RunDirError, match=r"different experiment \(differs in: ppo.learning_rate\)"):
+        train(other, root / "full", clips[0], resume=True, log=lambda m: None)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="not empty and is not a mimic-mjx run"):
+        train(cfg, foreign, clips[0], log=lambda m: None)
+    assert (foreign / "notes.txt").read_text() == "mine"
+    with pytest.raises(RunDirError, match="nothing to resume"):
+        train(cfg, tmp_path / "empty", resume=True, log=lambda m: None)
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys, clips):
+    good = tmp_path / "good.h5"
+    write_clips(good, clips[0])
+    cases = [
+        (["train", "--clips", str(tmp_path / "missing.h5"), "--run-dir", str(tmp_path / "r1")], "clip file not found"),
+        (["train", "--clips", str(good), "--run-dir", str(tmp_path / "r2"), "--set", "ppo.num_env=4"],
+         "unknown config key 'ppo.num_env'"),
+        (["train", "--clips", str(good), "--run-dir", str(tmp_path / "r3"), "--set", "env.body=cat"],
+         "unknown body 'cat'"),
+        (["evaluate", str(tmp_path / "nope"), "--clips", str(good)], "run directory not found"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    # Nothing was left behind by the failed training commands.
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+def test_cli_evaluate_with_plots(runs, clips, tmp_path, capsys):
+    root, *_ = runs
+    test_file = tmp_path / "test.h5"
+    write_clips(test_file, clips[1])
+    assert main(["evaluate", str(root / "full"), "--clips", str(test_file), "--out", str(tmp_path / "ev"),
+                 "--plots", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "mean over 1 clips" in out
+    pngs = sorted(p.name for p in (tmp_path / "ev").glob("*.png"))
+    assert pngs == [f"{clips[1][0].name}_joints.png", f"{clips[1][0].name}_muscles.png"]
