@@ -28,3 +28,7 @@ class BodyError(MimicError):
 
 class RunDirError(MimicError):
     """A run directory is missing, incomplete or belongs to another experiment."""
+
+
+class KeypointError(MimicError):
+    """A keypoint (pose tracking) file is missing, unreadable or implausible."""

@@ -61,14 +61,24 @@ def _compiled(name: str) -> mujoco.MjModel:
 
 
 def _register_builtin() -> None:
-    from mimic_mjx.bodies import forelimb
+    from mimic_mjx.bodies import forelimb, rat
+    from mimic_mjx.bodies.keypoint_maps import get_keypoint_map
 
     register_body(BodyModel(
         name="mouse_forelimb",
         description="Mouse forelimb: 4 hinges (shoulder x3, elbow), 9 Hill-type muscles, about 1 g",
         build_spec=forelimb.build_spec,
         end_effectors=("wrist_body",),
-        keypoint_bodies={"Shoulder": "scapula", "Elbow": "elbow", "Wrist": "wrist_body"},
+        keypoint_bodies=get_keypoint_map("mouse_forelimb").keypoint_bodies(),
+    ))
+    register_body(BodyModel(
+        name="rat",
+        description=(f"Rat: dm_control's rodent scaled by {rat.RAT_SCALE:g} on a floor; free root joint + "
+                     "67 hinges, 38 position actuators, about 0.25 kg"),
+        build_spec=rat.build_spec,
+        # Hands and feet (the paws that touch the ground) and the head.
+        end_effectors=("hand_L", "hand_R", "foot_L", "foot_R", "skull"),
+        keypoint_bodies=get_keypoint_map("rat").keypoint_bodies(),
     ))
 
 
