@@ -13,7 +13,7 @@ from typing import Sequence
 import mujoco
 import numpy as np
 
-from mimic_mjx.data.clips import Clip
+from mimic_mjx.data.clips import QVEL_DIM, Clip
 from mimic_mjx.errors import BindingError, ClipError
 
 
@@ -31,18 +31,33 @@ class ReferenceBank:
         return len(self.names)
 
 
-def joint_qpos_indices(model: mujoco.MjModel, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """qpos and qvel addresses of named hinge/slide joints, in the given order."""
+_QPOS_SIZE = {int(mujoco.mjtJoint.mjJNT_FREE): 7, int(mujoco.mjtJoint.mjJNT_BALL): 4,
+              int(mujoco.mjtJoint.mjJNT_HINGE): 1, int(mujoco.mjtJoint.mjJNT_SLIDE): 1}
+
+
+def joint_blocks(model: mujoco.MjModel, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """qpos and qvel addresses of the named joints, each joint's columns in order."""
     qadr, vadr = [], []
     for n in names:
         j = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n)
         if j < 0:
             raise BindingError(f"joint '{n}' is not in the body model")
-        if int(model.jnt_type[j]) not in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE)):
-            raise BindingError(f"joint '{n}' is not a hinge or slide joint")
-        qadr.append(model.jnt_qposadr[j])
-        vadr.append(model.jnt_dofadr[j])
-    return np.asarray(qadr), np.asarray(vadr)
+        nq = _QPOS_SIZE[int(model.jnt_type[j])]
+        qadr += range(model.jnt_qposadr[j], model.jnt_qposadr[j] + nq)
+        vadr += range(model.jnt_dofadr[j], model.jnt_dofadr[j] + QVEL_DIM[nq])
+    return np.asarray(qadr, int), np.asarray(vadr, int)
+
+
+def _clip_columns(clip: Clip, model_joints: Sequence[str]) -> tuple[list[int], list[int]]:
+    """Column indices of the clip's qpos/qvel reordered to ``model_joints``."""
+    qstart = np.concatenate([[0], np.cumsum(clip.qpos_dims)])
+    vstart = np.concatenate([[0], np.cumsum(clip.qvel_dims)])
+    qcols, vcols = [], []
+    for n in model_joints:
+        i = clip.joint_names.index(n)
+        qcols += range(qstart[i], qstart[i + 1])
+        vcols += range(vstart[i], vstart[i + 1])
+    return qcols, vcols
 
 
 def body_ids(model: mujoco.MjModel, names: Sequence[str]) -> np.ndarray:
@@ -77,6 +92,12 @@ def bind_clips(clips: Sequence[Clip], model: mujoco.MjModel, body_name: str,
         if missing or extra:
             raise BindingError(f"clip '{c.name}' joints do not match body '{body_name}': "
                                f"missing {missing}, unknown {extra}; body joints are {model_joints}")
+        dims = dict(zip(c.joint_names, c.qpos_dims))
+        wrong = [n for n in model_joints
+                 if dims[n] != _QPOS_SIZE[int(model.jnt_type[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n)])]]
+        if wrong:
+            raise BindingError(f"clip '{c.name}' joints {wrong} have a different type (qpos size) than in "
+                               f"body '{body_name}'")
         if c.body_names:
             unknown = [n for n in c.body_names if n != "world" and
                        mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) < 0]
@@ -92,7 +113,7 @@ def bind_clips(clips: Sequence[Clip], model: mujoco.MjModel, body_name: str,
                             f"smaller env.horizon")
 
     ee_ids = body_ids(model, end_effectors)
-    qadr, vadr = joint_qpos_indices(model, model_joints)
+    qadr, vadr = joint_blocks(model, model_joints)
     T = max(c.num_frames for c in clips) + pad
     N = len(clips)
     qpos = np.zeros((N, T, model.nq), np.float32)
@@ -100,10 +121,10 @@ def bind_clips(clips: Sequence[Clip], model: mujoco.MjModel, body_name: str,
     ee = np.zeros((N, T, len(end_effectors), 3), np.float32)
     data = mujoco.MjData(model)
     for i, c in enumerate(clips):
-        order = [c.joint_names.index(n) for n in model_joints]
+        qcols, vcols = _clip_columns(c, model_joints)
         L = c.num_frames
-        qpos[i, :L][:, qadr] = c.qpos[:, order]
-        qvel[i, :L][:, vadr] = c.qvel[:, order]
+        qpos[i, :L][:, qadr] = c.qpos[:, qcols]
+        qvel[i, :L][:, vadr] = c.qvel[:, vcols]
         if c.xpos is not None and all(n in c.body_names for n in end_effectors):
             cols = [c.body_names.index(n) for n in end_effectors]
             ee[i, :L] = c.xpos[:, cols]

@@ -21,6 +21,7 @@ from mimic_mjx.errors import ClipError
 FORMAT_NAME = "mimic-mjx-clips"
 FORMAT_VERSION = 1
 REGISTRATION_LAYOUT_DEFAULT_FPS = 200.0
+QVEL_DIM = {1: 1, 4: 3, 7: 6}  # qpos columns -> qvel columns per joint
 
 
 @dataclasses.dataclass
@@ -39,6 +40,18 @@ class Clip:
     keypoint_names: tuple[str, ...] = ()
     keypoints: np.ndarray | None = None  # (T, K, 3) m
     marker_offsets: np.ndarray | None = None  # (K, 3) m, in the attached body's frame
+    keypoint_residuals: np.ndarray | None = None  # (T, K) m, registration residual per keypoint
+    # qpos columns per joint: 1 for hinges/slides, 7 for a free joint (xyz + wxyz
+    # quaternion), 4 for a ball joint. Empty means all 1.
+    joint_qpos_dims: tuple[int, ...] = ()
+
+    @property
+    def qpos_dims(self) -> tuple[int, ...]:
+        return tuple(self.joint_qpos_dims) or (1,) * len(self.joint_names)
+
+    @property
+    def qvel_dims(self) -> tuple[int, ...]:
+        return tuple(QVEL_DIM[d] for d in self.qpos_dims)
 
     @property
     def num_frames(self) -> int:
@@ -53,13 +66,18 @@ class Clip:
         where = f"clip '{self.name}'"
         if not np.isfinite(self.fps) or self.fps <= 0:
             raise ClipError(f"{where}: frame rate must be a positive number of frames per second, got {self.fps}")
-        if self.qpos.ndim != 2 or self.qpos.shape[1] != len(self.joint_names):
-            raise ClipError(f"{where}: qpos has shape {self.qpos.shape}, expected (frames, {len(self.joint_names)}) "
+        if self.joint_qpos_dims and (len(self.joint_qpos_dims) != len(self.joint_names)
+                                     or any(d not in QVEL_DIM for d in self.joint_qpos_dims)):
+            raise ClipError(f"{where}: joint_qpos_dims {list(self.joint_qpos_dims)} must give 1, 4 or 7 "
+                            f"for each of its {len(self.joint_names)} joints")
+        nq, nv = sum(self.qpos_dims), sum(self.qvel_dims)
+        if self.qpos.ndim != 2 or self.qpos.shape[1] != nq:
+            raise ClipError(f"{where}: qpos has shape {self.qpos.shape}, expected (frames, {nq}) "
                             f"to match its {len(self.joint_names)} joint names")
         if self.qpos.shape[0] < 2:
             raise ClipError(f"{where}: has {self.qpos.shape[0]} frame(s); a clip needs at least 2")
-        if self.qvel.shape != self.qpos.shape:
-            raise ClipError(f"{where}: qvel has shape {self.qvel.shape}, expected {self.qpos.shape} like qpos")
+        if self.qvel.shape != (self.qpos.shape[0], nv):
+            raise ClipError(f"{where}: qvel has shape {self.qvel.shape}, expected {(self.qpos.shape[0], nv)}")
         if len(set(self.joint_names)) != len(self.joint_names):
             raise ClipError(f"{where}: joint names repeat: {list(self.joint_names)}")
         T = self.num_frames
@@ -149,6 +167,7 @@ def _read_native(f: h5py.File, path: Path) -> list[Clip]:
     joint_names = _decode(f["joint_names"][()])
     body_names = _decode(f["body_names"][()]) if "body_names" in f else ()
     kp_names = _decode(f["keypoint_names"][()]) if "keypoint_names" in f else ()
+    dims = tuple(int(d) for d in f["joint_qpos_dims"][()]) if "joint_qpos_dims" in f else ()
     if "clips" not in f or len(f["clips"]) == 0:
         raise ClipError(f"{path}: holds no clips (empty 'clips' group)")
     clips = []
@@ -156,7 +175,12 @@ def _read_native(f: h5py.File, path: Path) -> list[Clip]:
         g = f["clips"][name]
         fps = float(g.attrs.get("fps", f.attrs.get("fps", np.nan)))
         qpos = _f32(g["qpos"][()])
-        qvel = _f32(g["qvel"][()]) if "qvel" in g else finite_difference_velocity(qpos, fps)
+        if "qvel" in g:
+            qvel = _f32(g["qvel"][()])
+        elif any(d != 1 for d in dims):
+            raise ClipError(f"{path}: clip '{name}' has free or ball joints and no qvel; store qvel")
+        else:
+            qvel = finite_difference_velocity(qpos, fps)
         clips.append(Clip(
             name=name, body=body, fps=fps, joint_names=joint_names, qpos=qpos, qvel=qvel,
             body_names=body_names if "xpos" in g else (),
@@ -165,6 +189,8 @@ def _read_native(f: h5py.File, path: Path) -> list[Clip]:
             keypoint_names=kp_names if "keypoints" in g else (),
             keypoints=_f32(g["keypoints"][()]) if "keypoints" in g else None,
             marker_offsets=_f32(g["marker_offsets"][()]) if "marker_offsets" in g else None,
+            keypoint_residuals=_f32(g["keypoint_residuals"][()]) if "keypoint_residuals" in g else None,
+            joint_qpos_dims=dims,
         ).validate())
     return clips
 
@@ -224,7 +250,7 @@ def write_clips(path: str | os.PathLike, clips: Sequence[Clip]) -> None:
         if not c.name or c.name == "." or "/" in c.name:
             raise ClipError(f"clip name '{c.name}' cannot be stored in HDF5: use a non-empty name "
                             f"without '/' (and not '.')")
-        if c.body != first.body or c.joint_names != first.joint_names:
+        if c.body != first.body or c.joint_names != first.joint_names or c.qpos_dims != first.qpos_dims:
             raise ClipError(f"clip '{c.name}' is for body '{c.body}' with joints {list(c.joint_names)}, "
                             f"but '{first.name}' is for '{first.body}' with {list(first.joint_names)}; "
                             f"write clips of different bodies to different files")
@@ -236,6 +262,8 @@ def write_clips(path: str | os.PathLike, clips: Sequence[Clip]) -> None:
         f.attrs["length_unit"] = "m"
         f.attrs["angle_unit"] = "rad"
         f.create_dataset("joint_names", data=np.array(first.joint_names, dtype=object), dtype=str_dt)
+        if any(d != 1 for d in first.qpos_dims):
+            f.create_dataset("joint_qpos_dims", data=np.array(first.qpos_dims, np.int32))
         with_bodies = [c for c in clips if c.xpos is not None]
         if with_bodies:
             f.create_dataset("body_names", data=np.array(with_bodies[0].body_names, dtype=object), dtype=str_dt)
@@ -262,3 +290,5 @@ def write_clips(path: str | os.PathLike, clips: Sequence[Clip]) -> None:
                 g.create_dataset("keypoints", data=_f32(c.keypoints)).attrs["unit"] = "m"
             if c.marker_offsets is not None:
                 g.create_dataset("marker_offsets", data=_f32(c.marker_offsets)).attrs["unit"] = "m"
+            if c.keypoint_residuals is not None:
+                g.create_dataset("keypoint_residuals", data=_f32(c.keypoint_residuals)).attrs["unit"] = "m"

@@ -1,0 +1,279 @@
+"""STAC: Simultaneous Tracking And Calibration of a body model to 3D keypoints.
+
+Unknowns: every frame's pose ``qpos`` and one marker offset per keypoint (the
+marker's position in the frame of the body it is attached to). The solver
+alternates
+
+1. a root alignment (free-root bodies only): a weighted Kabsch fit of the
+   trunk markers, frame by frame, in closed form;
+2. pose rounds: Levenberg-Marquardt on all frames at once (vmapped over
+   frames, one jit-compiled loop), with marker residuals, a temporal
+   smoothness term towards the mean of each frame's neighbours and an
+   optional prior towards the neutral pose; hinges are projected into their
+   joint limits after every step;
+3. offset rounds: with poses fixed, each offset is the solution of a small
+   linear least-squares problem, regularised towards its initial value, in
+   closed form.
+
+Why Levenberg-Marquardt in JAX rather than a general least-squares library:
+each frame's problem is small (tens of unknowns, 3 residuals per keypoint)
+and all frames are independent once the smoothness neighbours are held at the
+current iterate, so one batched normal-equation solve per iteration handles
+every frame together; the Jacobians come from forward-mode differentiation of
+MJX kinematics, exact and batched. SciPy's least_squares would loop over
+frames in Python or build one huge sparse problem with finite-difference
+Jacobians, both far slower for thousands of frames. The damping adapts per
+frame, so easy frames converge in a few steps while hard ones keep going.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from mujoco import mjx
+
+from mimic_mjx.errors import KeypointError
+
+
+@dataclasses.dataclass(frozen=True)
+class StacConfig:
+    rounds: int = 3  # pose/offset alternations after the first pose fit
+    lm_iterations: int = 25  # Levenberg-Marquardt steps per pose round
+    smooth_m_per_rad: float = 0.002  # smoothness: 1 rad off the neighbours' mean costs like 2 mm
+    prior_m_per_rad: float = 0.0  # pull towards the neutral pose (0: none)
+    offset_reg: float = 0.05  # offset regularisation, as a fraction of the frames' total weight
+    min_confidence: float = 0.0  # keypoints at or below this confidence are ignored
+    weight_by_confidence: bool = False  # else every kept keypoint weighs 1
+    batch_frames: int = 2000  # frames solved together (memory bound)
+
+
+@dataclasses.dataclass
+class StacResult:
+    qpos: np.ndarray  # (T, nq)
+    offsets: np.ndarray  # (K, 3) m
+    markers: np.ndarray  # (T, K, 3) m, fitted marker positions
+    residuals: np.ndarray  # (T, K) m, NaN where the keypoint is missing
+    weights: np.ndarray  # (T, K)
+    seconds: float
+
+
+# -- quaternion helpers (wxyz), numpy and jax agnostic where possible --------
+
+def _quat_mul(a, b):
+    aw, ax, ay, az = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
+    bw, bx, by, bz = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
+    return jnp.stack([aw * bw - ax * bx - ay * by - az * bz,
+                      aw * bx + ax * bw + ay * bz - az * by,
+                      aw * by - ax * bz + ay * bw + az * bx,
+                      aw * bz + ax * by - ay * bx + az * bw], axis=-1)
+
+
+def _quat_exp(v):
+    """Quaternion of the rotation vector ``v`` (differentiable at 0)."""
+    theta2 = jnp.sum(v * v, axis=-1, keepdims=True)
+    theta = jnp.sqrt(theta2 + 1e-24)
+    half = 0.5 * theta
+    scale = jnp.where(theta2 > 1e-12, jnp.sin(half) / theta, 0.5 - theta2 / 48.0)
+    return jnp.concatenate([jnp.cos(half), v * scale], axis=-1)
+
+
+def _mat_to_quat(R: np.ndarray) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) -> unit quaternions (..., 4), wxyz."""
+    out = np.empty(R.shape[:-2] + (4,))
+    flat_R, flat_q = R.reshape(-1, 3, 3), out.reshape(-1, 4)
+    for i in range(flat_R.shape[0]):
+        mujoco.mju_mat2Quat(flat_q[i], flat_R[i].ravel())
+    return out
+
+
+class Layout:
+    """Where a model's free root and hinges live in qpos/qvel."""
+
+    def __init__(self, model: mujoco.MjModel):
+        types = model.jnt_type
+        free = np.nonzero(types == int(mujoco.mjtJoint.mjJNT_FREE))[0]
+        ball = np.nonzero(types == int(mujoco.mjtJoint.mjJNT_BALL))[0]
+        if len(ball) or len(free) > 1 or (len(free) == 1 and free[0] != 0):
+            raise KeypointError("registration supports bodies with hinge/slide joints and at most one free "
+                                "root joint (the first joint)")
+        self.free_root = len(free) == 1
+        hinges = np.nonzero(types != int(mujoco.mjtJoint.mjJNT_FREE))[0]
+        self.hinge_qpos = model.jnt_qposadr[hinges]
+        self.hinge_dof = model.jnt_dofadr[hinges]
+        limited = model.jnt_limited[hinges].astype(bool)
+        self.lo = np.where(limited, model.jnt_range[hinges, 0], -np.inf)
+        self.hi = np.where(limited, model.jnt_range[hinges, 1], np.inf)
+        self.nq, self.nv = model.nq, model.nv
+
+    def retract(self, q, delta):
+        """q (+) delta: positions add, the root quaternion turns in its local frame."""
+        out = q.at[self.hinge_qpos].add(delta[self.hinge_dof])
+        if self.free_root:
+            out = out.at[0:3].add(delta[0:3])
+            quat = _quat_mul(q[3:7], _quat_exp(delta[3:6]))
+            out = out.at[3:7].set(quat / jnp.linalg.norm(quat))
+        return out
+
+    def project(self, q):
+        return q.at[self.hinge_qpos].set(jnp.clip(q[self.hinge_qpos], self.lo, self.hi))
+
+
+class StacSolver:
+    """Fits one body (a compiled MjModel) to keypoints through a keypoint map."""
+
+    def __init__(self, model: mujoco.MjModel, keypoint_bodies: list[str], initial_offsets: np.ndarray,
+                 trunk: list[int], cfg: StacConfig = StacConfig(),
+                 log: Callable[[str], None] = lambda m: None):
+        self.model = model
+        self.cfg = cfg
+        self.log = log
+        self.layout = Layout(model)
+        self.body_ids = np.array([model.body(b).id for b in keypoint_bodies])
+        self.initial_offsets = np.asarray(initial_offsets, np.float64)
+        self.trunk = np.asarray(trunk, int)
+        self.mx = mjx.put_model(model)
+        self._blank = mjx.make_data(self.mx)
+        self.q_neutral = jnp.asarray(model.qpos0)
+        self._pose_round = jax.jit(self._pose_round_impl)
+        self._kinematics = jax.jit(jax.vmap(self._body_frames))
+
+    # -- model evaluation ---------------------------------------------------
+    def _body_frames(self, q):
+        d = mjx.kinematics(self.mx, self._blank.replace(qpos=q))
+        return d.xpos, d.xmat, d.xquat
+
+    def _markers(self, q, offsets):
+        xpos, xmat, _ = self._body_frames(q)
+        b = self.body_ids
+        return xpos[b] + jnp.einsum("kij,kj->ki", xmat[b], offsets)
+
+    # -- pose fitting -------------------------------------------------------
+    def _residual(self, q, kp, sqrt_w, offsets, neighbour_mean):
+        lay, cfg = self.layout, self.cfg
+        r = [(sqrt_w[:, None] * (self._markers(q, offsets) - kp)).ravel()]
+        h = lay.hinge_qpos
+        if cfg.smooth_m_per_rad > 0:
+            r.append(cfg.smooth_m_per_rad * (q[h] - neighbour_mean[h]))
+            if lay.free_root:
+                r.append(cfg.smooth_m_per_rad * (q[0:3] - neighbour_mean[0:3]) / 0.01)
+        if cfg.prior_m_per_rad > 0:
+            r.append(cfg.prior_m_per_rad * (q[h] - self.q_neutral[h]))
+        return jnp.concatenate(r)
+
+    def _lm_frame(self, q, lam, kp, sqrt_w, offsets, neighbour_mean):
+        lay = self.layout
+        res = lambda d: self._residual(lay.project(lay.retract(q, d)), kp, sqrt_w, offsets, neighbour_mean)
+        zero = jnp.zeros(lay.nv)
+        r0 = res(zero)
+        J = jax.jacfwd(res)(zero)
+        H = J.T @ J
+        g = J.T @ r0
+        diag = jnp.diag(H)
+        step = -jnp.linalg.solve(H + lam * (jnp.diag(diag) + 1e-9 * jnp.eye(lay.nv)), g)
+        q_new = lay.project(lay.retract(q, step))
+        cost0 = jnp.sum(r0 ** 2)
+        cost1 = jnp.sum(self._residual(q_new, kp, sqrt_w, offsets, neighbour_mean) ** 2)
+        better = jnp.isfinite(cost1) & (cost1 < cost0)
+        return jnp.where(better, q_new, q), jnp.where(better, lam * 0.3, lam * 5.0), jnp.minimum(cost0, cost1)
+
+    def _pose_round_impl(self, q, kp, sqrt_w, offsets):
+        """Levenberg-Marquardt on every frame; smoothness neighbours follow the iterate."""
+        lm = jax.vmap(self._lm_frame, in_axes=(0, 0, 0, 0, None, 0))
+
+        def neighbour_mean(q):
+            prev = jnp.concatenate([q[:1], q[:-1]])
+            nxt = jnp.concatenate([q[1:], q[-1:]])
+            return 0.5 * (prev + nxt)
+
+        def body(_, carry):
+            q, lam, _ = carry
+            return lm(q, lam, kp, sqrt_w, offsets, jax.lax.stop_gradient(neighbour_mean(q)))
+
+        lam0 = jnp.full(q.shape[0], 1e-2)
+        q, _, cost = jax.lax.fori_loop(0, self.cfg.lm_iterations, body, (q, lam0, jnp.zeros(q.shape[0])))
+        return q, cost
+
+    # -- closed-form parts --------------------------------------------------
+    def align_root(self, kp: np.ndarray, w: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Initial poses: neutral joints, root placed by a weighted Kabsch fit of the trunk markers."""
+        T = kp.shape[0]
+        q = np.tile(self.model.qpos0, (T, 1))
+        if not self.layout.free_root:
+            return q
+        ref = np.array(self.model.qpos0)
+        ref[0:3], ref[3:7] = 0.0, (1.0, 0.0, 0.0, 0.0)
+        local = np.asarray(self._markers(jnp.asarray(ref), jnp.asarray(offsets)))[self.trunk]  # root frame
+        P, W = kp[:, self.trunk], w[:, self.trunk]
+        enough = (W > 0).sum(axis=1) >= 3
+        if not enough.any():
+            raise KeypointError("no frame has 3 or more trunk keypoints; the root cannot be aligned")
+        wsum = W.sum(axis=1, keepdims=True) + 1e-12
+        mu_p = (W[..., None] * np.nan_to_num(P)).sum(1) / wsum
+        mu_l = (W[..., None] * local[None]).sum(1) / wsum
+        C = np.einsum("tk,tki,tkj->tij", W, np.nan_to_num(P) - mu_p[:, None], local[None] - mu_l[:, None])
+        U, _, Vt = np.linalg.svd(C)
+        D = np.ones((T, 3))
+        D[:, 2] = np.sign(np.linalg.det(U @ Vt))
+        R = U @ (D[..., None] * Vt)
+        t = mu_p - np.einsum("tij,tj->ti", R, mu_l)
+        # Frames with too few trunk keypoints take the nearest good frame's root.
+        good = np.nonzero(enough)[0]
+        nearest = good[np.abs(np.arange(T)[:, None] - good[None]).argmin(axis=1)]
+        q[:, 0:3] = t[nearest]
+        q[:, 3:7] = _mat_to_quat(R[nearest])
+        return q
+
+    def fit_offsets(self, q: np.ndarray, kp: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Per-keypoint least squares for the offsets, with the poses fixed."""
+        xpos, xmat, _ = self._kinematics(jnp.asarray(q))
+        xpos, xmat = np.asarray(xpos)[:, self.body_ids], np.asarray(xmat)[:, self.body_ids]
+        local = np.einsum("tkji,tkj->tki", xmat, np.nan_to_num(kp) - xpos)  # keypoints in body frames
+        lam = self.cfg.offset_reg * np.maximum(w.sum(axis=0), 1.0)
+        num = (w[..., None] * local).sum(axis=0) + lam[:, None] * self.initial_offsets
+        return num / (w.sum(axis=0) + lam)[:, None]
+
+    # -- driver -------------------------------------------------------------
+    def _solve_poses(self, q, kp, w, offsets):
+        sqrt_w = np.sqrt(w)
+        out, costs = [], []
+        B = self.cfg.batch_frames
+        for s in range(0, q.shape[0], B):
+            qb, cb = self._pose_round(jnp.asarray(q[s:s + B]), jnp.asarray(np.nan_to_num(kp[s:s + B])),
+                                      jnp.asarray(sqrt_w[s:s + B]), jnp.asarray(offsets))
+            out.append(np.asarray(qb))
+            costs.append(np.asarray(cb))
+        return np.concatenate(out), np.concatenate(costs)
+
+    def solve(self, kp: np.ndarray, weights: np.ndarray) -> StacResult:
+        """kp: (T, K, 3) metres, NaN where missing; weights: (T, K), 0 to ignore."""
+        t0 = time.perf_counter()
+        w = np.where(np.isfinite(kp).all(axis=-1), weights, 0.0)
+        offsets = self.initial_offsets.copy()
+        q = self.align_root(kp, w, offsets)
+        for r in range(self.cfg.rounds + 1):
+            q, cost = self._solve_poses(q, kp, w, offsets)
+            med = self._median_residual(q, kp, w, offsets)
+            self.log(f"pose round {r + 1}/{self.cfg.rounds + 1}: median keypoint residual {1e3 * med:.2f} mm "
+                     f"({time.perf_counter() - t0:.0f} s)")
+            if r < self.cfg.rounds:
+                offsets = self.fit_offsets(q, kp, w)
+        markers = np.asarray(jax.vmap(self._markers, in_axes=(0, None))(jnp.asarray(q), jnp.asarray(offsets)))
+        residuals = np.linalg.norm(markers - kp, axis=-1)
+        residuals = np.where(w > 0, residuals, np.nan)
+        return StacResult(qpos=q, offsets=offsets, markers=markers, residuals=residuals, weights=w,
+                          seconds=time.perf_counter() - t0)
+
+    def _median_residual(self, q, kp, w, offsets) -> float:
+        m = np.asarray(jax.vmap(self._markers, in_axes=(0, None))(jnp.asarray(q), jnp.asarray(offsets)))
+        d = np.linalg.norm(m - np.nan_to_num(kp), axis=-1)
+        return float(np.median(d[w > 0]))
+
+    def body_poses(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        xpos, _, xquat = self._kinematics(jnp.asarray(q))
+        return np.asarray(xpos), np.asarray(xquat)
