@@ -28,6 +28,7 @@ frame, so easy frames converge in a few steps while hard ones keep going.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from typing import Callable
@@ -137,9 +138,25 @@ class StacSolver:
         self.body_ids = np.array([model.body(b).id for b in keypoint_bodies])
         self.initial_offsets = np.asarray(initial_offsets, np.float64)
         self.trunk = np.asarray(trunk, int)
-        self.mx = mjx.put_model(model)
+        # Only kinematics are evaluated: drop contacts, which MJX cannot build
+        # for some geom pairs of the larger bodies (e.g. the rat's ellipsoids).
+        kin_model = copy.deepcopy(model)
+        kin_model.geom_contype[:] = 0
+        kin_model.geom_conaffinity[:] = 0
+        self.mx = mjx.put_model(kin_model)
         self._blank = mjx.make_data(self.mx)
         self.q_neutral = jnp.asarray(model.qpos0)
+        # Per dof: its joint, whether it slides, and which bodies it moves.
+        self._dof_joint = jnp.asarray(model.dof_jntid)
+        self._dof_is_slide = jnp.asarray(model.jnt_type[model.dof_jntid] == int(mujoco.mjtJoint.mjJNT_SLIDE))
+        ancestor = np.zeros((model.nbody, model.nv), np.float32)
+        for b in range(model.nbody):
+            a = b
+            while a > 0:
+                ancestor[b, model.dof_bodyid == a] = 1.0
+                a = model.body_parentid[a]
+        self._ancestor = jnp.asarray(ancestor)
+        self._root_body = int(model.jnt_bodyid[0]) if self.layout.free_root else 0
         self._pose_round = jax.jit(self._pose_round_impl)
         self._kinematics = jax.jit(jax.vmap(self._body_frames))
 
@@ -154,50 +171,97 @@ class StacSolver:
         return xpos[b] + jnp.einsum("kij,kj->ki", xmat[b], offsets)
 
     # -- pose fitting -------------------------------------------------------
-    def _residual(self, q, kp, sqrt_w, offsets, neighbour_mean):
-        lay, cfg = self.layout, self.cfg
-        r = [(sqrt_w[:, None] * (self._markers(q, offsets) - kp)).ravel()]
-        h = lay.hinge_qpos
-        if cfg.smooth_m_per_rad > 0:
-            r.append(cfg.smooth_m_per_rad * (q[h] - neighbour_mean[h]))
-            if lay.free_root:
-                r.append(cfg.smooth_m_per_rad * (q[0:3] - neighbour_mean[0:3]) / 0.01)
-        if cfg.prior_m_per_rad > 0:
-            r.append(cfg.prior_m_per_rad * (q[h] - self.q_neutral[h]))
-        return jnp.concatenate(r)
+    def _markers_and_jacobian(self, q, offsets):
+        """Marker positions (K, 3) and their exact Jacobian (K, 3, nv) from one kinematics pass.
 
-    def _lm_frame(self, q, lam, kp, sqrt_w, offsets, neighbour_mean):
-        lay = self.layout
-        res = lambda d: self._residual(lay.project(lay.retract(q, d)), kp, sqrt_w, offsets, neighbour_mean)
-        zero = jnp.zeros(lay.nv)
-        r0 = res(zero)
-        J = jax.jacfwd(res)(zero)
-        H = J.T @ J
-        g = J.T @ r0
-        diag = jnp.diag(H)
-        step = -jnp.linalg.solve(H + lam * (jnp.diag(diag) + 1e-9 * jnp.eye(lay.nv)), g)
-        q_new = lay.project(lay.retract(q, step))
-        cost0 = jnp.sum(r0 ** 2)
-        cost1 = jnp.sum(self._residual(q_new, kp, sqrt_w, offsets, neighbour_mean) ** 2)
-        better = jnp.isfinite(cost1) & (cost1 < cost0)
-        return jnp.where(better, q_new, q), jnp.where(better, lam * 0.3, lam * 5.0), jnp.minimum(cost0, cost1)
+        A hinge turns every marker below it about its axis through its anchor,
+        so its column is axis x (marker - anchor); a slide moves them along its
+        axis; the free root translates them and turns them about the root
+        origin in the root's local frame (matching ``Layout.retract``). This
+        avoids forward-mode differentiation through the kinematics, whose
+        compiled program is tens of times larger for the rat.
+        """
+        d = mjx.kinematics(self.mx, self._blank.replace(qpos=q))
+        b = self.body_ids
+        m = d.xpos[b] + jnp.einsum("kij,kj->ki", d.xmat[b], offsets)
+        jnt = self._dof_joint
+        axis, anchor = d.xaxis[jnt], d.xanchor[jnt]  # (nv, 3)
+        rot = jnp.cross(axis[None], m[:, None] - anchor[None])  # (K, nv, 3)
+        cols = jnp.where(self._dof_is_slide[None, :, None], axis[None], rot)
+        if self.layout.free_root:
+            root_R = d.xmat[self._root_body]
+            cols = cols.at[:, 0:3].set(jnp.broadcast_to(jnp.eye(3), (m.shape[0], 3, 3)))
+            cols = cols.at[:, 3:6].set(jnp.cross(root_R.T[None], m[:, None] - d.xpos[self._root_body]))
+        J = cols * self._ancestor[b][:, :, None]
+        return m, jnp.swapaxes(J, 1, 2)
+
+    def _regulariser(self, q, neighbour_mean):
+        """Smoothness and prior residuals with their (constant) Jacobians."""
+        lay, cfg = self.layout, self.cfg
+        h, hd = lay.hinge_qpos, lay.hinge_dof
+        rows, jac = [], []
+        eye = jnp.eye(lay.nv)
+        if cfg.smooth_m_per_rad > 0:
+            rows.append(cfg.smooth_m_per_rad * (q[h] - neighbour_mean[h]))
+            jac.append(cfg.smooth_m_per_rad * eye[hd])
+            if lay.free_root:  # root position, relative to a 1 cm scale
+                rows.append(cfg.smooth_m_per_rad / 0.01 * (q[0:3] - neighbour_mean[0:3]))
+                jac.append(cfg.smooth_m_per_rad / 0.01 * eye[0:3])
+        if cfg.prior_m_per_rad > 0:
+            rows.append(cfg.prior_m_per_rad * (q[h] - self.q_neutral[h]))
+            jac.append(cfg.prior_m_per_rad * eye[hd])
+        if not rows:
+            return jnp.zeros(0), jnp.zeros((0, lay.nv))
+        return jnp.concatenate(rows), jnp.concatenate(jac)
 
     def _pose_round_impl(self, q, kp, sqrt_w, offsets):
-        """Levenberg-Marquardt on every frame; smoothness neighbours follow the iterate."""
-        lm = jax.vmap(self._lm_frame, in_axes=(0, 0, 0, 0, None, 0))
+        """Levenberg-Marquardt on every frame at once.
+
+        One kinematics pass per iteration: the candidate step is evaluated and
+        kept only where it lowers the frame's cost (then the damping drops),
+        otherwise the frame keeps its pose and cached Jacobian and the damping
+        rises. Smoothness neighbours follow the current iterate.
+        """
+        lay = self.layout
+        evaluate = jax.vmap(self._markers_and_jacobian, in_axes=(0, None))
+        regular = jax.vmap(self._regulariser)
 
         def neighbour_mean(q):
             prev = jnp.concatenate([q[:1], q[:-1]])
             nxt = jnp.concatenate([q[1:], q[-1:]])
-            return 0.5 * (prev + nxt)
+            return jax.lax.stop_gradient(0.5 * (prev + nxt))
+
+        def marker_terms(m, J):
+            r = (sqrt_w[..., None] * (m - kp)).reshape(m.shape[0], -1)
+            return r, (sqrt_w[..., None, None] * J).reshape(m.shape[0], -1, lay.nv)
+
+        def total(rm, rr):
+            return jnp.sum(rm ** 2, axis=1) + jnp.sum(rr ** 2, axis=1)
+
+        m, J = evaluate(q, offsets)
+        rm, Jm = marker_terms(m, J)
 
         def body(_, carry):
-            q, lam, _ = carry
-            return lm(q, lam, kp, sqrt_w, offsets, jax.lax.stop_gradient(neighbour_mean(q)))
+            q, rm, Jm, lam = carry
+            nm = neighbour_mean(q)
+            rr, Jr = regular(q, nm)
+            r = jnp.concatenate([rm, rr], axis=1)
+            Jf = jnp.concatenate([Jm, Jr], axis=1)
+            H = jnp.einsum("fri,frj->fij", Jf, Jf)
+            g = jnp.einsum("fri,fr->fi", Jf, r)
+            damp = lam[:, None, None] * (jnp.eye(lay.nv) * (jnp.diagonal(H, axis1=1, axis2=2)[:, None] + 1e-9))
+            step = -jnp.linalg.solve(H + damp, g[..., None])[..., 0]
+            qc = jax.vmap(lambda a, b: lay.project(lay.retract(a, b)))(q, step)
+            mc, Jc = evaluate(qc, offsets)
+            rmc, Jmc = marker_terms(mc, Jc)
+            rrc, _ = regular(qc, nm)
+            better = jnp.isfinite(total(rmc, rrc)) & (total(rmc, rrc) < total(rm, rr))
+            pick = lambda a, b: jnp.where(better.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+            return pick(qc, q), pick(rmc, rm), pick(Jmc, Jm), jnp.where(better, lam * 0.3, lam * 5.0)
 
         lam0 = jnp.full(q.shape[0], 1e-2)
-        q, _, cost = jax.lax.fori_loop(0, self.cfg.lm_iterations, body, (q, lam0, jnp.zeros(q.shape[0])))
-        return q, cost
+        q, rm, _, _ = jax.lax.fori_loop(0, self.cfg.lm_iterations, body, (q, rm, Jm, lam0))
+        return q, jnp.sum(rm ** 2, axis=1)
 
     # -- closed-form parts --------------------------------------------------
     def align_root(self, kp: np.ndarray, w: np.ndarray, offsets: np.ndarray) -> np.ndarray:
