@@ -14,6 +14,15 @@ _os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                        _os.path.join(_os.path.expanduser("~"), ".cache", "mimic-mjx", "jax"))
 _os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "2")
 
+# Headless rendering: MuJoCo picks its GL backend when first imported. Without
+# a display, prefer software OSMesa where installed, else EGL.
+if "MUJOCO_GL" not in _os.environ and not _os.environ.get("DISPLAY"):
+    import ctypes.util as _cu
+
+    _os.environ["MUJOCO_GL"] = "osmesa" if _cu.find_library("OSMesa") else "egl"
+    if _os.environ["MUJOCO_GL"] == "osmesa":
+        _os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+
 import jax as _jax  # noqa: E402  (after the environment variables above)
 
 # The variable is read when jax is first imported; set it explicitly in case

@@ -62,6 +62,34 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_register(args) -> int:
+    from mimic_mjx.data.clips import write_clips
+    from mimic_mjx.data.keypoints import read_keypoints
+    from mimic_mjx.registration.register import format_residuals, register, split_clip
+    from mimic_mjx.registration.stac import StacConfig
+    from mimic_mjx.training.trainer import stderr_log
+
+    kp = read_keypoints(args.keypoints, format=args.format, units=args.units, fps=args.fps,
+                        names=args.names, skeleton=args.skeleton)
+    stderr_log(f"read {kp.num_frames} frames of {kp.num_keypoints} keypoints from {args.keypoints} "
+               f"({kp.input_units} -> m, {kp.fps:g} Hz)")
+    cfg = StacConfig(rounds=args.rounds, lm_iterations=args.iterations, min_confidence=args.min_confidence,
+                     weight_by_confidence=args.weight_by_confidence)
+    reg = register(kp, args.body, cfg, log=stderr_log)
+    clips = split_clip(reg.clip, args.clip_length) if args.clip_length else [reg.clip]
+    write_clips(args.out, clips)
+    print(format_residuals(reg.summary))
+    print(f"wrote {len(clips)} clip(s) to {args.out}")
+    if args.render:
+        from mimic_mjx.analysis.render import render_keypoint_fit
+        from mimic_mjx.bodies import get_body
+
+        render_keypoint_fit(get_body(args.body).compile(), reg.result.qpos, kp.positions, reg.result.markers,
+                            args.render, kp.fps, max_frames=args.render_frames)
+        print(f"wrote {args.render}")
+    return 0
+
+
 def cmd_bodies(args) -> int:
     from mimic_mjx.bodies import available_bodies, get_body
 
@@ -97,6 +125,25 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--minutes", type=float, default=5.0, help="training time budget")
     d.add_argument("--force", action="store_true", help="replace an existing demo output folder")
     d.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser("register", help="fit a body to 3D keypoints (STAC) and write reference clips")
+    r.add_argument("--body", required=True, help="body model, e.g. rat or mouse_forelimb (see `mimic bodies`)")
+    r.add_argument("--keypoints", required=True, help="DANNCE .mat, NWB (ndx-pose), SLEAP .h5/.slp, "
+                   "DeepLabCut/Anipose .csv, or a mouse-arm registration .h5")
+    r.add_argument("--format", help="keypoint file format, if the extension is ambiguous")
+    r.add_argument("--units", choices=["m", "cm", "mm"], help="length unit of the file (overrides its metadata)")
+    r.add_argument("--fps", type=float, help="frame rate in Hz (overrides its metadata)")
+    r.add_argument("--names", help="comma-separated keypoint names, in the file's order")
+    r.add_argument("--skeleton", help="skeleton .mat with joint_names (and joints_idx)")
+    r.add_argument("--out", required=True, help="clip file to write (HDF5)")
+    r.add_argument("--clip-length", type=int, help="split into clips of this many frames")
+    r.add_argument("--rounds", type=int, default=3, help="pose/offset alternations")
+    r.add_argument("--iterations", type=int, default=25, help="Levenberg-Marquardt steps per pose round")
+    r.add_argument("--min-confidence", type=float, default=0.0, help="ignore keypoints at or below this confidence")
+    r.add_argument("--weight-by-confidence", action="store_true", help="weight keypoints by their confidence")
+    r.add_argument("--render", help="also write an MP4 of the fit (headless)")
+    r.add_argument("--render-frames", type=int, help="render at most this many frames")
+    r.set_defaults(func=cmd_register)
 
     b = sub.add_parser("bodies", help="list the registered body models")
     b.set_defaults(func=cmd_bodies)

@@ -97,6 +97,9 @@ class ImitationEnv:
         self.ref_obs_size = cfg.horizon * (model.nq + 3 * len(end_effectors))
         self.prop_obs_size = model.nq + model.nv + model.na + 2 * model.nu + 3 * len(end_effectors)
         self.action_size = model.nu
+        # For each activation state, the actuator it belongs to (muscles have one each).
+        self._act_of_actuator = jnp.asarray(
+            [a for a in range(model.nu) for _ in range(model.actuator_actnum[a])], dtype=jnp.int32)
 
     # -- pure helpers -------------------------------------------------------
     def action_to_ctrl(self, action):
@@ -145,7 +148,12 @@ class ImitationEnv:
         """Advance one control step; the state is not reset when the episode ends."""
         cfg = self.cfg
         ctrl = self.action_to_ctrl(action)
-        data = state.data.replace(ctrl=ctrl)
+        # A clip's first frame is usually mid-movement, so its muscles are
+        # already active; their state is not in the reference. Start each
+        # episode with activations equal to the first excitations instead of
+        # relaxed muscles the controller could not have had.
+        act = jnp.where(state.steps == 0, ctrl[self._act_of_actuator], state.data.act) if self.model.na else state.data.act
+        data = state.data.replace(ctrl=ctrl, act=act)
         data = jax.lax.fori_loop(0, cfg.substeps, lambda _, d: mjx.step(self.mx, d), data)
         # The last mjx.step evaluated kinematics before integrating; refresh them
         # so positions match the new joint angles exactly.

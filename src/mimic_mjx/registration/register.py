@@ -1,0 +1,158 @@
+"""Keypoints in, reference clips out: the `mimic register` pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Callable
+
+import mujoco
+import numpy as np
+
+from mimic_mjx.bodies import get_body
+from mimic_mjx.bodies.keypoint_maps import get_keypoint_map
+from mimic_mjx.data.clips import Clip
+from mimic_mjx.data.keypoints import Keypoints, KeypointWarning, body_extent, check_plausible_size
+from mimic_mjx.errors import KeypointError
+from mimic_mjx.registration.stac import Layout, StacConfig, StacResult, StacSolver
+
+
+@dataclasses.dataclass
+class Registration:
+    clip: Clip  # the whole recording as one clip
+    result: StacResult
+    summary: dict
+
+
+def _quat_log_between(qa: np.ndarray, qb: np.ndarray) -> np.ndarray:
+    """Rotation vector taking qa to qb, in qa's local frame (MuJoCo's subQuat)."""
+    w1, v1 = qa[..., :1], -qa[..., 1:]
+    w2, v2 = qb[..., :1], qb[..., 1:]
+    w = w1 * w2 - np.sum(v1 * v2, axis=-1, keepdims=True)
+    v = w1 * v2 + w2 * v1 + np.cross(v1, v2)
+    sign = np.where(w < 0, -1.0, 1.0)  # shortest way round
+    w, v = w * sign, v * sign
+    s = np.linalg.norm(v, axis=-1, keepdims=True)
+    angle = 2.0 * np.arctan2(s, w)
+    return np.where(s > 1e-12, v / np.maximum(s, 1e-12) * angle, 2.0 * v)
+
+
+def velocities(model: mujoco.MjModel, qpos: np.ndarray, fps: float) -> np.ndarray:
+    """qvel by central differences at the data's frame rate (one-sided at the ends)."""
+    lay = Layout(model)
+    T = qpos.shape[0]
+    qvel = np.zeros((T, model.nv))
+    dt = 1.0 / fps
+    qvel[:, lay.hinge_dof] = np.gradient(qpos[:, lay.hinge_qpos], dt, axis=0)
+    if lay.free_root:
+        qvel[:, 0:3] = np.gradient(qpos[:, 0:3], dt, axis=0)
+        prev = np.concatenate([qpos[:1, 3:7], qpos[:-2, 3:7], qpos[-2:-1, 3:7]])
+        nxt = np.concatenate([qpos[1:2, 3:7], qpos[2:, 3:7], qpos[-1:, 3:7]])
+        span = np.full((T, 1), 2.0 * dt)
+        span[0] = span[-1] = dt
+        qvel[:, 3:6] = _quat_log_between(prev, nxt) / span
+    return qvel
+
+
+def expected_extent(model: mujoco.MjModel, bodies: list[str], offsets: np.ndarray) -> float:
+    """Largest distance between the mapped markers at the neutral pose (m)."""
+    data = mujoco.MjData(model)
+    mujoco.mj_kinematics(model, data)
+    pts = np.array([data.xpos[model.body(b).id] + data.xmat[model.body(b).id].reshape(3, 3) @ o
+                    for b, o in zip(bodies, offsets)])
+    fake = Keypoints(positions=pts[None], names=tuple(f"k{i}" for i in range(len(pts))), fps=1.0,
+                     confidence=np.ones((1, len(pts))), source="model")
+    return body_extent(fake)
+
+
+def register(kp: Keypoints, body_name: str, cfg: StacConfig = StacConfig(), *,
+             log: Callable[[str], None] = print) -> Registration:
+    """Fit ``body_name`` to the keypoints; return the clip, raw result and a residual summary."""
+    body = get_body(body_name)
+    kmap = get_keypoint_map(body_name)  # BodyError for a body without a mapping
+    unknown = [n for n in kp.names if n not in kmap.keypoints]
+    if unknown:
+        raise KeypointError(f"{kp.source}: keypoint(s) {unknown} are not in the '{body_name}' keypoint mapping "
+                            f"(which knows {list(kmap.names)}); rename them with names=/--names or drop them")
+    unused = [n for n in kmap.names if n not in kp.names]
+    if unused:
+        warnings.warn(f"the '{body_name}' mapping's keypoints {unused} are not in {kp.source}; fitting without them",
+                      KeypointWarning, stacklevel=2)
+    names = list(kp.names)
+    bodies = [kmap.keypoints[n][0] for n in names]
+    offsets0 = np.array([kmap.keypoints[n][1] for n in names], np.float64)
+    model = body.compile()
+    check_plausible_size(kp, expected_extent(model, bodies, offsets0), body=body_name)
+
+    missing = np.isnan(kp.positions).any(axis=-1)
+    empty_frames = int(missing.all(axis=1).sum())
+    if empty_frames:
+        warnings.warn(f"{kp.source}: {empty_frames} frame(s) have no keypoints; their poses are filled in by "
+                      f"the smoothness term only", KeypointWarning, stacklevel=2)
+    weights = kp.confidence if cfg.weight_by_confidence else np.ones_like(kp.confidence)
+    weights = np.where((kp.confidence > cfg.min_confidence) & ~missing, weights, 0.0)
+    trunk = [names.index(n) for n in kmap.trunk_keypoints if n in names]
+    lay = Layout(model)
+    if lay.free_root and len(trunk) < 3:
+        raise KeypointError(f"{kp.source}: the root of '{body_name}' is aligned on its trunk keypoints "
+                            f"{list(kmap.trunk_keypoints)}, but only {len(trunk)} are present; need 3 or more")
+
+    log(f"registering {kp.num_frames} frames x {len(names)} keypoints ({kp.duration_s:.1f} s at {kp.fps:g} Hz) "
+        f"to '{body_name}' ({model.nq} qpos); the first round includes compilation")
+    solver = StacSolver(model, bodies, offsets0, trunk, cfg, log=log)
+    result = solver.solve(kp.positions, weights)
+
+    xpos, xquat = solver.body_poses(result.qpos)
+    qh = result.qpos[:, lay.hinge_qpos]
+    violations = int(((qh < lay.lo - 1e-6) | (qh > lay.hi + 1e-6)).sum())
+    res_mm = 1e3 * result.residuals
+    summary = {
+        "body": body_name, "frames": kp.num_frames, "keypoints": names, "fps": kp.fps,
+        "median_residual_mm": float(np.nanmedian(res_mm)),
+        "p95_residual_mm": float(np.nanpercentile(res_mm, 95)),
+        "per_keypoint_median_mm": {n: float(np.nanmedian(res_mm[:, i])) if np.isfinite(res_mm[:, i]).any()
+                                   else float("nan") for i, n in enumerate(names)},
+        "per_keypoint_p95_mm": {n: float(np.nanpercentile(res_mm[:, i], 95)) if np.isfinite(res_mm[:, i]).any()
+                                else float("nan") for i, n in enumerate(names)},
+        "joint_limit_violations": violations,
+        "solve_s": result.seconds,
+    }
+    clip = Clip(
+        name=kp.source.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "registered",
+        body=body_name, fps=kp.fps,
+        joint_names=tuple(model.joint(j).name for j in range(model.njnt)),
+        joint_qpos_dims=tuple(7 if t == int(mujoco.mjtJoint.mjJNT_FREE) else 1 for t in model.jnt_type),
+        qpos=result.qpos.astype(np.float32),
+        qvel=velocities(model, result.qpos, kp.fps).astype(np.float32),
+        body_names=tuple(model.body(b).name for b in range(model.nbody)),
+        xpos=xpos.astype(np.float32), xquat=xquat.astype(np.float32),
+        keypoint_names=tuple(names), keypoints=kp.positions.astype(np.float32),
+        marker_offsets=result.offsets.astype(np.float32),
+        keypoint_residuals=result.residuals.astype(np.float32),
+    ).validate()
+    return Registration(clip=clip, result=result, summary=summary)
+
+
+def split_clip(clip: Clip, length: int) -> list[Clip]:
+    """Cut a clip into consecutive clips of ``length`` frames (a shorter tail is dropped)."""
+    if length < 2:
+        raise KeypointError(f"clip length must be at least 2 frames, got {length}")
+    if clip.num_frames < length:
+        raise KeypointError(f"the recording has {clip.num_frames} frames, fewer than one clip of {length}")
+    out = []
+    for i, s in enumerate(range(0, clip.num_frames - length + 1, length)):
+        sl = slice(s, s + length)
+        cut = lambda a: None if a is None else a[sl]
+        out.append(dataclasses.replace(
+            clip, name=f"{clip.name}-{i:04d}", qpos=clip.qpos[sl], qvel=clip.qvel[sl], xpos=cut(clip.xpos),
+            xquat=cut(clip.xquat), keypoints=cut(clip.keypoints), keypoint_residuals=cut(clip.keypoint_residuals)))
+    return out
+
+
+def format_residuals(summary: dict) -> str:
+    lines = [f"{'keypoint':<12} {'median (mm)':>12} {'95th pct (mm)':>14}"]
+    for n in summary["keypoints"]:
+        lines.append(f"{n:<12} {summary['per_keypoint_median_mm'][n]:>12.2f} {summary['per_keypoint_p95_mm'][n]:>14.2f}")
+    lines.append(f"{'all':<12} {summary['median_residual_mm']:>12.2f} {summary['p95_residual_mm']:>14.2f}")
+    lines.append(f"joint-limit violations: {summary['joint_limit_violations']}")
+    return "\n".join(lines)
