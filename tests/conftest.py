@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pytest
 
+# Imported first so that its environment set-up (XLA flags, compilation cache,
+# headless GL backend) happens before any test imports jax or mujoco.
+import mimic_mjx  # noqa: F401
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MOUSE_ARM = DATA / "mouse_arm"
 
