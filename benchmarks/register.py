@@ -1,0 +1,82 @@
+"""Registration benchmark: STAC on the real rat and mouse-forelimb recordings.
+
+- rat: all 1000 frames of ../shared/data/rodent/rat_dannce_1000f.mat (50 Hz, mm),
+  wall time with compilation included;
+- mouse forelimb: each of the 37 trials' keypoints (kp_data) registered on its
+  own, residuals, and agreement of our joint angles with the registered qpos
+  shipped in the files.
+
+Last output line: one JSON object of the figures.
+
+    .venv/bin/python benchmarks/register.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def main() -> int:
+    rat_file = DATA / "rodent" / "rat_dannce_1000f.mat"
+    arm_files = sorted((DATA / "mouse_arm").glob("trial*_ik.h5"))
+    if not rat_file.exists() or len(arm_files) != 37:
+        print(f"needs {rat_file} and the 37 trials in {DATA / 'mouse_arm'}; see ../shared/data/README.md",
+              file=sys.stderr)
+        return 2
+    import h5py
+
+    from mimic_mjx.data.keypoints import read_keypoints
+    from mimic_mjx.registration.register import format_residuals, register
+    from mimic_mjx.registration.stac import StacConfig
+
+    log = lambda m: print(m, flush=True)
+    t0 = time.perf_counter()
+    kp = read_keypoints(rat_file, fps=50.0, units="mm")
+    rat = register(kp, "rat", StacConfig(), log=log)
+    rat_wall = time.perf_counter() - t0
+    print(format_residuals(rat.summary))
+    print(f"rat: {rat_wall:.1f} s wall, compile included")
+
+    t0 = time.perf_counter()
+    residuals, diffs, their = [], [], []
+    for path in arm_files:
+        kp = read_keypoints(path)
+        reg = register(kp, "mouse_forelimb", StacConfig(), log=lambda m: None)
+        residuals.append(reg.result.residuals)
+        with h5py.File(path) as f:
+            shipped = f["qpos"][()]
+            their.append(np.linalg.norm(f["marker_sites"][()] - kp.positions, axis=-1))
+        diffs.append(np.rad2deg(np.abs(reg.result.qpos - shipped)))
+    arm_wall = time.perf_counter() - t0
+    residuals, diffs, their = np.concatenate(residuals), np.concatenate(diffs), np.concatenate(their)
+    per_joint = dict(zip(["sh_elv", "sh_extension", "sh_rotation", "elbow_joint"], np.median(diffs, 0).round(2)))
+    print(f"arm: 37 trials in {arm_wall:.1f} s; median residual {1e3 * np.nanmedian(residuals):.3f} mm "
+          f"(the shipped registration: {1e3 * np.median(their):.3f} mm); joint-angle agreement with the shipped "
+          f"qpos: median |difference| {np.median(diffs):.2f} deg, per joint {per_joint}")
+
+    figures = {
+        "rat_median_residual_mm": round(rat.summary["median_residual_mm"], 3),
+        "rat_p95_residual_mm": round(rat.summary["p95_residual_mm"], 3),
+        "rat_wall_s": round(rat_wall, 1),
+        "rat_joint_limit_violations": rat.summary["joint_limit_violations"],
+        "arm_median_residual_mm": round(1e3 * float(np.nanmedian(residuals)), 4),
+        "arm_p95_residual_mm": round(1e3 * float(np.nanpercentile(residuals, 95)), 4),
+        "arm_shipped_median_residual_mm": round(1e3 * float(np.median(their)), 4),
+        "arm_qpos_agreement_deg": round(float(np.median(diffs)), 3),
+        "arm_qpos_mean_abs_diff_deg": round(float(np.mean(diffs)), 3),
+        "arm_wall_s": round(arm_wall, 1),
+    }
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
