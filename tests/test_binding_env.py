@@ -118,3 +118,10 @@ def test_random_resets_cover_clips_and_frames(env):
     assert len(set(np.asarray(states.clip).tolist())) == 3
     assert np.all(np.asarray(states.frame) < np.asarray(env.lengths)[np.asarray(states.clip)] - 1)
     assert len(set(np.asarray(states.frame).tolist())) > 20
+
+
+def test_first_frame_starts():
+    clips = make_reaching_clips(3, seed=5)
+    env = ImitationEnv(EnvConfig(first_frame_start_prob=1.0), _bind(clips), BODY.compile(), BODY.end_effectors)
+    frames = jax.jit(jax.vmap(lambda k: env.reset(k).frame))(jax.random.split(jax.random.PRNGKey(2), 32))
+    assert np.all(np.asarray(frames) == 0)

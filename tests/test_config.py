@@ -31,6 +31,7 @@ def test_shipped_configs_load(name):
     ({"agent": {"decoder_layers": []}}, "agent.decoder_layers must be a non-empty list"),
     ({"ppo": {"num_envs": 10, "unroll_length": 1, "num_minibatches": 4}}, "must be divisible"),
     ({"train": {"seed": True}}, "train.seed must be an integer"),
+    ({"env": {"first_frame_start_prob": 2}}, "env.first_frame_start_prob must be in"),
 ])
 def test_bad_configs_raise_clear_errors(values, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

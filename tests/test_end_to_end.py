@@ -136,3 +136,15 @@ def test_cli_evaluate_with_plots(runs, clips, tmp_path, capsys):
     assert "mean over 1 clips" in out
     pngs = sorted(p.name for p in (tmp_path / "ev").glob("*.png"))
     assert pngs == [f"{clips[1][0].name}_joints.png", f"{clips[1][0].name}_muscles.png"]
+
+
+def test_cli_resume_extends_a_run(runs, capsys, tmp_path):
+    import shutil
+
+    root, *_ = runs
+    run = tmp_path / "copy"
+    shutil.copytree(root / "part", run)
+    assert main(["train", "--run-dir", str(run), "--resume", "--set", "train.total_steps=128"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["updates"] == 4 and summary["steps_this_run"] == 32
+    assert json.loads((run / "config.json").read_text())["train"]["total_steps"] == 128

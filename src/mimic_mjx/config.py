@@ -37,12 +37,18 @@ class EnvConfig:
     max_joint_error_rad: float = 0.6  # RMS over joints
     max_ee_error_m: float = 0.003
     reset_noise_rad: float = 0.0  # uniform noise on the initial joint angles
+    # Fraction of episodes that start at a clip's first frame (the rest start at a
+    # uniformly drawn frame). Evaluation tracks whole clips from their first frame,
+    # and recorded clips often begin mid-movement, their hardest part.
+    first_frame_start_prob: float = 0.0
 
     def validate(self) -> None:
         _positive(self, "horizon", "substeps", "control_every", "joint_scale_rad", "ee_scale_m",
                   "max_joint_error_rad", "max_ee_error_m")
         _non_negative(self, "joint_weight", "ee_weight", "ctrl_cost", "ctrl_change_cost", "energy_cost",
                       "reset_noise_rad")
+        if not 0.0 <= self.first_frame_start_prob <= 1.0:
+            raise ConfigError(f"env.first_frame_start_prob must be in [0, 1], got {self.first_frame_start_prob}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -137,10 +137,11 @@ class ImitationEnv:
 
     def reset(self, key) -> EnvState:
         """Start an episode at a random clip and start frame."""
-        k_clip, k_frame, k_noise, k_next = jax.random.split(key, 4)
+        k_clip, k_frame, k_first, k_noise, k_next = jax.random.split(key, 5)
         clip = jax.random.randint(k_clip, (), 0, self.bank.num_clips)
         last_start = self.lengths[clip] - self.cfg.control_every  # leave at least one step
         frame = jax.random.randint(k_frame, (), 0, last_start)
+        frame = jnp.where(jax.random.uniform(k_first) < self.cfg.first_frame_start_prob, 0, frame)
         state = self.reset_to(k_noise, clip, frame)
         return state.replace(key=k_next)
 
