@@ -195,3 +195,183 @@ def _fill_skin(skin, data: dict, s: float) -> None:
     skin.bindquat = np.concatenate([b[2] for b in data["bones"]]).tolist()
     skin.vertid = [b[3] for b in data["bones"]]
     skin.vertweight = [b[4] for b in data["bones"]]
+
+
+# --------------------------------------------------------------------------
+# Trainable rat: the registration rat made cheap and robust to simulate.
+# --------------------------------------------------------------------------
+
+#: Bodies whose collision geoms touch the ground: hind paws (foot, toes) and
+#: fore paws (hand, fingers). dm_control gives exactly their geoms the paw class
+#: ``collision_primitive_paw`` (condim 3, friction 1.5).
+PAW_BODIES = ("foot_L", "toe_L", "foot_R", "toe_R", "hand_L", "finger_L", "hand_R", "finger_R")
+#: The 16 paw collision geoms (capsules, plus an ellipsoid per hand). MJX has
+#: plane-capsule and plane-ellipsoid collision functions (collision_driver.py),
+#: so all of them are MJX-compatible against the floor plane.
+PAW_GEOMS = (
+    "foot_L_collision", "toe_L0_collision", "toe_L1_collision", "toe_L2_collision",
+    "foot_R_collision", "toe_R0_collision", "toe_R1_collision", "toe_R2_collision",
+    "hand_L_collision", "finger_L0_collision", "finger_L1_collision", "finger_L2_collision",
+    "hand_R_collision", "finger_R0_collision", "finger_R1_collision", "finger_R2_collision",
+)
+ACTUATIONS = ("position", "torque")
+#: Peak torques (N m) that replace dm_control's ``forcerange[1]`` in the torque
+#: variant. dm_control authors 20 N m for the three lumbar tendons (which act on
+#: vertebrae with 1e-5 armature); as motors driven by random controls, that made
+#: 63-64 of 64 CG rollouts diverge at every iteration count up to 10/6, while
+#: with 1 N m CG 8/6 and 10/6 had no failure (table below). The authored position
+#: servos never need more there: under random controls (Newton, 8 x 1 s) their
+#: lumbar forces have a median of 0.4-0.5 N m, a 99th percentile of 1.1-1.7 N m
+#: and a maximum of 3 N m. 1 N m is still 3x the strongest limb actuator (hip
+#: extension, 0.3 N m) and far above the lumbar joints' passive spring torques
+#: (stiffness 0.02-0.03 N m/rad over ranges of at most 0.8 rad).
+TORQUE_PEAK_OVERRIDES = {"lumbar_extend": 1.0, "lumbar_bend": 1.0, "lumbar_twist": 1.0}
+SOLVERS = {"cg": mujoco.mjtSolver.mjSOL_CG, "newton": mujoco.mjtSolver.mjSOL_NEWTON}
+
+#: Physics timestep of the trainable rat (s). dm_control's rodent tasks step
+#: physics at 1 ms (basic_rodent_2020.py, control every 20 ms); MuJoCo's default
+#: (and the registration rat's) is 2 ms. 2 ms halves the cost of simulated time
+#: and was stable in the measurements below.
+TRAIN_TIMESTEP = 0.002
+
+# Solver choice, on evidence. C MuJoCo 3.17 (mujoco.rollout, 2 threads, on a
+# 2-core CPU shared with another job, so speeds are +-15%), the rat of
+# build_trainable_spec (scale 0.9, paws-only contacts, 2 ms step). Per config:
+# 64 rollouts of 1 s (500 steps) from qpos0 with N(0, 0.02 rad) noise on every
+# hinge, controls uniform in [-1, 1] held for 10 ms (5 steps), seeds 0/1/2.
+# "bad" = rollouts that hit NaN/Inf, were reset by MuJoCo's bad-acceleration
+# guard (time jumps back) or exploded (max |qvel| > 1000). "vel" = median over
+# rollouts of the largest |qvel| (rad/s, m/s): it matches the converged
+# Newton 100/50 value once the solver is accurate enough. tests/
+# test_large_bodies.py holds the measuring function (_rollout_stats).
+#
+#   position actuation          bad (of 64)   steps/s   vel
+#   Newton  1 / 4               62             (diverges)
+#   Newton  2 / 4               11             -         305
+#   Newton  3 / 4                0             14.2k      73.1
+#   CG      4 / 4                0 / 0 / 1     17.8k     121 / 96 / 117
+#   CG      4 / 6                0 / 0 / 0     17.8k      91 / 103 / 97
+#   CG      6 / 4                0 / 0 / 0     15.4k      73.5
+#   CG      6 / 6  <- default    0 / 0 / 0     16.0k      73.4
+#   CG      8 / 4                0             14.6k      73.0
+#   CG      8 / 6                0             14.5k      73.0
+#   CG     10 / 4                0             13.4k      72.8
+#   CG     10 / 6                0             13.3k      72.8
+#   Newton 100 / 50 (reference)  0 / 0 / 0     14.0k      72.8
+#
+#   torque actuation            bad (of 64)   steps/s   vel
+#   Newton  1 / 4, 2 / 4        64, 64         (diverge)
+#   Newton  3 / 4               38             -
+#   Newton  4 / 4                0 / 1 / 1     11.7k      96
+#   CG      4 / 4, 4 / 6        54, 32         -
+#   CG      6 / 4               22             -
+#   CG      6 / 6                3 / 2 / 3     13.4k     357
+#   CG      8 / 4                9 / 6 / 3     12.6k     382
+#   CG      8 / 6  <- default    0 / 0 / 0     11.8k     241
+#   CG     10 / 4                0 / 3 / 1     10.8k     267
+#   CG     10 / 6                0 / 0 / 0     10.9k     172
+#   Newton 100 / 50 (reference)  0 / 0 / 0     11.2k      30
+#   (with dm_control's 20 N m lumbar torques, every CG setting up to 10 / 6
+#   diverged in 63-64 of 64 rollouts; Newton 100 / 50 in none.)
+#
+# Position control: every CG setting is stable; 4 iterations leave the
+# dynamics visibly unconverged (peak speeds 25-65% above the reference) and
+# CG 4/4 had a failure, so the default is CG 6/6, the cheapest setting that
+# matches the reference, with 2 line-search iterations of margin over 6/4
+# (MJX runs in float32). Torque control is much harder on the solver: random
+# torques slam joints into their limits; CG 8/6 is the cheapest setting with
+# no failure in 192 rollouts, but its dynamics are still far from converged
+# (peak speeds 8x the reference), so use Newton with many iterations where
+# accuracy matters (evaluation). Newton with 1-3 iterations is NOT a fast safe
+# choice for this body in C MuJoCo.
+#: Default solver of the trainable rat, chosen on the evidence above.
+TRAIN_SOLVER = "cg"
+#: Default (iterations, ls_iterations) per actuation, from the table above.
+TRAIN_ITERATIONS = {"position": (6, 6), "torque": (8, 6)}
+
+
+def build_trainable_spec(scale: float = RAT_SCALE, actuation: str = "position", solver: str = TRAIN_SOLVER,
+                         iterations: int | None = None, ls_iterations: int | None = None,
+                         timestep: float = TRAIN_TIMESTEP) -> mujoco.MjSpec:
+    """The rat of :func:`build_spec`, set up for training (in MJX or C MuJoCo).
+
+    Same bodies, joints, actuator names and order, keypoint sites and scale as
+    the registration rat (so registered clips bind by name); differences:
+
+    * contacts: only the 16 paw geoms (:data:`PAW_GEOMS`) collide, and only with
+      the floor. Paws get ``contype 0 / conaffinity 1``, the floor
+      ``contype 1 / conaffinity 0``, every other geom ``0 / 0``: MuJoCo (and
+      MJX) collide two geoms when ``contype1 & conaffinity2`` or
+      ``contype2 & conaffinity1`` is non-zero, so paw-floor pairs are the only
+      candidates (no paw-paw, no body-floor, no self-collision). The tail and
+      torso therefore pass through the floor; an episode in which the rat falls
+      must end on a height/tracking criterion. Contact parameters stay
+      dm_control's (paws: solref 5 ms, condim 3, friction 1.5). Note that the
+      very light toes sink deep into the floor under their servos: landing
+      from qpos0 a toe capsule reaches 14 mm below the floor for a few steps
+      (~1 mm at rest), with any solver and in the registration rat as well;
+    * actuation (``actuation``):
+
+      - ``"position"`` (default): dm_control's actuators as authored. Each of
+        the 38 ``general`` actuators (30 on hinges, 8 on the fixed tendons
+        that couple the lumbar, cervical and caudal joints) is an affine
+        position servo ``force = g*act + b0 - kp*length`` whose target
+        ``(g*act + b0)/kp`` sweeps the joint's (or tendon's) range as the
+        control goes from -1 to 1; ``act`` follows the control through a
+        first-order filter with a 40 ms time constant (dm_control's
+        ``dyntype="filter"``, so ``data.act`` is part of the state, na = 38).
+        The XML leaves ``forcelimited`` false, so ``forcerange`` is inactive;
+      - ``"torque"``: dm_control's own ``Rat(torque_actuators=True)``
+        conversion: ``gain = forcerange[1]``, no bias term, so
+        ``force = forcerange[1] * act`` (act in [-1, 1], same 40 ms filter). The
+        peak torque of each actuator is the force range dm_control authored
+        for it (0.025-0.3 N m on limb joints, 20 N m on the cervical tendons,
+        0.1 N m on the tail), except the lumbar tendons, lowered from 20 to
+        1 N m (:data:`TORQUE_PEAK_OVERRIDES`, needed for stability);
+
+      gear stays 1 and gains stay as authored at every scale, as in
+      :func:`build_spec`;
+    * solver: ``solver`` (``"cg"`` or ``"newton"``) with ``iterations`` /
+      ``ls_iterations``; by default CG 6/6 for position and CG 8/6 for torque
+      actuation (:data:`TRAIN_ITERATIONS`), chosen on the measurements above;
+    * ``timestep``: :data:`TRAIN_TIMESTEP` (2 ms) unless given.
+    """
+    if actuation not in ACTUATIONS:
+        raise BodyError(f"rat actuation must be one of {', '.join(ACTUATIONS)}, got {actuation!r}")
+    if solver not in SOLVERS:
+        raise BodyError(f"rat solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    default_it, default_ls = TRAIN_ITERATIONS[actuation]
+    iterations = default_it if iterations is None else iterations
+    ls_iterations = default_ls if ls_iterations is None else ls_iterations
+    if int(iterations) < 1 or int(ls_iterations) < 1:
+        raise BodyError(f"solver iterations must be >= 1, got {iterations}/{ls_iterations}")
+    if not (math.isfinite(timestep) and timestep > 0):
+        raise BodyError(f"timestep must be a positive number, got {timestep!r}")
+    spec = build_spec(scale)
+    spec.option.timestep = float(timestep)
+    spec.option.solver = SOLVERS[solver]
+    spec.option.iterations = int(iterations)
+    spec.option.ls_iterations = int(ls_iterations)
+
+    paws = set(PAW_GEOMS)
+    for geom in spec.geoms:
+        if geom.name == FLOOR:
+            geom.contype, geom.conaffinity = 1, 0
+        elif geom.name in paws:
+            geom.contype, geom.conaffinity = 0, 1
+        else:
+            geom.contype, geom.conaffinity = 0, 0
+    missing = paws - {g.name for g in spec.geoms}
+    if missing:  # pragma: no cover - guards against a changed dm_control
+        raise BodyError(f"dm_control's rodent lacks the paw geoms {sorted(missing)}")
+
+    if actuation == "torque":
+        for act in spec.actuators:
+            # dm_control's walkers/rodent.py, torque_actuators=True, except
+            # for the lumbar tendons (see TORQUE_PEAK_OVERRIDES).
+            gain = np.zeros_like(np.asarray(act.gainprm))
+            gain[0] = TORQUE_PEAK_OVERRIDES.get(act.name, act.forcerange[1])
+            act.gainprm = gain
+            act.biastype = mujoco.mjtBias.mjBIAS_NONE
+            act.biasprm = np.zeros_like(np.asarray(act.biasprm))
+    return spec

@@ -3,6 +3,14 @@
 A body is a function returning a ``mujoco.MjSpec`` plus the names the tasks
 need (end effectors, keypoint mapping). Everything downstream binds joints and
 bodies by these names, never by index.
+
+A body may also have a *trainable* variant (``build_trainable_spec``): the same
+kinematic tree with identical joint, body and actuator names, but set up for
+fast, robust simulation (restricted contacts, a cheaper solver). Registration
+(kinematic fitting) uses ``compile()``; training and rollouts should use
+``compile_trainable()``, which falls back to the plain model for bodies without
+a separate variant. Both are the same registered body, so clips registered to
+it bind to either model.
 """
 
 from __future__ import annotations
@@ -24,9 +32,17 @@ class BodyModel:
     end_effectors: tuple[str, ...]
     # Keypoint name -> body name the keypoint's marker is attached to.
     keypoint_bodies: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Same names as build_spec, simulation set up for training; None = build_spec.
+    build_trainable_spec: Callable[[], mujoco.MjSpec] | None = None
 
     def compile(self) -> mujoco.MjModel:
         return _compiled(self.name)
+
+    def compile_trainable(self) -> mujoco.MjModel:
+        """The model to simulate for training (cached, like :meth:`compile`)."""
+        if self.build_trainable_spec is None:
+            return self.compile()
+        return _compiled_trainable(self.name)
 
     def joint_names(self) -> tuple[str, ...]:
         model = self.compile()
@@ -60,8 +76,13 @@ def _compiled(name: str) -> mujoco.MjModel:
     return get_body(name).build_spec().compile()
 
 
+@functools.lru_cache(maxsize=None)
+def _compiled_trainable(name: str) -> mujoco.MjModel:
+    return get_body(name).build_trainable_spec().compile()
+
+
 def _register_builtin() -> None:
-    from mimic_mjx.bodies import forelimb, rat
+    from mimic_mjx.bodies import forelimb, fruitfly, rat
     from mimic_mjx.bodies.keypoint_maps import get_keypoint_map
 
     register_body(BodyModel(
@@ -79,6 +100,18 @@ def _register_builtin() -> None:
         # Hands and feet (the paws that touch the ground) and the head.
         end_effectors=("hand_L", "hand_R", "foot_L", "foot_R", "skull"),
         keypoint_bodies=get_keypoint_map("rat").keypoint_bodies(),
+        # Paws-only contacts, CG 6/6, 2 ms step, position actuators; see
+        # rat.build_trainable_spec (torque actuation: actuation="torque").
+        build_trainable_spec=rat.build_trainable_spec,
+    ))
+    register_body(BodyModel(
+        name="fruitfly",
+        description=("Fruit fly: dm_control's fruitfly_v2 on a floor (cm, g units); free root + 83 hinges, "
+                     "wings/mouth/antennae/halteres fixed, 48 leg + 5 head/abdomen position actuators, "
+                     "claw-floor contacts only, about 0.9 mg"),
+        build_spec=fruitfly.build_spec,
+        # The six leg tips (claws) and the head.
+        end_effectors=(*fruitfly.CLAW_BODIES, "head"),
     ))
 
 
