@@ -101,3 +101,21 @@ def test_muscles_move_the_arm(model):
         ctrl = np.zeros(model.nu)
         ctrl[a] = 1.0
         assert np.abs(settle(ctrl) - passive).max() > np.deg2rad(2), MUSCLES[a]
+
+
+def test_muscles_shorten_fast_enough_for_the_reaches(model):
+    """Fibre shortening speeds the reaches need stay well inside the force-velocity curve."""
+    data = mujoco.MjData(model)
+    from mimic_mjx.data.synthetic import make_reaching_clips
+    from mimic_mjx.data.clips import read_clip_files
+
+    clips = make_reaching_clips(8, seed=0) + read_clip_files(sorted(MOUSE_ARM.glob("trial*_ik.h5")))
+    L0 = np.diff(model.actuator_lengthrange, axis=1)[:, 0] / np.diff(model.actuator_gainprm[:, :2], axis=1)[:, 0]
+    vmax = model.actuator_gainprm[:, 6]
+    speeds = []
+    for c in clips:
+        for t in range(0, c.num_frames, 2):
+            data.qpos[:], data.qvel[:] = c.qpos[t], c.qvel[t]
+            mujoco.mj_forward(model, data)
+            speeds.append(np.abs(data.actuator_velocity) / L0)
+    assert np.all(np.percentile(speeds, 95, axis=0) < 0.5 * vmax)

@@ -39,6 +39,12 @@ _ULNA_POS = (-0.0005, 0.0003, -0.0068)
 _RADIUS_POS = (0.00035, 0.0002, 0.0002)
 _WRIST_POS = (-0.002, 0.0065, 0.0005)
 
+# Maximum shortening velocity in optimal lengths per second. MuJoCo's default
+# (1.5) suits slow human muscle; mouse fast-twitch muscle shortens at roughly
+# 10-15 L0/s, and the recorded reaches need up to ~5 L0/s (95th percentile),
+# which at 1.5 L0/s would leave the muscles without force mid-reach.
+MUSCLE_VMAX = 15.0
+
 # Segment masses (kg): about 1 g in total.
 _MASS = {"scapula": 1.5e-4, "humerus": 4.5e-4, "ulna": 2.0e-4, "radius": 1.5e-4, "wrist_body": 5.0e-5}
 
@@ -130,7 +136,8 @@ def build_spec() -> mujoco.MjSpec:
         tendon.wrap_site(f"{muscle}_insertion")
         act = spec.add_actuator(name=muscle, target=f"{muscle}_tendon",
                                 trntype=mujoco.mjtTrn.mjTRN_TENDON)
-        act.set_to_muscle(timeconst=[0.01, 0.04], tausmooth=0.0, range=[0.75, 1.05], force=force)
+        act.set_to_muscle(timeconst=[0.01, 0.04], tausmooth=0.0, range=[0.75, 1.05], force=force,
+                          vmax=MUSCLE_VMAX)
         act.ctrlrange = (0.0, 1.0)
         act.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
     _set_length_ranges(spec)
