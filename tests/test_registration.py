@@ -141,11 +141,28 @@ def test_velocities_match_mujoco_finite_differences():
     np.testing.assert_allclose(v[:, 6], np.gradient(qpos[:, 7], 1 / fps), atol=1e-9)
 
 
+def test_estimate_scale_recovers_a_known_factor():
+    from mimic_mjx.registration.register import estimate_scale
+
+    rng = np.random.default_rng(3)
+    origin = rng.normal(size=(20, 3))
+    markers = origin[:, None] + rng.normal(0, 0.05, (20, 6, 3))
+    kp = origin[:, None] + 1.1 * (markers - origin[:, None])
+    w = np.ones((20, 6))
+    kp[3, 2] = np.nan
+    w[3, 2] = 0.0
+    assert estimate_scale(kp, markers, origin, w) == pytest.approx(1.1, rel=1e-9)
+
+
 def test_bad_inputs(arm_truth):
     qpos, offsets, kp, names = arm_truth
     good = _as_keypoints(kp, names)
     with pytest.raises(BodyError, match="unknown body 'cat'"):
         register(good, "cat", log=lambda m: None)
+    with pytest.raises(BodyError, match="body 'fruitfly' has no keypoint mapping"):
+        register(good, "fruitfly", log=lambda m: None)
+    with pytest.raises(KeypointError, match="cannot be rescaled"):
+        register(good, "mouse_forelimb", fit_scale=True, log=lambda m: None)
     renamed = dataclasses.replace(good, names=("Shoulder", "Elbow", "Paw"))
     with pytest.raises(KeypointError, match=r"\['Paw'\] are not in the 'mouse_forelimb' keypoint mapping"):
         register(renamed, "mouse_forelimb", log=lambda m: None)

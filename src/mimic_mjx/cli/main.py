@@ -75,7 +75,7 @@ def cmd_register(args) -> int:
                f"({kp.input_units} -> m, {kp.fps:g} Hz)")
     cfg = StacConfig(rounds=args.rounds, lm_iterations=args.iterations, min_confidence=args.min_confidence,
                      weight_by_confidence=args.weight_by_confidence)
-    reg = register(kp, args.body, cfg, log=stderr_log)
+    reg = register(kp, args.body, cfg, fit_scale=args.fit_scale, log=stderr_log)
     clips = split_clip(reg.clip, args.clip_length) if args.clip_length else [reg.clip]
     write_clips(args.out, clips)
     print(format_residuals(reg.summary))
@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--iterations", type=int, default=25, help="Levenberg-Marquardt steps per pose round")
     r.add_argument("--min-confidence", type=float, default=0.0, help="ignore keypoints at or below this confidence")
     r.add_argument("--weight-by-confidence", action="store_true", help="weight keypoints by their confidence")
+    r.add_argument("--fit-scale", action="store_true", help="also fit one global body scale factor")
     r.add_argument("--render", help="also write an MP4 of the fit (headless)")
     r.add_argument("--render-frames", type=int, help="render at most this many frames")
     r.set_defaults(func=cmd_register)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import warnings
 from typing import Callable
 
@@ -65,9 +66,37 @@ def expected_extent(model: mujoco.MjModel, bodies: list[str], offsets: np.ndarra
     return body_extent(fake)
 
 
+def estimate_scale(kp: np.ndarray, markers: np.ndarray, origin: np.ndarray, w: np.ndarray) -> float:
+    """Least-squares factor s so that origin + s (markers - origin) best matches the keypoints.
+
+    With the poses fixed, scaling the whole body about its root scales every
+    marker's offset from the root, so the best factor is a ratio of sums.
+    kp, markers: (T, K, 3); origin: (T, 3); w: (T, K) weights (0 for missing).
+    """
+    a = np.nan_to_num(kp) - origin[:, None]
+    b = markers - origin[:, None]
+    den = np.sum(w * np.sum(b * b, axis=-1))
+    if den <= 0:
+        raise KeypointError("cannot estimate a body scale: no keypoint away from the root")
+    return float(np.sum(w * np.sum(a * b, axis=-1)) / den)
+
+
+def _scalable_base(body) -> float:
+    param = inspect.signature(body.build_spec).parameters.get("scale")
+    if param is None or param.default is inspect.Parameter.empty:
+        raise KeypointError(f"body '{body.name}' cannot be rescaled (its builder takes no scale); "
+                            f"register without fitting the scale")
+    return float(param.default)
+
+
 def register(kp: Keypoints, body_name: str, cfg: StacConfig = StacConfig(), *,
-             log: Callable[[str], None] = print) -> Registration:
-    """Fit ``body_name`` to the keypoints; return the clip, raw result and a residual summary."""
+             fit_scale: bool = False, log: Callable[[str], None] = print) -> Registration:
+    """Fit ``body_name`` to the keypoints; return the clip, raw result and a residual summary.
+
+    ``fit_scale``: first fit poses at the body's default size, estimate one
+    global scale factor in closed form, rebuild the body at that size (offsets
+    scaled alike) and register again.
+    """
     body = get_body(body_name)
     kmap = get_keypoint_map(body_name)  # BodyError for a body without a mapping
     unknown = [n for n in kp.names if n not in kmap.keypoints]
@@ -99,6 +128,16 @@ def register(kp: Keypoints, body_name: str, cfg: StacConfig = StacConfig(), *,
 
     log(f"registering {kp.num_frames} frames x {len(names)} keypoints ({kp.duration_s:.1f} s at {kp.fps:g} Hz) "
         f"to '{body_name}' ({model.nq} qpos); the first round includes compilation")
+    scale = 1.0
+    if fit_scale:
+        base = _scalable_base(body)
+        probe = StacSolver(model, bodies, offsets0, trunk, dataclasses.replace(cfg, rounds=0), log=log)
+        first = probe.solve(kp.positions, weights)
+        origin = first.qpos[:, 0:3] if lay.free_root else np.zeros((kp.num_frames, 3))
+        scale = estimate_scale(kp.positions, first.markers, origin, first.weights)
+        log(f"fitted body scale: x{scale:.3f} of '{body_name}' (absolute {base * scale:.3f})")
+        model = body.build_spec(scale=base * scale).compile()
+        offsets0 = offsets0 * scale
     solver = StacSolver(model, bodies, offsets0, trunk, cfg, log=log)
     result = solver.solve(kp.positions, weights)
 
@@ -115,6 +154,7 @@ def register(kp: Keypoints, body_name: str, cfg: StacConfig = StacConfig(), *,
         "per_keypoint_p95_mm": {n: float(np.nanpercentile(res_mm[:, i], 95)) if np.isfinite(res_mm[:, i]).any()
                                 else float("nan") for i, n in enumerate(names)},
         "joint_limit_violations": violations,
+        "body_scale": scale,
         "solve_s": result.seconds,
     }
     clip = Clip(
