@@ -21,8 +21,7 @@ from mimic_mjx.data.clips import (
 )
 from mimic_mjx.errors import ClipError, MimicError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-MOUSE_ARM = DATA / "mouse_arm"
+from conftest import MOUSE_ARM
 JOINTS = ("sh_elv", "sh_extension", "sh_rotation", "elbow_joint")
 BODIES = ("world", "humerus", "wrist_body")
 KEYPOINTS = ("Shoulder", "Elbow", "Wrist")

@@ -22,9 +22,9 @@ from mimic_mjx.data.keypoints import (
 from mimic_mjx.data.skeletons import RAT23_EDGES, RAT23_NAMES
 from mimic_mjx.errors import KeypointError, MimicError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import DATA, MOUSE_ARM
+
 RODENT = DATA / "rodent"
-MOUSE_ARM = DATA / "mouse_arm"
 NAMES3 = ("head", "body", "tail")
 
 

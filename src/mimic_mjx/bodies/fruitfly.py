@@ -70,6 +70,7 @@ from pathlib import Path
 import numpy as np
 import mujoco
 
+from mimic_mjx.bodies.assets import dm_control_walker_asset
 from mimic_mjx.errors import BodyError
 
 ROOT_BODY = "thorax"
@@ -99,16 +100,7 @@ JOINT_FILTER = 0.01
 
 def fruitfly_xml_path() -> Path:
     """Path of dm_control's fruitfly_v2 XML inside the installed package."""
-    try:
-        import dm_control
-    except ImportError as exc:  # pragma: no cover - dm_control is a dependency
-        raise BodyError("the fruit fly body needs dm_control installed (pip install dm_control)") from exc
-    path = (Path(dm_control.__file__).resolve().parent / "locomotion" / "walkers" / "assets"
-            / "fruitfly_v2" / "fruitfly.xml")
-    if not path.is_file():
-        raise BodyError(f"dm_control is installed but its fruitfly_v2 model is missing at {path}; "
-                        "install dm_control >= 1.0.16")
-    return path
+    return dm_control_walker_asset("fruitfly_v2/fruitfly.xml", "fruit fly")
 
 
 def load_raw_spec() -> mujoco.MjSpec:

@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 import mujoco
 
+from mimic_mjx.bodies.assets import dm_control_walker_asset
 from mimic_mjx.errors import BodyError
 
 #: Size of the registered rat relative to dm_control's rodent (stac-mjx's
@@ -73,15 +74,7 @@ N_ACTUATORS = 38
 
 def rodent_xml_path() -> Path:
     """Path of dm_control's rodent walker XML inside the installed package."""
-    try:
-        import dm_control
-    except ImportError as exc:  # pragma: no cover - dm_control is a dependency
-        raise BodyError("the rat body needs dm_control installed (pip install dm_control)") from exc
-    path = Path(dm_control.__file__).resolve().parent / "locomotion" / "walkers" / "assets" / "rodent.xml"
-    if not path.is_file():
-        raise BodyError(f"dm_control is installed but its rodent model is missing at {path}; "
-                        "reinstall dm_control")
-    return path
+    return dm_control_walker_asset("rodent.xml", "rat")
 
 
 def load_raw_spec() -> mujoco.MjSpec:
