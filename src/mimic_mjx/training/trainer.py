@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from mimic_mjx.config import ExperimentConfig
+from mimic_mjx.data.atomic import write_text
 from mimic_mjx.data.clips import Clip, read_clips, write_clips
 from mimic_mjx.errors import RunDirError
 from mimic_mjx.training.checkpoint import Checkpoints
@@ -130,8 +131,6 @@ def _truncate_metrics(path: Path, upto_update: int) -> None:
                 keep.append(line)
         except json.JSONDecodeError:
             continue
-    from mimic_mjx.data.atomic import write_text
-
     write_text(path, "".join(l + "\n" for l in keep))
 
 
