@@ -77,7 +77,7 @@ def main() -> int:
         "num_envs": cfg.ppo.num_envs,
         "substeps": cfg.env.substeps,
         "heldout_joint_rmse_deg": round(ev["mean_joint_rmse_deg"], 3),
-        "heldout_wrist_error_mm": round(ev["mean_wrist_error_mm"], 4),
+        "heldout_wrist_error_mm": round(ev["mean_ee_error_mm"], 4),
         "heldout_fraction_tracked": round(ev["mean_fraction_tracked"], 4),
         "run_dir": str(run_dir),
     }

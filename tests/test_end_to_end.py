@@ -71,7 +71,7 @@ def test_evaluate_writes_rollouts_and_summary(runs, clips, tmp_path):
     assert summary["num_clips"] == 1
     c = summary["clips"][0]
     assert 0.0 < c["fraction_tracked"] <= 1.0
-    assert np.isfinite(c["joint_rmse_deg"]) and np.isfinite(c["wrist_error_mm"])
+    assert np.isfinite(c["joint_rmse_deg"]) and np.isfinite(c["ee_error_mm"])
     assert len(c["joint_rmse_deg_per_joint"]) == 4
     assert json.loads((tmp_path / "eval" / "summary.json").read_text()) == summary
     with h5py.File(tmp_path / "eval" / "rollouts.h5") as f:

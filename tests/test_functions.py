@@ -11,27 +11,47 @@ import pytest
 from mimic_mjx.agents.networks import gaussian_log_prob, kl_to_ar1_prior
 from mimic_mjx.agents.normalizer import RunningStats
 from mimic_mjx.config import EnvConfig
-from mimic_mjx.environments.imitation import reference_observation, tracking_reward
+from mimic_mjx.environments.imitation import (Errors, heading_matrix, quat_angle, quat_conj, quat_mul, quat_to_mat,
+                                              reference_observation, tracking_reward)
 from mimic_mjx.training.ppo import compute_gae
+
+
+def _errors(joint, ee, root_pos=0.0, root_angle=0.0, joint_vel=None, body=None):
+    joint = jnp.asarray(joint)
+    return Errors(root_pos=jnp.asarray(root_pos), root_angle=jnp.asarray(root_angle), joint=joint,
+                  joint_vel=jnp.zeros_like(joint) if joint_vel is None else jnp.asarray(joint_vel),
+                  body=jnp.zeros(1) if body is None else jnp.asarray(body), ee=jnp.asarray(ee))
 
 
 def test_tracking_reward_by_hand():
     cfg = EnvConfig(joint_scale_rad=0.1, ee_scale_m=0.001, joint_weight=1.0, ee_weight=0.5,
                     ctrl_cost=0.2, ctrl_change_cost=0.1, energy_cost=2.0)
-    q_err = jnp.array([0.1, -0.1, 0.0, 0.2])  # mean square 0.015 rad^2
-    ee_err = jnp.array([0.0005])  # 0.5 mm
+    err = _errors([0.1, -0.1, 0.0, 0.2], [0.0005])  # mean square 0.015 rad^2; 0.5 mm
     ctrl = jnp.array([0.5, 0.0, 1.0])
     prev = jnp.array([0.5, 0.5, 0.0])
     power = jnp.array([0.01, -0.02, 0.0])  # W
     expected = (1.0 * math.exp(-0.015 / 0.01) + 0.5 * math.exp(-0.25)
                 - 0.2 * (1.25 / 3) - 0.1 * (1.25 / 3) - 2.0 * 0.03)
-    assert float(tracking_reward(cfg, q_err, ee_err, ctrl, prev, power)) == pytest.approx(expected, rel=1e-5)
+    assert float(tracking_reward(cfg, err, ctrl, prev, power)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_every_kernel_by_hand():
+    cfg = EnvConfig(joint_weight=0.0, ee_weight=0.0, ctrl_cost=0.0, ctrl_change_cost=0.0, energy_cost=0.0,
+                    root_pos_scale_m=0.02, root_pos_weight=1.0, root_angle_scale_rad=0.5, root_angle_weight=2.0,
+                    joint_vel_scale_rad_s=2.0, joint_vel_weight=0.5, body_scale_m=0.01, body_weight=3.0)
+    err = _errors([0.0], [0.0], root_pos=0.01, root_angle=0.25, joint_vel=[1.0, 3.0], body=[0.01, 0.0])
+    z = jnp.zeros(2)
+    expected = (math.exp(-0.25) + 2.0 * math.exp(-0.25) + 0.5 * math.exp(-5.0 / 4.0) + 3.0 * math.exp(-0.5))
+    assert float(tracking_reward(cfg, err, z, z, z)) == pytest.approx(expected, rel=1e-5)
+    # A fixed-base body has no root: its root kernels do not count.
+    no_root = 0.5 * math.exp(-5.0 / 4.0) + 3.0 * math.exp(-0.5)
+    assert float(tracking_reward(cfg, err, z, z, z, has_root=False)) == pytest.approx(no_root, rel=1e-5)
 
 
 def test_perfect_tracking_without_effort_earns_the_weights():
-    cfg = EnvConfig(joint_weight=1.0, ee_weight=2.0)
-    z = jnp.zeros(4)
-    assert float(tracking_reward(cfg, z, jnp.zeros(1), jnp.zeros(3), jnp.zeros(3), jnp.zeros(3))) == pytest.approx(3.0)
+    cfg = EnvConfig(joint_weight=1.0, ee_weight=2.0, body_weight=0.5, root_pos_weight=0.25)
+    z = jnp.zeros(3)
+    assert float(tracking_reward(cfg, _errors(jnp.zeros(4), jnp.zeros(1)), z, z, z)) == pytest.approx(3.75)
 
 
 def test_reference_observation_by_hand():
@@ -40,7 +60,29 @@ def test_reference_observation_by_hand():
     q = jnp.array([0.1, 0.0])
     ee = jnp.array([[0.001, 0.0, 0.0]])
     obs = reference_observation(ref_q, ref_ee, q, ee)
-    np.testing.assert_allclose(obs, [0.0, 0.2, 0.2, 0.4, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0], atol=1e-6)
+    # Frame by frame: joint differences (rad), then body differences (mm).
+    np.testing.assert_allclose(obs, [0.0, 0.2, 0.0, 0.0, 0.0, 0.2, 0.4, 1.0, 0.0, 1.0], atol=1e-6)
+
+
+def test_reference_observation_in_the_heading_frame():
+    # The body faces +y (yaw 90 deg); a reference 1 cm ahead of it is 10 mm along local x.
+    yaw = math.pi / 2
+    root = jnp.array([1.0, 2.0, 0.05, math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
+    ref_root = root[None].at[0, 1].add(0.01)
+    heading = heading_matrix(root[3:7])
+    obs = reference_observation(jnp.zeros((1, 0)), jnp.zeros((1, 0, 3)), jnp.zeros(0), jnp.zeros((0, 3)),
+                                heading=heading, ref_root=ref_root, root=root)
+    np.testing.assert_allclose(obs, [10.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0], atol=1e-4)
+
+
+def test_quaternion_helpers():
+    a = jnp.array([math.cos(0.3), math.sin(0.3), 0.0, 0.0])  # 0.6 rad about x
+    b = jnp.array([math.cos(0.2), 0.0, 0.0, math.sin(0.2)])  # 0.4 rad about z
+    np.testing.assert_allclose(quat_angle(quat_mul(quat_conj(a), a)), 0.0, atol=1e-6)
+    assert float(quat_angle(a)) == pytest.approx(0.6, rel=1e-5)
+    assert float(quat_angle(-a)) == pytest.approx(0.6, rel=1e-5)  # q and -q: the same rotation
+    np.testing.assert_allclose(quat_to_mat(quat_mul(a, b)), quat_to_mat(a) @ quat_to_mat(b), atol=1e-6)
+    np.testing.assert_allclose(heading_matrix(b), quat_to_mat(b), atol=1e-6)  # pure yaw: its own heading
 
 
 def test_kl_to_ar1_prior_by_hand():

@@ -22,6 +22,10 @@ from mimic_mjx.errors import ConfigError
 @dataclasses.dataclass(frozen=True)
 class EnvConfig:
     body: str = "mouse_forelimb"
+    # Physics backend: native (MuJoCo C engine on host threads), mjx, warp, or auto
+    # (mjx on a GPU, native on a CPU).
+    backend: str = "auto"
+    native_threads: int = 0  # host threads of the native backend (0: all cores)
     horizon: int = 5  # reference frames the policy sees ahead
     substeps: int = 5  # physics steps per control step
     control_every: int = 1  # clip frames per control step (control at clip rate / this)
@@ -30,12 +34,25 @@ class EnvConfig:
     ee_scale_m: float = 0.0005
     joint_weight: float = 1.0
     ee_weight: float = 1.0
+    # Kernels that fixed-base bodies ignore (root) or that are off by default (weight 0).
+    root_pos_scale_m: float = 0.02
+    root_pos_weight: float = 0.0
+    root_angle_scale_rad: float = 0.3
+    root_angle_weight: float = 0.0
+    joint_vel_scale_rad_s: float = 5.0
+    joint_vel_weight: float = 0.0
+    body_scale_m: float = 0.01  # tracked bodies' positions relative to the root
+    body_weight: float = 0.0
     ctrl_cost: float = 0.02  # per mean squared excitation
     ctrl_change_cost: float = 0.02  # per mean squared change of excitation per control step
     energy_cost: float = 0.1  # per watt of summed absolute muscle power
     # Early termination thresholds.
     max_joint_error_rad: float = 0.6  # RMS over joints
     max_ee_error_m: float = 0.003
+    max_body_error_m: float = 1.0  # mean tracked-body error relative to the root
+    max_root_error_m: float = 1.0  # root distance from the reference (free-root bodies)
+    max_root_angle_rad: float = 4.0  # root orientation error (above pi: never)
+    max_root_drop_m: float = 1.0  # falling: root below the reference root by more than this
     reset_noise_rad: float = 0.0  # uniform noise on the initial joint angles
     # Fraction of episodes that start at a clip's first frame (the rest start at a
     # uniformly drawn frame). Evaluation tracks whole clips from their first frame,
@@ -44,9 +61,18 @@ class EnvConfig:
 
     def validate(self) -> None:
         _positive(self, "horizon", "substeps", "control_every", "joint_scale_rad", "ee_scale_m",
-                  "max_joint_error_rad", "max_ee_error_m")
+                  "max_joint_error_rad", "max_ee_error_m", "root_pos_scale_m", "root_angle_scale_rad",
+                  "joint_vel_scale_rad_s", "body_scale_m", "max_body_error_m", "max_root_error_m",
+                  "max_root_angle_rad", "max_root_drop_m")
         _non_negative(self, "joint_weight", "ee_weight", "ctrl_cost", "ctrl_change_cost", "energy_cost",
-                      "reset_noise_rad")
+                      "reset_noise_rad", "root_pos_weight", "root_angle_weight", "joint_vel_weight",
+                      "body_weight", "native_threads")
+        from mimic_mjx.environments.physics import BACKENDS
+
+        if self.backend not in BACKENDS:
+            close = difflib.get_close_matches(self.backend, BACKENDS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"env.backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'{hint}")
         if not 0.0 <= self.first_frame_start_prob <= 1.0:
             raise ConfigError(f"env.first_frame_start_prob must be in [0, 1], got {self.first_frame_start_prob}")
 

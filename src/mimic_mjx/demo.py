@@ -48,7 +48,7 @@ def run_demo(out: Path, minutes: float = 5.0, force: bool = False, log=print) ->
         "train_steps_per_s": round(summary["steps_per_s"], 1),
         "env_steps": summary["env_steps"],
         "heldout_joint_rmse_deg": ev["mean_joint_rmse_deg"],
-        "heldout_wrist_error_mm": ev["mean_wrist_error_mm"],
+        "heldout_wrist_error_mm": ev["mean_ee_error_mm"],
         "heldout_fraction_tracked": ev["mean_fraction_tracked"],
         "plots": [str(p) for p in plots],
         "run_dir": str(out / "run"),

@@ -32,3 +32,7 @@ class RunDirError(MimicError):
 
 class KeypointError(MimicError):
     """A keypoint (pose tracking) file is missing, unreadable or implausible."""
+
+
+class BackendError(MimicError):
+    """A physics backend is unknown, not installed, or cannot simulate this body."""

@@ -16,6 +16,7 @@ from typing import Sequence
 import h5py
 import jax
 import jax.numpy as jnp
+import mujoco
 import numpy as np
 
 from mimic_mjx.data.atomic import atomic_path, write_text
@@ -80,11 +81,13 @@ def _rollout_fn(policy: LoadedPolicy, num_steps: int):
             # Freeze the rollout once tracking is lost or the clip is over.
             keep = alive & in_clip
             new_state = jax.tree.map(lambda n, o: jnp.where(keep, n, o), nxt, state)
-            rec = {"qpos": nxt.data.qpos, "ctrl": env.action_to_ctrl(a), "activation": nxt.data.act,
-                   "muscle_force": nxt.data.actuator_force, "latent_mean": z, "layers": layers,
-                   "ee_pos": nxt.data.xpos[env.ee_ids],
-                   "joint_error": nxt.data.qpos - env.ref_qpos[clip, nxt.frame],
-                   "ee_error": jnp.linalg.norm(nxt.data.xpos[env.ee_ids] - env.ref_ee[clip, nxt.frame], axis=-1),
+            phys = env.view(nxt)
+            err = env.errors(phys, clip, nxt.frame)
+            rec = {"qpos": phys.qpos, "ctrl": env.action_to_ctrl(a), "activation": phys.act,
+                   "muscle_force": phys.actuator_force, "latent_mean": z, "layers": layers,
+                   "ee_pos": phys.xpos[env.ee_ids], "body_pos": phys.xpos[env.body_ids],
+                   "joint_error": err.joint, "ee_error": err.ee, "body_error": err.body,
+                   "root_error": err.root_pos,
                    "valid": keep, "tracked": tracked}
             return (new_state, tracked), rec
 
@@ -120,21 +123,32 @@ def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) ->
         n_tracked = int(np.argmin(tracked)) if not tracked.all() else steps
         sl = slice(0, max(n_tracked, 1))
         jerr = recs["joint_error"][i, sl]
+        body_mm = 1e3 * np.mean(recs["body_error"][i, sl], axis=0)
         per_clip.append({
             "clip": name,
             "frames": int(env.bank.lengths[i]),
             "joint_rmse_deg": float(np.rad2deg(np.sqrt(np.mean(jerr ** 2)))),
             "joint_rmse_deg_per_joint": np.rad2deg(np.sqrt(np.mean(jerr ** 2, axis=0))).tolist(),
-            "wrist_error_mm": float(1e3 * np.mean(recs["ee_error"][i, sl])),
+            "ee_error_mm": float(1e3 * np.mean(recs["ee_error"][i, sl])),
+            "body_error_mm": float(np.mean(body_mm)),
+            "body_error_mm_per_body": dict(zip(env.tracked_bodies, body_mm.round(3).tolist())),
+            "root_error_mm": float(1e3 * np.mean(recs["root_error"][i, sl])),
             "fraction_tracked": n_tracked / steps,
         })
     summary = {
         "run_dir": str(run_dir),
         "checkpoint_update": policy.update,
         "num_clips": len(per_clip),
-        "joint_names": list(env.model.joint(j).name for j in range(env.model.njnt)),
+        "joint_names": [env.model.joint(j).name for j in range(env.model.njnt)
+                        if env.model.jnt_type[j] != mujoco.mjtJoint.mjJNT_FREE],
+        "end_effectors": list(env.end_effectors),
         "mean_joint_rmse_deg": float(np.mean([c["joint_rmse_deg"] for c in per_clip])),
-        "mean_wrist_error_mm": float(np.mean([c["wrist_error_mm"] for c in per_clip])),
+        "mean_ee_error_mm": float(np.mean([c["ee_error_mm"] for c in per_clip])),
+        # Tracked bodies' positions relative to the root (the root's own error is separate).
+        "mean_body_error_mm": float(np.mean([c["body_error_mm"] for c in per_clip])),
+        "body_error_mm_per_body": {b: float(np.mean([c["body_error_mm_per_body"][b] for c in per_clip]))
+                                   for b in env.tracked_bodies},
+        "mean_root_error_mm": float(np.mean([c["root_error_mm"] for c in per_clip])),
         "mean_fraction_tracked": float(np.mean([c["fraction_tracked"] for c in per_clip])),
         "clips": per_clip,
     }
@@ -151,17 +165,22 @@ def _write_rollouts(path: Path, env, recs: dict) -> None:
         f.attrs["control_dt_s"] = env.control_dt
         f.attrs["body"] = env.cfg.body
         str_dt = h5py.string_dtype()
-        f.create_dataset("joint_names", data=[model.joint(j).name for j in range(model.njnt)], dtype=str_dt)
+        # joint_error columns follow joint_names; joint_qpos_index locates each in qpos.
+        hinges = [j for j in range(model.njnt) if model.jnt_type[j] != mujoco.mjtJoint.mjJNT_FREE]
+        f.create_dataset("joint_names", data=[model.joint(j).name for j in hinges], dtype=str_dt)
+        f.create_dataset("joint_qpos_index", data=np.asarray([model.jnt_qposadr[j] for j in hinges], np.int32))
         f.create_dataset("actuator_names", data=[model.actuator(a).name for a in range(model.nu)], dtype=str_dt)
         f.create_dataset("end_effectors", data=list(env.end_effectors), dtype=str_dt)
+        f.create_dataset("tracked_bodies", data=list(env.tracked_bodies), dtype=str_dt)
         for i, name in enumerate(env.bank.names):
             g = f.create_group(f"clips/{name}")
             L = int(env.bank.lengths[i])
             steps = (L - 1) // env.cfg.control_every
             g.create_dataset("reference_qpos", data=env.bank.qpos[i, :L])
             g.create_dataset("reference_ee_pos", data=env.bank.ee_pos[i, :L])
-            for key in ("qpos", "ctrl", "activation", "muscle_force", "latent_mean", "ee_pos",
-                        "joint_error", "ee_error", "tracked"):
+            g.create_dataset("reference_body_pos", data=env.bank.body_pos[i, :L])
+            for key in ("qpos", "ctrl", "activation", "muscle_force", "latent_mean", "ee_pos", "body_pos",
+                        "joint_error", "ee_error", "body_error", "root_error", "tracked"):
                 g.create_dataset(key, data=recs[key][i, :steps])
             lg = g.create_group("layers")
             for lname, v in recs["layers"].items():
@@ -170,10 +189,12 @@ def _write_rollouts(path: Path, env, recs: dict) -> None:
 
 
 def format_summary(summary: dict) -> str:
-    lines = [f"{'clip':<28} {'joint RMSE (deg)':>17} {'wrist err (mm)':>15} {'tracked':>8}"]
+    lines = [f"{'clip':<28} {'joint RMSE (deg)':>17} {'end-eff. (mm)':>14} {'bodies (mm)':>12} "
+             f"{'root (mm)':>10} {'tracked':>8}"]
     for c in summary["clips"]:
-        lines.append(f"{c['clip']:<28} {c['joint_rmse_deg']:>17.2f} {c['wrist_error_mm']:>15.3f} "
-                     f"{100 * c['fraction_tracked']:>7.0f}%")
+        lines.append(f"{c['clip']:<28} {c['joint_rmse_deg']:>17.2f} {c['ee_error_mm']:>14.3f} "
+                     f"{c['body_error_mm']:>12.2f} {c['root_error_mm']:>10.2f} {100 * c['fraction_tracked']:>7.0f}%")
     lines.append(f"{'mean over ' + str(summary['num_clips']) + ' clips':<28} {summary['mean_joint_rmse_deg']:>17.2f} "
-                 f"{summary['mean_wrist_error_mm']:>15.3f} {100 * summary['mean_fraction_tracked']:>7.0f}%")
+                 f"{summary['mean_ee_error_mm']:>14.3f} {summary['mean_body_error_mm']:>12.2f} "
+                 f"{summary['mean_root_error_mm']:>10.2f} {100 * summary['mean_fraction_tracked']:>7.0f}%")
     return "\n".join(lines)

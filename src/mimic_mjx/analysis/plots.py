@@ -14,6 +14,9 @@ import numpy as np  # noqa: E402
 from mimic_mjx.data.atomic import atomic_path  # noqa: E402
 
 
+MAX_JOINT_PANELS = 8
+
+
 def _save(fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -27,11 +30,17 @@ def plot_clip(rollouts_h5: str | Path, clip: str, out_dir: str | Path) -> list[P
         dt = float(f.attrs["control_dt_s"])
         joints = [n.decode() if isinstance(n, bytes) else n for n in f["joint_names"][()]]
         muscles = [n.decode() if isinstance(n, bytes) else n for n in f["actuator_names"][()]]
+        qidx = f["joint_qpos_index"][()] if "joint_qpos_index" in f else np.arange(len(joints))
         g = f["clips"][clip]
-        ref = g["reference_qpos"][()]
-        sim = g["qpos"][()]
+        ref = g["reference_qpos"][()][:, qidx]
+        sim = g["qpos"][()][:, qidx]
+        jerr = g["joint_error"][()]
         act = g["activation"][()] if g["activation"].shape[-1] else g["ctrl"][()]
         tracked = int(g.attrs["steps_tracked"])
+    if len(joints) > MAX_JOINT_PANELS:
+        # Large bodies: show the joints tracked worst.
+        keep = np.sort(np.argsort(-np.sqrt(np.mean(jerr[:max(tracked, 1)] ** 2, axis=0)))[:MAX_JOINT_PANELS])
+        joints, ref, sim = [joints[k] for k in keep], ref[:, keep], sim[:, keep]
     t_ref = np.arange(len(ref)) * dt
     t_sim = np.arange(1, len(sim) + 1) * dt
     paths = []
@@ -51,7 +60,7 @@ def plot_clip(rollouts_h5: str | Path, clip: str, out_dir: str | Path) -> list[P
     _save(fig, paths[-1])
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    im = ax.imshow(act[:max(tracked, 1)].T, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="magma",
+    im = ax.imshow(act[:max(tracked, 1)].T, aspect="auto", origin="lower", vmin=min(0.0, float(act.min())), vmax=max(1.0, float(act.max())), cmap="magma",
                    extent=(t_sim[0] - dt / 2, t_sim[max(tracked, 1) - 1] + dt / 2, -0.5, len(muscles) - 0.5))
     ax.set_yticks(range(len(muscles)), muscles, fontsize=8)
     ax.set_xlabel("time (s)")
@@ -70,7 +79,7 @@ def plot_training_curve(metrics_jsonl: str | Path, out_path: str | Path) -> Path
     steps = np.array([r["env_steps"] for r in rows]) / 1e6
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
     for ax, key, label in zip(axes, ("reward", "joint_error_deg", "ee_error_mm"),
-                              ("reward per step", "joint error (deg)", "wrist error (mm)")):
+                              ("reward per step", "joint error (deg)", "end-effector error (mm)")):
         ax.plot(steps, [r[key] for r in rows])
         ax.set_xlabel("environment steps (M)")
         ax.set_title(label)

@@ -34,6 +34,11 @@ class BodyModel:
     keypoint_bodies: dict[str, str] = dataclasses.field(default_factory=dict)
     # Same names as build_spec, simulation set up for training; None = build_spec.
     build_trainable_spec: Callable[[], mujoco.MjSpec] | None = None
+    # Bodies whose positions the tracking task compares and observes; empty = end effectors.
+    tracked_bodies: tuple[str, ...] = ()
+
+    def tracked(self) -> tuple[str, ...]:
+        return self.tracked_bodies or self.end_effectors
 
     def compile(self) -> mujoco.MjModel:
         return _compiled(self.name)
@@ -103,6 +108,8 @@ def _register_builtin() -> None:
         # Paws-only contacts, CG 6/6, 2 ms step, position actuators; see
         # rat.build_trainable_spec (torque actuation: actuation="torque").
         build_trainable_spec=rat.build_trainable_spec,
+        # The bodies carrying the rat23 markers: what registration pinned down.
+        tracked_bodies=tuple(sorted(set(get_keypoint_map("rat").keypoint_bodies().values()))),
     ))
     register_body(BodyModel(
         name="fruitfly",

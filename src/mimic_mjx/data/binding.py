@@ -25,6 +25,7 @@ class ReferenceBank:
     qpos: np.ndarray  # (N, Tpad, nq)
     qvel: np.ndarray  # (N, Tpad, nv)
     ee_pos: np.ndarray  # (N, Tpad, n_ee, 3) end-effector positions, m
+    body_pos: np.ndarray  # (N, Tpad, n_tracked, 3) positions of the tracked bodies, m
 
     @property
     def num_clips(self) -> int:
@@ -73,11 +74,14 @@ def _model_joint_names(model: mujoco.MjModel) -> list[str]:
 
 
 def bind_clips(clips: Sequence[Clip], model: mujoco.MjModel, body_name: str,
-               end_effectors: Sequence[str], min_frames: int, pad: int) -> ReferenceBank:
+               end_effectors: Sequence[str], min_frames: int, pad: int,
+               tracked_bodies: Sequence[str] | None = None) -> ReferenceBank:
     """Check clips against the model by name and stack them in model order.
 
     ``min_frames``: shortest acceptable clip (the observation horizon + 1).
     ``pad``: frames appended (repeating the last) so look-ahead never leaves a clip.
+    ``tracked_bodies``: bodies whose reference positions the task compares
+    (default: the end effectors).
     """
     if not clips:
         raise ClipError("no clips to bind")
@@ -112,30 +116,36 @@ def bind_clips(clips: Sequence[Clip], model: mujoco.MjModel, body_name: str,
                             f"for an observation horizon of {min_frames - 1} frames; use longer clips or a "
                             f"smaller env.horizon")
 
+    tracked_bodies = tuple(end_effectors if tracked_bodies is None else tracked_bodies)
     ee_ids = body_ids(model, end_effectors)
+    tr_ids = body_ids(model, tracked_bodies)
     qadr, vadr = joint_blocks(model, model_joints)
     T = max(c.num_frames for c in clips) + pad
     N = len(clips)
     qpos = np.zeros((N, T, model.nq), np.float32)
     qvel = np.zeros((N, T, model.nv), np.float32)
     ee = np.zeros((N, T, len(end_effectors), 3), np.float32)
+    tr = np.zeros((N, T, len(tracked_bodies), 3), np.float32)
     data = mujoco.MjData(model)
     for i, c in enumerate(clips):
         qcols, vcols = _clip_columns(c, model_joints)
         L = c.num_frames
         qpos[i, :L][:, qadr] = c.qpos[:, qcols]
         qvel[i, :L][:, vadr] = c.qvel[:, vcols]
-        if c.xpos is not None and all(n in c.body_names for n in end_effectors):
-            cols = [c.body_names.index(n) for n in end_effectors]
-            ee[i, :L] = c.xpos[:, cols]
+        wanted = (*end_effectors, *tracked_bodies)
+        if c.xpos is not None and all(n in c.body_names for n in wanted):
+            ee[i, :L] = c.xpos[:, [c.body_names.index(n) for n in end_effectors]]
+            tr[i, :L] = c.xpos[:, [c.body_names.index(n) for n in tracked_bodies]]
         else:
             for t in range(L):
                 data.qpos[:] = qpos[i, t]
                 mujoco.mj_kinematics(model, data)
                 ee[i, t] = data.xpos[ee_ids]
+                tr[i, t] = data.xpos[tr_ids]
         qpos[i, L:] = qpos[i, L - 1]
         qvel[i, L:] = 0.0
         ee[i, L:] = ee[i, L - 1]
+        tr[i, L:] = tr[i, L - 1]
     return ReferenceBank(names=tuple(c.name for c in clips), fps=float(fps),
                          lengths=np.array([c.num_frames for c in clips], np.int32),
-                         qpos=qpos, qvel=qvel, ee_pos=ee)
+                         qpos=qpos, qvel=qvel, ee_pos=ee, body_pos=tr)

@@ -1,29 +1,39 @@
-"""Multi-clip imitation task over MJX, as pure functions of JAX arrays.
+"""Multi-clip imitation task for any body, as pure functions of JAX arrays.
 
 ``reset`` and ``step`` are jit- and vmap-able. An episode starts at a random
 clip and frame with the body placed in the reference state; each control step
-applies muscle excitations for ``substeps`` physics steps and advances the
-reference by ``control_every`` frames. Steps auto-reset when an episode ends,
-reporting the reward, termination and truncation of the transition that ended it.
+holds the controls for ``substeps`` physics steps of the chosen backend
+(``environments.physics``) and advances the reference by ``control_every``
+frames. Steps auto-reset when an episode ends, reporting the reward,
+termination and truncation of the transition that ended it.
+
+Bodies with a free root joint (the rat, the fly) are observed egocentrically:
+the reference ahead and the body's own pose are expressed in the heading frame
+(the root's yaw), and orientations as rotations relative to the root, so
+turning the whole scene about the vertical axis leaves every observation
+unchanged. Fixed-base bodies (the forelimb) have no root terms.
 """
 
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import mujoco
+import numpy as np
 from flax import struct
-from mujoco import mjx
 
 from mimic_mjx.config import EnvConfig
 from mimic_mjx.data.binding import ReferenceBank, body_ids
+from mimic_mjx.environments.physics import make_backend
+from mimic_mjx.errors import BindingError
 
 
 @struct.dataclass
 class EnvState:
-    data: mjx.Data
+    data: object  # the backend's physics state (mjx.Data or physics.NativeState)
     clip: jax.Array  # int32
     frame: jax.Array  # int32, reference frame the state corresponds to
     steps: jax.Array  # int32, control steps since the episode started
@@ -31,109 +41,239 @@ class EnvState:
     ref_obs: jax.Array
     prop_obs: jax.Array
     reward: jax.Array
-    terminated: jax.Array  # float 0/1: tracking lost or physics non-finite
+    terminated: jax.Array  # float 0/1: tracking lost, fallen or physics non-finite
     truncated: jax.Array  # float 0/1: clip ran out
     joint_error: jax.Array  # RMS joint-angle error, rad
-    ee_error: jax.Array  # mean end-effector distance, m
+    ee_error: jax.Array  # mean end-effector distance (relative to the root), m
+    body_error: jax.Array  # mean tracked-body distance (relative to the root), m
+    root_error: jax.Array  # root distance, m (0 for fixed-base bodies)
     unstable: jax.Array  # float 0/1: physics produced non-finite values
     key: jax.Array
+
+
+class Errors(NamedTuple):
+    """Tracking errors of one step, SI units."""
+    root_pos: jax.Array  # () m
+    root_angle: jax.Array  # () rad
+    joint: jax.Array  # (nj,) rad
+    joint_vel: jax.Array  # (nj,) rad/s
+    body: jax.Array  # (nb,) m
+    ee: jax.Array  # (n_ee,) m
+
+
+# -- small rotation helpers (quaternions are MuJoCo's w, x, y, z) ------------
+def quat_mul(a, b):
+    aw, ax, ay, az = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
+    bw, bx, by, bz = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
+    return jnp.stack([aw * bw - ax * bx - ay * by - az * bz,
+                      aw * bx + ax * bw + ay * bz - az * by,
+                      aw * by - ax * bz + ay * bw + az * bx,
+                      aw * bz + ax * by - ay * bx + az * bw], axis=-1)
+
+
+def quat_conj(q):
+    return q * jnp.array([1.0, -1.0, -1.0, -1.0])
+
+
+def quat_to_mat(q):
+    q = q / jnp.linalg.norm(q, axis=-1, keepdims=True)
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    return jnp.stack([
+        jnp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        jnp.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        jnp.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1)], -2)
+
+
+def quat_angle(q):
+    """Rotation angle (rad, in [0, pi]) of a unit quaternion."""
+    v = jnp.linalg.norm(q[..., 1:], axis=-1)
+    return 2.0 * jnp.arctan2(v, jnp.abs(q[..., 0]))
+
+
+def heading_matrix(quat):
+    """Rotation about z by the yaw of the body's forward (x) axis."""
+    fwd = quat_to_mat(quat)[..., :, 0]
+    yaw = jnp.arctan2(fwd[..., 1], fwd[..., 0])
+    c, s = jnp.cos(yaw), jnp.sin(yaw)
+    zero, one = jnp.zeros_like(c), jnp.ones_like(c)
+    return jnp.stack([jnp.stack([c, -s, zero], -1), jnp.stack([s, c, zero], -1),
+                      jnp.stack([zero, zero, one], -1)], -2)
 
 
 def _rms(x):
     return jnp.sqrt(jnp.mean(jnp.square(x)))
 
 
-def tracking_reward(cfg: EnvConfig, q_err, ee_err, ctrl, prev_ctrl, power):
-    """Reward of one control step; all errors in SI units.
+def _kernel(sq_err, scale):
+    return jnp.exp(-sq_err / scale ** 2)
 
-    q_err: (nq,) joint-angle errors (rad); ee_err: (n_ee,) end-effector distances (m);
-    ctrl, prev_ctrl: (nu,) excitations; power: (nu,) muscle power (W).
+
+def tracking_reward(cfg: EnvConfig, err: Errors, ctrl, prev_ctrl, power, has_root: bool = True):
+    """Reward of one control step: Gaussian kernels on the errors minus costs.
+
+    ctrl, prev_ctrl: (nu,) controls in [0, 1] or the actuators' range; power: (nu,) W.
+    Root kernels count only for bodies with a free root (``has_root``).
     """
-    r_joint = jnp.exp(-jnp.mean(jnp.square(q_err)) / cfg.joint_scale_rad ** 2)
-    r_ee = jnp.exp(-jnp.mean(jnp.square(ee_err)) / cfg.ee_scale_m ** 2)
+    r = (cfg.joint_weight * _kernel(jnp.mean(jnp.square(err.joint)), cfg.joint_scale_rad)
+         + cfg.joint_vel_weight * _kernel(jnp.mean(jnp.square(err.joint_vel)), cfg.joint_vel_scale_rad_s)
+         + cfg.body_weight * _kernel(jnp.mean(jnp.square(err.body)), cfg.body_scale_m)
+         + cfg.ee_weight * _kernel(jnp.mean(jnp.square(err.ee)), cfg.ee_scale_m))
+    if has_root:
+        r = r + (cfg.root_pos_weight * _kernel(jnp.square(err.root_pos), cfg.root_pos_scale_m)
+                 + cfg.root_angle_weight * _kernel(jnp.square(err.root_angle), cfg.root_angle_scale_rad))
     cost = (cfg.ctrl_cost * jnp.mean(jnp.square(ctrl))
             + cfg.ctrl_change_cost * jnp.mean(jnp.square(ctrl - prev_ctrl))
             + cfg.energy_cost * jnp.sum(jnp.abs(power)))
-    return cfg.joint_weight * r_joint + cfg.ee_weight * r_ee - cost
+    return r - cost
 
 
-def reference_observation(ref_q, ref_ee, q, ee):
-    """Look-ahead reference relative to the current state.
+def reference_observation(ref_q, ref_body, q, body, heading=None, ref_root=None, root=None):
+    """Look-ahead reference relative to the current state, in the heading frame.
 
-    ref_q: (H, nq), ref_ee: (H, n_ee, 3) future reference frames; q: (nq,), ee: (n_ee, 3).
-    Positions are returned in millimetres to keep them O(1).
+    ref_q: (H, nj) future joint angles; ref_body: (H, nb, 3) future tracked-body
+    positions (m); q: (nj,), body: (nb, 3) current ones. For a free-root body also
+    ``heading`` (3, 3), ``ref_root`` (H, 7) future root pose and ``root`` (7,)
+    current root pose. Positions are returned in millimetres to keep them O(1).
     """
-    dq = ref_q - q[None]
-    dee = (ref_ee - ee[None]) * 1e3
-    return jnp.concatenate([dq.ravel(), dee.ravel()])
+    to_local = jnp.eye(3) if heading is None else heading.T
+    dbody = jnp.einsum("ij,hbj->hbi", to_local, ref_body - body[None]) * 1e3
+    parts = [ref_q - q[None], dbody.reshape(dbody.shape[0], -1)]
+    if ref_root is not None:
+        dpos = (ref_root[:, :3] - root[None, :3]) @ to_local.T * 1e3
+        drot = quat_mul(quat_conj(root[None, 3:7]), ref_root[:, 3:7])
+        drot = drot * jnp.sign(drot[:, :1] + 1e-12)  # q and -q are the same rotation
+        parts = [dpos, drot] + parts
+    return jnp.concatenate(parts, axis=-1).ravel()
+
+
+def _free_root(model: mujoco.MjModel) -> int | None:
+    """Index of the body's free root joint, or None for a fixed-base body."""
+    free = [j for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
+    if not free:
+        return None
+    if len(free) > 1 or model.jnt_qposadr[free[0]] != 0:
+        raise BindingError("the imitation task supports one free joint, the first joint of the model "
+                           f"(found {len(free)} free joints)")
+    return free[0]
 
 
 class ImitationEnv:
-    """Imitation of a bank of reference clips by one body."""
+    """Imitation of a bank of reference clips by one body, on one physics backend."""
 
     def __init__(self, cfg: EnvConfig, bank: ReferenceBank, model: mujoco.MjModel,
-                 end_effectors: tuple[str, ...]):
+                 end_effectors: Sequence[str], tracked_bodies: Sequence[str] | None = None):
         self.cfg = cfg
         model = copy.deepcopy(model)
         self.control_dt = cfg.control_every / bank.fps
         model.opt.timestep = self.control_dt / cfg.substeps
         self.model = model
-        self.mx = mjx.put_model(model)
-        self._blank = mjx.make_data(self.mx)
+        self.backend = make_backend(cfg.backend, model, cfg.body, cfg.native_threads)
         self.bank = bank
         self.ref_qpos = jnp.asarray(bank.qpos)
         self.ref_qvel = jnp.asarray(bank.qvel)
         self.ref_ee = jnp.asarray(bank.ee_pos)
+        self.ref_body = jnp.asarray(bank.body_pos)
         self.lengths = jnp.asarray(bank.lengths)
-        self.ee_ids = jnp.asarray(body_ids(model, end_effectors))
-        self.end_effectors = end_effectors
+        self.end_effectors = tuple(end_effectors)
+        self.tracked_bodies = tuple(self.end_effectors if tracked_bodies is None else tracked_bodies)
+        # Index arrays stay NumPy so they are baked into the compiled code as constants.
+        # (Closed-over jax.Array indices feeding a scatter next to the native backend's
+        # host callback crashed XLA:CPU in jax 0.10.2.)
+        self.ee_ids = body_ids(model, self.end_effectors)
+        self.body_ids = body_ids(model, self.tracked_bodies)
+        if bank.body_pos.shape[2] != len(self.tracked_bodies):
+            raise BindingError(f"the reference bank tracks {bank.body_pos.shape[2]} bodies but the task "
+                               f"tracks {len(self.tracked_bodies)}; bind the clips with the same tracked bodies")
+        root = _free_root(model)
+        self.has_root = root is not None
+        if self.has_root:
+            self.root_body = int(model.jnt_bodyid[root])
+            self.hinge_q = np.arange(7, model.nq)
+            self.hinge_v = np.arange(6, model.nv)
+        else:
+            self.root_body = 0
+            self.hinge_q = np.arange(model.nq)
+            self.hinge_v = np.arange(model.nv)
+        nj, nb = len(self.hinge_q), len(self.tracked_bodies)
         self.nu = model.nu
         lo, hi = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
         self.ctrl_lo, self.ctrl_hi = jnp.asarray(lo), jnp.asarray(hi)
         is_muscle = model.actuator_gaintype == int(mujoco.mjtGain.mjGAIN_MUSCLE)
-        # Peak isometric force per muscle (N), to express forces as fractions.
-        self.force_scale = jnp.asarray(jnp.where(is_muscle, jnp.abs(model.actuator_gainprm[:, 2]), 1.0))
+        # Muscle forces as fractions of their peak isometric force; other actuators as they are.
+        self.force_scale = jnp.asarray(np.where(is_muscle, np.abs(model.actuator_gainprm[:, 2]), 1.0))
         self.horizon_offsets = jnp.arange(1, cfg.horizon + 1) * cfg.control_every
-        self.ref_obs_size = cfg.horizon * (model.nq + 3 * len(end_effectors))
-        self.prop_obs_size = model.nq + model.nv + model.na + 2 * model.nu + 3 * len(end_effectors)
+        root_ref, root_prop = (7, 10) if self.has_root else (0, 0)
+        self.ref_obs_size = cfg.horizon * (root_ref + nj + 3 * nb)
+        self.prop_obs_size = 2 * nj + root_prop + model.na + 2 * model.nu + 3 * nb
         self.action_size = model.nu
-        # For each activation state, the actuator it belongs to (muscles have one each).
-        self._act_of_actuator = jnp.asarray(
-            [a for a in range(model.nu) for _ in range(model.actuator_actnum[a])], dtype=jnp.int32)
+        # For each activation state, the actuator it belongs to.
+        self._act_of_actuator = np.asarray(
+            [a for a in range(model.nu) for _ in range(model.actuator_actnum[a])], dtype=np.int32)
 
     # -- pure helpers -------------------------------------------------------
     def action_to_ctrl(self, action):
         """Map unbounded policy outputs to the actuators' control range."""
         return self.ctrl_lo + 0.5 * (jnp.tanh(action) + 1.0) * (self.ctrl_hi - self.ctrl_lo)
 
-    def _ee(self, data):
-        return data.xpos[self.ee_ids]
+    def view(self, state: EnvState):
+        return self.backend.view(state.data)
 
-    def _observe(self, data, clip, frame, prev_ctrl):
+    def _root(self, qpos):
+        if self.has_root:
+            return qpos[:7]
+        return jnp.array([0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+
+    def _observe(self, phys, clip, frame, prev_ctrl):
         frames = frame + self.horizon_offsets
-        ref_obs = reference_observation(self.ref_qpos[clip, frames], self.ref_ee[clip, frames],
-                                        data.qpos, self._ee(data))
-        prop_obs = jnp.concatenate([
-            data.qpos, data.qvel, data.act,
-            data.actuator_force / self.force_scale, prev_ctrl, self._ee(data).ravel() * 1e3,
-        ])
-        return ref_obs, prop_obs
+        root = self._root(phys.qpos)
+        heading = heading_matrix(root[3:7]) if self.has_root else None
+        body = phys.xpos[self.body_ids]
+        ref_q = self.ref_qpos[clip, frames]
+        ref_obs = reference_observation(
+            ref_q[:, self.hinge_q], self.ref_body[clip, frames], phys.qpos[self.hinge_q], body,
+            heading=heading, ref_root=ref_q[:, :7] if self.has_root else None,
+            root=root if self.has_root else None)
+        to_local = jnp.eye(3) if heading is None else heading.T
+        rel_body = (body - root[None, :3]) @ to_local.T * 1e3
+        parts = [phys.qpos[self.hinge_q], phys.qvel[self.hinge_v]]
+        if self.has_root:
+            rot = quat_to_mat(root[3:7])
+            # Height, gravity direction and velocities in the root's own frame: all
+            # independent of where the body is and which way it faces.
+            parts += [root[2:3] * 1e3, rot.T @ jnp.array([0.0, 0.0, -1.0]), rot.T @ phys.qvel[:3],
+                      phys.qvel[3:6]]
+        parts += [phys.act, phys.actuator_force / self.force_scale, prev_ctrl, rel_body.ravel()]
+        return ref_obs, jnp.concatenate(parts)
+
+    def errors(self, phys, clip, frame) -> Errors:
+        """Tracking errors of a physics state against the reference frame."""
+        ref_q, ref_v = self.ref_qpos[clip, frame], self.ref_qvel[clip, frame]
+        root, ref_root = self._root(phys.qpos), self._root(ref_q)
+        body, ref_body = phys.xpos[self.body_ids], self.ref_body[clip, frame]
+        ee, ref_ee = phys.xpos[self.ee_ids], self.ref_ee[clip, frame]
+        # Poses compared relative to the root, so a root offset counts once (in the root term).
+        rel = lambda x, r: x - r[None, :3]
+        return Errors(
+            root_pos=jnp.linalg.norm(root[:3] - ref_root[:3]),
+            root_angle=quat_angle(quat_mul(quat_conj(root[3:7]), ref_root[3:7])),
+            joint=phys.qpos[self.hinge_q] - ref_q[self.hinge_q],
+            joint_vel=phys.qvel[self.hinge_v] - ref_v[self.hinge_v],
+            body=jnp.linalg.norm(rel(body, root) - rel(ref_body, ref_root), axis=-1),
+            ee=jnp.linalg.norm(rel(ee, root) - rel(ref_ee, ref_root), axis=-1))
 
     def reset_to(self, key, clip, frame) -> EnvState:
         """Start an episode at a given clip and frame, in the reference state."""
-        noise = jax.random.uniform(key, (self.model.nq,), minval=-1.0, maxval=1.0) * self.cfg.reset_noise_rad
-        data = self._blank.replace(qpos=self.ref_qpos[clip, frame] + noise, qvel=self.ref_qvel[clip, frame])
-        # Kinematics suffice: mjx.step recomputes all dynamics from (qpos, qvel,
-        # act, ctrl), and the first observation needs only positions; with zero
-        # activation the muscles' active force is zero.
-        data = mjx.kinematics(self.mx, data)
+        qpos = self.ref_qpos[clip, frame]
+        noise = jax.random.uniform(key, (len(self.hinge_q),), minval=-1.0, maxval=1.0) * self.cfg.reset_noise_rad
+        qpos = qpos.at[self.hinge_q].add(noise)
+        data = self.backend.init(qpos, self.ref_qvel[clip, frame])
         prev_ctrl = jnp.zeros(self.nu)
-        ref_obs, prop_obs = self._observe(data, clip, frame, prev_ctrl)
+        ref_obs, prop_obs = self._observe(self.backend.view(data), clip, frame, prev_ctrl)
         zero = jnp.zeros(())
         return EnvState(data=data, clip=jnp.int32(clip), frame=jnp.int32(frame), steps=jnp.int32(0),
                         prev_ctrl=prev_ctrl, ref_obs=ref_obs, prop_obs=prop_obs, reward=zero,
-                        terminated=zero, truncated=zero, joint_error=zero, ee_error=zero, unstable=zero,
-                        key=key)
+                        terminated=zero, truncated=zero, joint_error=zero, ee_error=zero, body_error=zero,
+                        root_error=zero, unstable=zero, key=key)
 
     def reset(self, key) -> EnvState:
         """Start an episode at a random clip and start frame."""
@@ -149,36 +289,37 @@ class ImitationEnv:
         """Advance one control step; the state is not reset when the episode ends."""
         cfg = self.cfg
         ctrl = self.action_to_ctrl(action)
-        # A clip's first frame is usually mid-movement, so its muscles are
-        # already active; their state is not in the reference. Start each
-        # episode with activations equal to the first excitations instead of
-        # relaxed muscles the controller could not have had.
-        act = jnp.where(state.steps == 0, ctrl[self._act_of_actuator], state.data.act) if self.model.na else state.data.act
-        data = state.data.replace(ctrl=ctrl, act=act)
-        data = jax.lax.fori_loop(0, cfg.substeps, lambda _, d: mjx.step(self.mx, d), data)
-        # The last mjx.step evaluated kinematics before integrating; refresh them
-        # so positions match the new joint angles exactly.
-        data = mjx.kinematics(self.mx, data)
+        act = self.backend.view(state.data).act
+        if self.model.na:
+            # A clip's first frame is usually mid-movement, so its actuators are
+            # already active; their state is not in the reference. Start each
+            # episode with activations equal to the first controls instead.
+            act = jnp.where(state.steps == 0, ctrl[self._act_of_actuator], act)
+        data = self.backend.step(state.data, ctrl, act, cfg.substeps)
+        phys = self.backend.view(data)
         frame = state.frame + cfg.control_every
         clip = state.clip
-        finite = jnp.all(jnp.isfinite(data.qpos)) & jnp.all(jnp.isfinite(data.qvel))
-        q_err = data.qpos - self.ref_qpos[clip, frame]
-        ee_err = jnp.linalg.norm(self._ee(data) - self.ref_ee[clip, frame], axis=-1)
-        # MJX 3.17 moved actuator velocities into the implementation-specific part of Data.
-        power = data.actuator_force * data._impl.actuator_velocity
-        reward = tracking_reward(cfg, q_err, ee_err, ctrl, state.prev_ctrl, power)
-        joint_error, ee_error = _rms(q_err), jnp.mean(ee_err)
-        lost = (joint_error > cfg.max_joint_error_rad) | (ee_error > cfg.max_ee_error_m)
+        finite = jnp.all(jnp.isfinite(phys.qpos)) & jnp.all(jnp.isfinite(phys.qvel))
+        err = self.errors(phys, clip, frame)
+        power = phys.actuator_force * phys.actuator_velocity
+        reward = tracking_reward(cfg, err, ctrl, state.prev_ctrl, power, self.has_root)
+        joint_error, ee_error, body_error = _rms(err.joint), jnp.mean(err.ee), jnp.mean(err.body)
+        lost = (joint_error > cfg.max_joint_error_rad) | (ee_error > cfg.max_ee_error_m) \
+            | (body_error > cfg.max_body_error_m)
+        if self.has_root:
+            fallen = self.ref_qpos[clip, frame, 2] - phys.qpos[2] > cfg.max_root_drop_m
+            lost = lost | (err.root_pos > cfg.max_root_error_m) | (err.root_angle > cfg.max_root_angle_rad) | fallen
         terminated = lost | ~finite
         truncated = (frame + cfg.control_every >= self.lengths[clip]) & ~terminated
-        ref_obs, prop_obs = self._observe(data, clip, frame, ctrl)
+        ref_obs, prop_obs = self._observe(phys, clip, frame, ctrl)
         # A blown-up state must not poison training: report zeros, end the episode.
         sanitize = lambda x: jnp.where(finite, jnp.nan_to_num(x, posinf=0.0, neginf=0.0), 0.0)
         return state.replace(
             data=data, frame=frame, steps=state.steps + 1, prev_ctrl=ctrl,
             ref_obs=sanitize(ref_obs), prop_obs=sanitize(prop_obs), reward=sanitize(reward),
             terminated=terminated.astype(jnp.float32), truncated=truncated.astype(jnp.float32),
-            joint_error=sanitize(joint_error), ee_error=sanitize(ee_error),
+            joint_error=sanitize(joint_error), ee_error=sanitize(ee_error), body_error=sanitize(body_error),
+            root_error=sanitize(err.root_pos if self.has_root else jnp.zeros(())),
             unstable=(~finite).astype(jnp.float32))
 
     def step(self, state: EnvState, action) -> EnvState:
@@ -189,5 +330,6 @@ class ImitationEnv:
         # Keep the transition's outcome; take the state and observation of the new episode.
         merged = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, nxt)
         return merged.replace(reward=nxt.reward, terminated=nxt.terminated, truncated=nxt.truncated,
-                              joint_error=nxt.joint_error, ee_error=nxt.ee_error, unstable=nxt.unstable,
+                              joint_error=nxt.joint_error, ee_error=nxt.ee_error, body_error=nxt.body_error,
+                              root_error=nxt.root_error, unstable=nxt.unstable,
                               key=jnp.where(done, fresh.key, jax.random.split(nxt.key)[0]))

@@ -13,8 +13,10 @@ from mimic_mjx.environments.imitation import ImitationEnv
 
 def build_env(cfg: ExperimentConfig, clips: Sequence[Clip]) -> ImitationEnv:
     body = get_body(cfg.env.body)
-    model = body.compile()
+    # The trainable variant: same names as the registration model, simulation set up for speed.
+    model = body.compile_trainable()
     e = cfg.env
     bank = bind_clips(clips, model, body.name, body.end_effectors,
-                      min_frames=e.horizon * e.control_every + 1, pad=e.horizon * e.control_every)
-    return ImitationEnv(e, bank, model, body.end_effectors)
+                      min_frames=e.horizon * e.control_every + 1, pad=e.horizon * e.control_every,
+                      tracked_bodies=body.tracked())
+    return ImitationEnv(e, bank, model, body.end_effectors, body.tracked())

@@ -48,6 +48,8 @@ class Transition(NamedTuple):
     truncated: jax.Array
     joint_error: jax.Array
     ee_error: jax.Array
+    body_error: jax.Array
+    root_error: jax.Array
     unstable: jax.Array
 
 
@@ -126,7 +128,8 @@ class PPOTrainer:
             tr = Transition(ref_obs=env_state.ref_obs, prop_obs=env_state.prop_obs, eps=eps,
                             prev_latent=prev_latent, first=first, action=action, log_prob=log_prob,
                             reward=nxt.reward, terminated=nxt.terminated, truncated=nxt.truncated,
-                            joint_error=nxt.joint_error, ee_error=nxt.ee_error, unstable=nxt.unstable)
+                            joint_error=nxt.joint_error, ee_error=nxt.ee_error, body_error=nxt.body_error,
+                            root_error=nxt.root_error, unstable=nxt.unstable)
             return (nxt, latent), tr
 
         keys = jax.random.split(key, p.unroll_length)
@@ -201,6 +204,8 @@ class PPOTrainer:
             "reward": jnp.mean(traj.reward),
             "joint_error_deg": jnp.rad2deg(jnp.mean(traj.joint_error)),
             "ee_error_mm": 1e3 * jnp.mean(traj.ee_error),
+            "body_error_mm": 1e3 * jnp.mean(traj.body_error),
+            "root_error_mm": 1e3 * jnp.mean(traj.root_error),
             "episodes_ended": ends,
             "termination_fraction": jnp.sum(traj.terminated) / jnp.maximum(ends, 1.0),
             "unstable_episodes": jnp.sum(traj.unstable),

@@ -31,8 +31,11 @@ def _fmt_time(seconds: float) -> str:
 def progress_line(update, total_updates, env_steps, steps_per_s, metrics, eta_s) -> str:
     return (f"update {update}/{total_updates} | {env_steps / 1e6:.2f}M steps | {steps_per_s:,.0f} steps/s | "
             f"reward {metrics['reward']:.3f} | joint err {metrics['joint_error_deg']:.2f} deg | "
-            f"wrist err {metrics['ee_error_mm']:.3f} mm | ends by termination "
-            f"{100 * metrics['termination_fraction']:.0f}% | left {_fmt_time(eta_s)}")
+            f"end-effector err {metrics['ee_error_mm']:.3f} mm | "
+            + (f"body err {metrics['body_error_mm']:.1f} mm | root err {metrics['root_error_mm']:.1f} mm | "
+               if metrics.get("root_error_mm", 0.0) > 0 else "")
+            + f"ends by termination {100 * metrics['termination_fraction']:.0f}% "
+            f"({int(metrics.get('unstable_episodes', 0))} unstable) | left {_fmt_time(eta_s)}")
 
 
 def train(cfg: ExperimentConfig, run_dir: str | Path, clips: Sequence[Clip] | None = None, *,
