@@ -36,6 +36,9 @@ class BodyModel:
     build_trainable_spec: Callable[[], mujoco.MjSpec] | None = None
     # Bodies whose positions the tracking task compares and observes; empty = end effectors.
     tracked_bodies: tuple[str, ...] = ()
+    # Physics backend that ``env.backend: auto`` picks on a CPU: the fastest one
+    # measured for this body (docs/benchmarks.md, `mimic bench`).
+    cpu_backend: str = "native"
 
     def tracked(self) -> tuple[str, ...]:
         return self.tracked_bodies or self.end_effectors

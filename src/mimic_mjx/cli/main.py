@@ -55,6 +55,57 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from mimic_mjx import config as config_lib
+    from mimic_mjx.analysis.bench import bench
+    from mimic_mjx.bodies import get_body
+    from mimic_mjx.data.clips import read_clip_files
+    from mimic_mjx.demo import CONFIGS
+    from mimic_mjx.errors import BodyError
+
+    body = get_body(args.body)
+    if args.config:
+        cfg = config_lib.load(args.config)
+    elif (CONFIGS / BODY_CONFIGS.get(body.name, "-")).exists():
+        cfg = config_lib.load(CONFIGS / BODY_CONFIGS[body.name])
+    else:
+        cfg = config_lib.ExperimentConfig()
+    if args.clips:
+        clips = read_clip_files(args.clips)
+    elif body.name == "mouse_forelimb":
+        from mimic_mjx.data.synthetic import make_reaching_clips
+
+        clips = make_reaching_clips(8, seed=0)
+    else:
+        from mimic_mjx.data.synthetic import make_still_clip
+
+        clips = [make_still_clip(body.name)]
+    sets = [f"env.body={body.name}"]
+    if args.backend:
+        sets.append(f"env.backend={args.backend}")
+    if args.num_envs:
+        sets.append(f"ppo.num_envs={args.num_envs}")
+    substeps = args.substeps
+    if not substeps and not args.config and body.name not in BODY_CONFIGS:
+        # No tuned config: keep the body's own physics time step at the clips' rate.
+        substeps = max(1, round(1.0 / clips[0].fps / body.compile_trainable().opt.timestep))
+    if substeps:
+        sets.append(f"env.substeps={substeps}")
+    if args.threads:
+        sets.append(f"env.native_threads={args.threads}")
+    cfg = config_lib.apply_overrides(cfg, sets + (args.set or []))
+    if cfg.env.body != body.name:
+        raise BodyError(f"--body {body.name} disagrees with env.body={cfg.env.body} of the config")
+    result = bench(cfg, clips, updates=args.updates, published=not args.no_published,
+                   log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(json.dumps(result))
+    return 0
+
+
+#: Built-in experiment config per body (src/mimic_mjx/configs).
+BODY_CONFIGS = {"mouse_forelimb": "forelimb.yaml", "rat": "rat.yaml"}
+
+
 def cmd_demo(args) -> int:
     from mimic_mjx.demo import run_demo
 
@@ -145,6 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--render", help="also write an MP4 of the fit (headless)")
     r.add_argument("--render-frames", type=int, help="render at most this many frames")
     r.set_defaults(func=cmd_register)
+
+    k = sub.add_parser("bench", help="measure environment, training and raw physics throughput")
+    k.add_argument("--body", default="rat", help="body model (see `mimic bodies`)")
+    k.add_argument("--backend", choices=["auto", "native", "mjx", "warp"], help="physics backend")
+    k.add_argument("--num-envs", type=int, help="parallel environments")
+    k.add_argument("--substeps", type=int, help="physics steps per control step")
+    k.add_argument("--threads", type=int, help="host threads of the native backend (default: all cores)")
+    k.add_argument("--clips", nargs="+", help="clip files (default: built-in reaches or the body's rest pose)")
+    k.add_argument("--config", help="experiment config (default: the body's built-in config)")
+    k.add_argument("--updates", type=int, default=5, help="training updates to time")
+    k.add_argument("--no-published", action="store_true",
+                   help="skip the training measurement with the published network sizes")
+    k.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    k.set_defaults(func=cmd_bench)
 
     b = sub.add_parser("bodies", help="list the registered body models")
     b.set_defaults(func=cmd_bodies)

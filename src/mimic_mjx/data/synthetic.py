@@ -153,3 +153,20 @@ def make_reaching_clips(num_clips: int, seed: int, *, fps: float = 200.0, num_fr
             marker_offsets=np.zeros((len(kp_names), 3), np.float32),
         ).validate())
     return clips
+
+
+def make_still_clip(body_name: str, *, num_frames: int = 100, fps: float = 50.0) -> Clip:
+    """A clip holding a body's default pose: a reference for any body, no data needed.
+
+    Used to measure throughput where no registered clips are at hand; the
+    content of the reference does not change the cost of a step.
+    """
+    from mimic_mjx.bodies import get_body
+
+    model = get_body(body_name).compile_trainable()
+    names = tuple(model.joint(j).name for j in range(model.njnt))
+    dims = tuple(int(model.jnt_qposadr[j + 1] if j + 1 < model.njnt else model.nq) - int(model.jnt_qposadr[j])
+                 for j in range(model.njnt))
+    qpos = np.tile(model.qpos0.astype(np.float32), (num_frames, 1))
+    return Clip(name=f"{body_name}_still", body=body_name, fps=float(fps), joint_names=names, qpos=qpos,
+                qvel=np.zeros((num_frames, model.nv), np.float32), joint_qpos_dims=dims)

@@ -63,9 +63,15 @@ class NativeState:
     actuator_velocity: jax.Array
 
 
-def default_backend() -> str:
-    """``mjx`` when JAX has a GPU, else the C engine."""
-    return "mjx" if jax.default_backend() == "gpu" else "native"
+def default_backend(body: str = "") -> str:
+    """``mjx`` when JAX has a GPU; on a CPU the body's fastest measured backend (else native)."""
+    if jax.default_backend() == "gpu":
+        return "mjx"
+    if body:
+        from mimic_mjx.bodies import get_body
+
+        return get_body(body).cpu_backend
+    return "native"
 
 
 def warp_installed() -> bool:
@@ -75,7 +81,7 @@ def warp_installed() -> bool:
 def make_backend(name: str, model: mujoco.MjModel, body: str = "", threads: int = 0):
     """Build the backend ``name`` for ``model`` (a copy is kept)."""
     if name == "auto":
-        name = default_backend()
+        name = default_backend(body)
     if name == "native":
         return NativeBackend(model, threads)
     if name == "mjx":
@@ -119,9 +125,8 @@ class MjxBackend:
 
     def view(self, data) -> Physics:
         # MJX 3.17 keeps actuator velocities in the implementation-specific part of Data.
-        vel = getattr(data, "actuator_velocity", None)
-        if vel is None:
-            vel = data._impl.actuator_velocity
+        impl = getattr(data, "_impl", None)
+        vel = impl.actuator_velocity if hasattr(impl, "actuator_velocity") else data.actuator_velocity
         return Physics(qpos=data.qpos, qvel=data.qvel, act=data.act, xpos=data.xpos,
                        actuator_force=data.actuator_force, actuator_velocity=vel)
 

@@ -1,0 +1,163 @@
+"""``mimic bench``: throughput of one body x backend x number of environments.
+
+Everything is measured in the same process, in control (environment) steps:
+
+- raw physics: the simulator alone stepping the same model with the same
+  substeps and threads under random controls (native: ``mujoco.rollout`` on
+  the C engine; mjx/warp: batched ``mjx.step``), divided by the substeps;
+- environment: the task's jit-compiled batched ``step`` with random actions,
+  observations, reward, terminations and automatic resets included;
+- training: whole PPO updates (rollout + optimisation), for the experiment's
+  network sizes and, unless skipped, for the published intention-network sizes;
+- compile: the first environment step and the first training update, compile
+  included, timed separately from the steady state.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+
+from mimic_mjx import config as config_lib
+from mimic_mjx.data.clips import Clip
+
+#: Intention-network sizes of the published rodent imitation agents (encoder
+#: 3 x 512, decoder 2 x 1024, critic 1024-1024-512-512-512, 60-d intention).
+PUBLISHED_NETWORKS = {"agent.encoder_layers": [512, 512, 512], "agent.decoder_layers": [1024, 1024],
+                      "agent.value_layers": [1024, 1024, 512, 512, 512], "agent.latent_dim": 60}
+
+
+def raw_native_steps_per_s(model: mujoco.MjModel, num_envs: int, substeps: int, threads: int,
+                           control_steps: int = 10, repeats: int = 3, seed: int = 0) -> float:
+    """Control steps/s of MuJoCo's C engine via ``mujoco.rollout``, random controls held per control step."""
+    from mujoco import rollout
+
+    rng = np.random.default_rng(seed)
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    nstate = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    state = np.empty(nstate)
+    mujoco.mj_getState(model, data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    state = np.tile(state, (num_envs, 1))
+    lo, hi = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
+    ctrl = rng.uniform(lo, hi, (num_envs, control_steps, model.nu)).repeat(substeps, axis=1)
+    datas = [mujoco.MjData(model) for _ in range(threads)]
+    best = 0.0
+    with rollout.Rollout(nthread=threads) as r:
+        for _ in range(repeats):
+            t = time.perf_counter()
+            r.rollout(model, datas, state, ctrl)
+            best = max(best, num_envs * control_steps / (time.perf_counter() - t))
+    return best
+
+
+def raw_mjx_control_steps_per_s(model: mujoco.MjModel, num_envs: int, substeps: int) -> tuple[float, float]:
+    from mimic_mjx.analysis.throughput import raw_mjx_steps_per_s
+
+    r = raw_mjx_steps_per_s(model, num_envs, model.opt.timestep, steps_per_call=substeps * 4, calls=5)
+    return r["physics_steps_per_s"] / substeps, r["compile_s"]
+
+
+def _time_env(env, num_envs: int, steps_per_call: int, calls: int, seed: int) -> tuple[float, float, float]:
+    """(compile seconds, environment steps/s, unstable episodes per 1000 steps) with random actions."""
+    def run(state, key):
+        def body(s, k):
+            a = jax.random.normal(k, (num_envs, env.action_size))
+            s = jax.vmap(env.step)(s, a)
+            return s, s.unstable.sum()
+        state, unstable = jax.lax.scan(body, state, jax.random.split(key, steps_per_call))
+        return state, unstable.sum()
+
+    reset = jax.jit(jax.vmap(env.reset))
+    run = jax.jit(run)
+    key = jax.random.PRNGKey(seed)
+    state = jax.block_until_ready(reset(jax.random.split(key, num_envs)))
+    t = time.perf_counter()
+    state, _ = jax.block_until_ready(run(state, key))
+    compile_s = time.perf_counter() - t
+    state, _ = jax.block_until_ready(run(state, jax.random.fold_in(key, 1)))
+    t = time.perf_counter()
+    unstable = 0.0
+    for i in range(calls):
+        state, u = run(state, jax.random.fold_in(key, i + 2))
+        unstable += float(u)
+    jax.block_until_ready(state)
+    elapsed = time.perf_counter() - t
+    steps = num_envs * steps_per_call * calls
+    return compile_s, steps / elapsed, 1000.0 * unstable / steps
+
+
+def _time_training(cfg, clips, updates: int) -> tuple[float, float]:
+    """(first update seconds incl. compile, training steps/s over the next ``updates`` updates)."""
+    from mimic_mjx.training.experiment import build_env
+    from mimic_mjx.training.ppo import PPOTrainer
+
+    t = time.perf_counter()
+    trainer = PPOTrainer(cfg, build_env(cfg, clips))
+    ts = trainer.init(jax.random.PRNGKey(cfg.train.seed))
+    ts, m = trainer.update(ts)
+    jax.block_until_ready(m)
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    for _ in range(updates):
+        ts, m = trainer.update(ts)
+    jax.block_until_ready(m)
+    return first, trainer.steps_per_update * updates / (time.perf_counter() - t)
+
+
+def bench(cfg: config_lib.ExperimentConfig, clips: Sequence[Clip], *, updates: int = 5,
+          env_calls: int = 5, published: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Measure one configuration; returns the figures (see the module docstring)."""
+    from mimic_mjx.environments.physics import default_backend
+    from mimic_mjx.training.experiment import build_env
+
+    backend = cfg.env.backend if cfg.env.backend != "auto" else default_backend(cfg.env.body)
+    cfg = config_lib.apply_overrides(cfg, [f"env.backend={backend}"])
+    n = cfg.ppo.num_envs
+    log(f"bench: body {cfg.env.body}, backend {backend}, {n} environments, {cfg.env.substeps} substeps")
+    t = time.perf_counter()
+    env = build_env(cfg, clips)
+    setup_s = time.perf_counter() - t
+    model = copy.deepcopy(env.model)  # carries the task's timestep
+    threads = getattr(env.backend, "threads", 0)
+
+    if backend == "native":
+        raw = raw_native_steps_per_s(model, n, cfg.env.substeps, threads)
+        raw_compile = 0.0
+    else:
+        raw, raw_compile = raw_mjx_control_steps_per_s(model, n, cfg.env.substeps)
+    log(f"  raw physics: {raw:,.0f} control steps/s ({raw * cfg.env.substeps:,.0f} physics steps/s)")
+    env_compile, env_sps, unstable = _time_env(env, n, steps_per_call=cfg.ppo.unroll_length, calls=env_calls,
+                                               seed=cfg.train.seed)
+    log(f"  environment: {env_sps:,.0f} steps/s ({env_sps / raw:.2f} x raw), compile {env_compile:.1f} s")
+    first, train_sps = _time_training(cfg, clips, updates)
+    log(f"  training ({_nets(cfg)}): {train_sps:,.0f} steps/s, first update {first:.1f} s incl. compile")
+    out = {
+        "body": cfg.env.body, "backend": backend, "num_envs": n, "substeps": cfg.env.substeps,
+        "threads": threads, "device": jax.devices()[0].device_kind,
+        "env_steps_per_s": round(env_sps, 1), "train_steps_per_s": round(train_sps, 1),
+        "raw_physics_steps_per_s": round(raw, 1), "env_vs_raw": round(env_sps / raw, 3),
+        "first_update_s": round(first, 2), "env_compile_s": round(env_compile, 2),
+        "raw_compile_s": round(raw_compile, 2), "setup_s": round(setup_s, 2),
+        "unstable_per_1000_steps": round(unstable, 3), "networks": _nets(cfg),
+    }
+    if published:
+        pub = config_lib.apply_overrides(cfg, [f"{k}={v}" for k, v in PUBLISHED_NETWORKS.items()])
+        first_p, train_p = _time_training(pub, clips, max(2, updates // 2))
+        log(f"  training ({_nets(pub)}, published sizes): {train_p:,.0f} steps/s, first update {first_p:.1f} s")
+        out.update({"train_steps_per_s_published_networks": round(train_p, 1),
+                    "first_update_s_published_networks": round(first_p, 2),
+                    "published_networks": _nets(pub)})
+    return out
+
+
+def _nets(cfg) -> str:
+    a = cfg.agent
+    f = lambda ls: "x".join(str(w) for w in ls)
+    return f"enc {f(a.encoder_layers)} / dec {f(a.decoder_layers)} / value {f(a.value_layers)} / z {a.latent_dim}"
