@@ -22,7 +22,7 @@ from mimic_mjx.data.binding import bind_clips
 from mimic_mjx.data.clips import Clip
 from mimic_mjx.data.synthetic import make_reaching_clips, make_still_clip
 from mimic_mjx.environments.imitation import ImitationEnv
-from mimic_mjx.environments.physics import NativeBackend, default_backend, make_backend
+from mimic_mjx.environments.physics import NativeBackend, default_backend, make_backend, warp_installed
 from mimic_mjx.errors import BackendError, BindingError, ConfigError
 
 RAT = get_body("rat")
@@ -158,11 +158,14 @@ def test_native_backend_is_deterministic_across_thread_counts(rat_walk):
         np.testing.assert_array_equal(a, b)
 
 
-def test_native_and_mjx_give_the_same_forelimb_trajectory():
-    """Same model, initial state and controls: C engine (float64) vs MJX (float32)."""
+@pytest.mark.parametrize("other", ["mjx", "warp"])
+def test_native_and_mjx_give_the_same_forelimb_trajectory(other):
+    """Same model, initial state and controls: C engine (float64) vs MJX or Warp (float32)."""
+    if other == "warp" and not warp_installed():
+        pytest.skip('NVIDIA Warp is not installed (pip install -e ".[warp]")')
     model = ARM.compile_trainable()
     model.opt.timestep = 0.001
-    native, mjx_b = make_backend("native", model), make_backend("mjx", model)
+    native, mjx_b = make_backend("native", model), make_backend(other, model)
     clip = make_reaching_clips(1, seed=3)[0]
     q0, v0 = jnp.asarray(clip.qpos[0]), jnp.asarray(clip.qvel[0])
     ctrls = jax.random.uniform(jax.random.PRNGKey(0), (40, model.nu), minval=0.0, maxval=0.6)
@@ -186,12 +189,9 @@ def test_native_and_mjx_give_the_same_forelimb_trajectory():
 
 
 def test_backend_errors():
-    with pytest.raises(BackendError, match="pip install"):
-        import importlib.util
-
-        if importlib.util.find_spec("mujoco_warp"):
-            pytest.skip("MuJoCo Warp is installed here")
-        make_backend("warp", ARM.compile(), "mouse_forelimb")
+    if not warp_installed():
+        with pytest.raises(BackendError, match="pip install"):
+            make_backend("warp", ARM.compile(), "mouse_forelimb")
     # The rat's full-contact registration model has collision pairs MJX lacks.
     with pytest.raises(BackendError, match="cannot run on backend 'mjx'.*native"):
         make_backend("mjx", RAT.compile(), "rat")
@@ -228,3 +228,20 @@ def test_bench_cli_prints_the_figures(capsys):
         assert k in fig
     assert fig["backend"] == "native" and fig["num_envs"] == 16 and fig["substeps"] == 5
     assert fig["env_steps_per_s"] > 0 and fig["train_steps_per_s"] > 0 and fig["raw_physics_steps_per_s"] > 0
+
+
+def test_fruit_fly_tracks_on_the_native_backend():
+    fly = get_body("fruitfly")
+    clip = make_still_clip("fruitfly", num_frames=12, fps=500.0)
+    model = fly.compile_trainable()
+    substeps = round(1 / 500.0 / model.opt.timestep)
+    cfg = EnvConfig(body="fruitfly", backend="native", substeps=substeps, horizon=3)
+    bank = bind_clips([clip], model, "fruitfly", fly.end_effectors, 4, 3, tracked_bodies=fly.tracked())
+    env = ImitationEnv(cfg, bank, model, fly.end_effectors, fly.tracked())
+    assert env.has_root and env.action_size == model.nu
+    states = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), 4))
+    step = jax.jit(jax.vmap(env.step))
+    for i in range(3):
+        states = step(states, 0.1 * jax.random.normal(jax.random.PRNGKey(i), (4, env.action_size)))
+    assert np.all(np.isfinite(states.ref_obs)) and np.all(np.isfinite(states.prop_obs))
+    assert states.ref_obs.shape == (4, env.ref_obs_size)

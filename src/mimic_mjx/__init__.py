@@ -28,3 +28,13 @@ import jax as _jax  # noqa: E402  (after the environment variables above)
 # The variable is read when jax is first imported; set it explicitly in case
 # jax was imported before this package.
 _jax.config.update("jax_compilation_cache_dir", _os.environ["JAX_COMPILATION_CACHE_DIR"])
+
+# MJX prints a line to stdout on import when NVIDIA Warp (an optional backend)
+# is absent; keep that out of every command's output.
+import contextlib as _contextlib  # noqa: E402
+import importlib.util as _ilu  # noqa: E402
+import io as _io  # noqa: E402
+
+if _ilu.find_spec("warp") is None:
+    with _contextlib.redirect_stdout(_io.StringIO()):
+        import mujoco.mjx  # noqa: E402,F401

@@ -75,7 +75,12 @@ def default_backend(body: str = "") -> str:
 
 
 def warp_installed() -> bool:
-    return importlib.util.find_spec("mujoco_warp") is not None and importlib.util.find_spec("warp") is not None
+    """MJX ships MuJoCo Warp; it needs NVIDIA's ``warp`` package (``warp-lang``) to run."""
+    if importlib.util.find_spec("warp") is None:
+        return False
+    from mujoco.mjx import warp as mjx_warp
+
+    return bool(getattr(mjx_warp, "WARP_INSTALLED", False))
 
 
 def make_backend(name: str, model: mujoco.MjModel, body: str = "", threads: int = 0):
@@ -88,9 +93,9 @@ def make_backend(name: str, model: mujoco.MjModel, body: str = "", threads: int 
         return MjxBackend(model, "jax", body)
     if name == "warp":
         if not warp_installed():
-            raise BackendError('backend "warp" needs MuJoCo Warp, which is not installed; install it with '
-                               'pip install "mujoco-mjx[warp]" (NVIDIA GPU recommended), or use env.backend=mjx '
-                               'or env.backend=native')
+            raise BackendError('backend "warp" needs NVIDIA Warp, which is not installed; install it with '
+                               'pip install "mujoco-mjx[warp]==3.17.0" (or .venv/bin/pip install -e ".[warp]"; an '
+                               'NVIDIA GPU is recommended), or use env.backend=mjx or env.backend=native')
         return MjxBackend(model, "warp", body)
     raise BackendError(f"unknown physics backend '{name}'; choose one of {', '.join(BACKENDS)}")
 
@@ -106,7 +111,8 @@ class MjxBackend:
         self.model = copy.deepcopy(model)
         try:
             self.mx = mjx.put_model(self.model, impl=impl)
-            self._blank = mjx.make_data(self.mx, impl=impl) if impl != "jax" else mjx.make_data(self.mx)
+            # The Warp implementation sizes its buffers from the MjModel itself.
+            self._blank = mjx.make_data(self.model, impl=impl) if impl != "jax" else mjx.make_data(self.mx)
         except NotImplementedError as exc:
             what = f"body '{body}'" if body else "this body"
             raise BackendError(f"{what} cannot run on backend '{self.name}': {exc}; use env.backend=native") from None
