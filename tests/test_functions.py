@@ -11,8 +11,8 @@ import pytest
 from mimic_mjx.agents.networks import gaussian_log_prob, kl_to_ar1_prior
 from mimic_mjx.agents.normalizer import RunningStats
 from mimic_mjx.config import EnvConfig
-from mimic_mjx.environments.imitation import (Errors, heading_matrix, quat_angle, quat_conj, quat_mul, quat_to_mat,
-                                              reference_observation, tracking_reward)
+from mimic_mjx.environments.imitation import Errors, reference_observation, tracking_reward
+from mimic_mjx.quaternions import heading_matrix, quat_angle, quat_conj, quat_mul, quat_to_mat
 from mimic_mjx.training.ppo import compute_gae
 
 

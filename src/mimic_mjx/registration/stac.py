@@ -40,6 +40,7 @@ import numpy as np
 from mujoco import mjx
 
 from mimic_mjx.errors import KeypointError
+from mimic_mjx.quaternions import quat_mul
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,15 +66,6 @@ class StacResult:
 
 
 # -- quaternion helpers (wxyz), numpy and jax agnostic where possible --------
-
-def _quat_mul(a, b):
-    aw, ax, ay, az = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
-    bw, bx, by, bz = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
-    return jnp.stack([aw * bw - ax * bx - ay * by - az * bz,
-                      aw * bx + ax * bw + ay * bz - az * by,
-                      aw * by - ax * bz + ay * bw + az * bx,
-                      aw * bz + ax * by - ay * bx + az * bw], axis=-1)
-
 
 def _quat_exp(v):
     """Quaternion of the rotation vector ``v`` (differentiable at 0)."""
@@ -117,7 +109,7 @@ class Layout:
         out = q.at[self.hinge_qpos].add(delta[self.hinge_dof])
         if self.free_root:
             out = out.at[0:3].add(delta[0:3])
-            quat = _quat_mul(q[3:7], _quat_exp(delta[3:6]))
+            quat = quat_mul(q[3:7], _quat_exp(delta[3:6]))
             out = out.at[3:7].set(quat / jnp.linalg.norm(quat))
         return out
 
