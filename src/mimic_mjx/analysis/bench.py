@@ -4,7 +4,10 @@ Everything is measured in the same process, in control (environment) steps:
 
 - raw physics: the simulator alone stepping the same model with the same
   substeps and threads under random controls (native: ``mujoco.rollout`` on
-  the C engine; mjx/warp: batched ``mjx.step``), divided by the substeps;
+  the C engine; mjx/warp: batched ``mjx.step``), divided by the substeps,
+  from start states the environment's own resets produce (several batches,
+  two control steps each): contacts make a state's cost, and the task keeps
+  restarting from reference poses;
 - environment: the task's jit-compiled batched ``step`` with random actions,
   observations, reward, terminations and automatic resets included;
 - training: whole PPO updates (rollout + optimisation), for the experiment's
@@ -33,9 +36,20 @@ PUBLISHED_NETWORKS = {"agent.encoder_layers": [512, 512, 512], "agent.decoder_la
                       "agent.value_layers": [1024, 1024, 512, 512, 512], "agent.latent_dim": 60}
 
 
+#: Raw physics: batches of start states, and control steps rolled out from each.
+RAW_START_BATCHES = 6
+RAW_CONTROL_STEPS = 2
+
+
 def raw_native_steps_per_s(model: mujoco.MjModel, num_envs: int, substeps: int, threads: int,
+                           qpos: np.ndarray | None = None, qvel: np.ndarray | None = None,
                            control_steps: int = 10, repeats: int = 3, seed: int = 0) -> float:
-    """Control steps/s of MuJoCo's C engine via ``mujoco.rollout``, random controls held per control step."""
+    """Control steps/s of MuJoCo's C engine via ``mujoco.rollout``, random controls held per control step.
+
+    ``qpos``/``qvel`` (num_envs, ...): initial states (default: the model's rest pose).
+    Where the body starts matters (contacts cost), so the bench passes the
+    environment's own reset states.
+    """
     from mujoco import rollout
 
     rng = np.random.default_rng(seed)
@@ -45,22 +59,28 @@ def raw_native_steps_per_s(model: mujoco.MjModel, num_envs: int, substeps: int, 
     state = np.empty(nstate)
     mujoco.mj_getState(model, data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
     state = np.tile(state, (num_envs, 1))
+    if qpos is not None:  # FULLPHYSICS starts with time, qpos, qvel
+        state[:, 1:1 + model.nq] = qpos
+        state[:, 1 + model.nq:1 + model.nq + model.nv] = qvel
     lo, hi = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
     ctrl = rng.uniform(lo, hi, (num_envs, control_steps, model.nu)).repeat(substeps, axis=1)
     datas = [mujoco.MjData(model) for _ in range(threads)]
-    best = 0.0
+    seconds = 0.0
     with rollout.Rollout(nthread=threads) as r:
+        r.rollout(model, datas, state[:1], ctrl[:1, :1])  # start the thread pool untimed
         for _ in range(repeats):
             t = time.perf_counter()
-            r.rollout(model, datas, state, ctrl)
-            best = max(best, num_envs * control_steps / (time.perf_counter() - t))
-    return best
+            r.rollout(model, datas, state, ctrl, initial_warmstart=np.zeros((num_envs, model.nv)))
+            seconds += time.perf_counter() - t
+    return num_envs * control_steps * repeats / seconds
 
 
-def raw_mjx_control_steps_per_s(model: mujoco.MjModel, num_envs: int, substeps: int) -> tuple[float, float]:
+def raw_mjx_control_steps_per_s(model: mujoco.MjModel, num_envs: int, substeps: int, qpos=None,
+                                qvel=None, impl: str = "jax") -> tuple[float, float]:
     from mimic_mjx.analysis.throughput import raw_mjx_steps_per_s
 
-    r = raw_mjx_steps_per_s(model, num_envs, model.opt.timestep, steps_per_call=substeps * 4, calls=5)
+    r = raw_mjx_steps_per_s(model, num_envs, model.opt.timestep, steps_per_call=substeps * 4, calls=5,
+                            qpos=qpos, qvel=qvel, impl=impl)
     return r["physics_steps_per_s"] / substeps, r["compile_s"]
 
 
@@ -127,11 +147,22 @@ def bench(cfg: config_lib.ExperimentConfig, clips: Sequence[Clip], *, updates: i
     model = copy.deepcopy(env.model)  # carries the task's timestep
     threads = getattr(env.backend, "threads", 0)
 
+    # The simulator alone, started from the states the environment resets to:
+    # what a state costs depends on its contacts, and the task keeps restarting
+    # episodes from reference poses, so rest-pose rollouts would flatter the physics.
+    reset = jax.jit(jax.vmap(env.reset))
+    starts = [jax.device_get(reset(jax.random.split(jax.random.PRNGKey(cfg.train.seed + i), n)).data)
+              for i in range(RAW_START_BATCHES)]
+    qpos0, qvel0 = np.asarray(starts[0].qpos), np.asarray(starts[0].qvel)
     if backend == "native":
-        raw = raw_native_steps_per_s(model, n, cfg.env.substeps, threads)
+        rates = [raw_native_steps_per_s(model, n, cfg.env.substeps, threads, np.asarray(st.qpos),
+                                        np.asarray(st.qvel), control_steps=RAW_CONTROL_STEPS, repeats=1,
+                                        seed=i) for i, st in enumerate(starts)]
+        raw = len(rates) / sum(1.0 / r for r in rates)  # total steps over total time
         raw_compile = 0.0
     else:
-        raw, raw_compile = raw_mjx_control_steps_per_s(model, n, cfg.env.substeps)
+        raw, raw_compile = raw_mjx_control_steps_per_s(model, n, cfg.env.substeps, qpos0, qvel0,
+                                                       impl="warp" if backend == "warp" else "jax")
     log(f"  raw physics: {raw:,.0f} control steps/s ({raw * cfg.env.substeps:,.0f} physics steps/s)")
     env_compile, env_sps, unstable = _time_env(env, n, steps_per_call=cfg.ppo.unroll_length, calls=env_calls,
                                                seed=cfg.train.seed)
