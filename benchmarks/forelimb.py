@@ -1,7 +1,7 @@
 """Forelimb benchmark: train on 30 real reaching trials, evaluate on the other 7.
 
-Reports training wall time and throughput next to the raw batched mjx.step
-throughput of the same model and substeps, measured in the same process, and
+Reports training wall time and throughput next to the raw physics throughput
+(control steps/s) of the same model, backend and substeps, measured in the same process, and
 held-out tracking accuracy. Last output line: one JSON object of the figures.
 
     .venv/bin/python benchmarks/forelimb.py [--minutes 15] [--run-dir runs/bench_forelimb]
@@ -34,7 +34,6 @@ def main() -> int:
 
     from mimic_mjx import config as config_lib
     from mimic_mjx.analysis.evaluate import evaluate, format_summary
-    from mimic_mjx.analysis.throughput import raw_mjx_steps_per_s
     from mimic_mjx.data.clips import read_clip_files
     from mimic_mjx.demo import CONFIGS
     from mimic_mjx.training.trainer import train
@@ -53,13 +52,15 @@ def main() -> int:
     print(f"train on {len(train_clips)} trials, evaluate on {len(eval_clips)}: "
           f"{', '.join(c.name for c in eval_clips)}", flush=True)
 
-    from mimic_mjx.bodies import get_body
-    model = get_body(cfg.env.body).compile()
-    timestep = cfg.env.control_every / train_clips[0].fps / cfg.env.substeps
-    raw = raw_mjx_steps_per_s(model, cfg.ppo.num_envs, timestep)
-    raw_control = raw["physics_steps_per_s"] / cfg.env.substeps
-    print(f"raw mjx.step: {raw['physics_steps_per_s']:,.0f} physics steps/s = {raw_control:,.0f} control steps/s "
-          f"at {cfg.ppo.num_envs} envs (compile {raw['compile_s']:.1f} s)", flush=True)
+    from mimic_mjx.analysis.bench import raw_physics
+    from mimic_mjx.training.experiment import build_env
+
+    env = build_env(cfg, train_clips)
+    raw_control, raw_compile = raw_physics(env, cfg.ppo.num_envs, seed=cfg.train.seed)
+    print(f"raw {env.backend.name} physics: {raw_control * cfg.env.substeps:,.0f} physics steps/s = "
+          f"{raw_control:,.0f} control steps/s at {cfg.ppo.num_envs} envs (compile {raw_compile:.1f} s)", flush=True)
+    env_backend = env.backend.name
+    del env
 
     summary = train(cfg, run_dir, train_clips, log=lambda m: print(m, flush=True))
     t = time.perf_counter()
@@ -72,8 +73,8 @@ def main() -> int:
         "train_compile_s": round(summary["compile_s"], 1),
         "train_env_steps": summary["env_steps"],
         "train_steps_per_s": round(summary["steps_per_s"], 1),
-        "raw_physics_steps_per_s": round(raw["physics_steps_per_s"], 1),
-        "raw_physics_control_steps_per_s": round(raw_control, 1),
+        "raw_physics_steps_per_s": round(raw_control, 1),
+        "backend": env_backend,
         "num_envs": cfg.ppo.num_envs,
         "substeps": cfg.env.substeps,
         "heldout_joint_rmse_deg": round(ev["mean_joint_rmse_deg"], 3),

@@ -84,6 +84,27 @@ def raw_mjx_control_steps_per_s(model: mujoco.MjModel, num_envs: int, substeps: 
     return r["physics_steps_per_s"] / substeps, r["compile_s"]
 
 
+def raw_physics(env, num_envs: int, seed: int = 0) -> tuple[float, float]:
+    """(control steps/s, compile seconds) of the simulator alone for ``env``'s backend and model.
+
+    Started from the states the environment resets to: a state's cost depends
+    on its contacts, and the task keeps restarting episodes from reference
+    poses, so rest-pose rollouts would flatter the physics.
+    """
+    model = copy.deepcopy(env.model)  # carries the task's timestep
+    substeps = env.cfg.substeps
+    reset = jax.jit(jax.vmap(env.reset))
+    starts = [jax.device_get(reset(jax.random.split(jax.random.PRNGKey(seed + i), num_envs)).data)
+              for i in range(RAW_START_BATCHES)]
+    if env.backend.name == "native":
+        rates = [raw_native_steps_per_s(model, num_envs, substeps, env.backend.threads, np.asarray(st.qpos),
+                                        np.asarray(st.qvel), control_steps=RAW_CONTROL_STEPS, repeats=1, seed=i)
+                 for i, st in enumerate(starts)]
+        return len(rates) / sum(1.0 / r for r in rates), 0.0  # total steps over total time
+    return raw_mjx_control_steps_per_s(model, num_envs, substeps, np.asarray(starts[0].qpos),
+                                       np.asarray(starts[0].qvel), impl="warp" if env.backend.name == "warp" else "jax")
+
+
 def _time_env(env, num_envs: int, steps_per_call: int, calls: int, seed: int) -> tuple[float, float, float]:
     """(compile seconds, environment steps/s, unstable episodes per 1000 steps) with random actions.
 
@@ -148,25 +169,9 @@ def bench(cfg: config_lib.ExperimentConfig, clips: Sequence[Clip], *, updates: i
     t = time.perf_counter()
     env = build_env(cfg, clips)
     setup_s = time.perf_counter() - t
-    model = copy.deepcopy(env.model)  # carries the task's timestep
     threads = getattr(env.backend, "threads", 0)
 
-    # The simulator alone, started from the states the environment resets to:
-    # what a state costs depends on its contacts, and the task keeps restarting
-    # episodes from reference poses, so rest-pose rollouts would flatter the physics.
-    reset = jax.jit(jax.vmap(env.reset))
-    starts = [jax.device_get(reset(jax.random.split(jax.random.PRNGKey(cfg.train.seed + i), n)).data)
-              for i in range(RAW_START_BATCHES)]
-    qpos0, qvel0 = np.asarray(starts[0].qpos), np.asarray(starts[0].qvel)
-    if backend == "native":
-        rates = [raw_native_steps_per_s(model, n, cfg.env.substeps, threads, np.asarray(st.qpos),
-                                        np.asarray(st.qvel), control_steps=RAW_CONTROL_STEPS, repeats=1,
-                                        seed=i) for i, st in enumerate(starts)]
-        raw = len(rates) / sum(1.0 / r for r in rates)  # total steps over total time
-        raw_compile = 0.0
-    else:
-        raw, raw_compile = raw_mjx_control_steps_per_s(model, n, cfg.env.substeps, qpos0, qvel0,
-                                                       impl="warp" if backend == "warp" else "jax")
+    raw, raw_compile = raw_physics(env, n, seed=cfg.train.seed)
     log(f"  raw physics: {raw:,.0f} control steps/s ({raw * cfg.env.substeps:,.0f} physics steps/s)")
     env_compile, env_sps, unstable = _time_env(env, n, steps_per_call=cfg.ppo.unroll_length, calls=env_calls,
                                                seed=cfg.train.seed)
