@@ -245,3 +245,16 @@ def test_fruit_fly_tracks_on_the_native_backend():
         states = step(states, 0.1 * jax.random.normal(jax.random.PRNGKey(i), (4, env.action_size)))
     assert np.all(np.isfinite(states.ref_obs)) and np.all(np.isfinite(states.prop_obs))
     assert states.ref_obs.shape == (4, env.ref_obs_size)
+
+
+def test_a_failed_start_leaves_no_run_folder(tmp_path, rat_walk):
+    from mimic_mjx.training.trainer import train
+
+    cfg = config_lib.from_dict({"env": {"body": "mouse_forelimb"}})
+    with pytest.raises(BindingError, match="made for body 'rat'"):
+        train(cfg, tmp_path / "run", [rat_walk], log=lambda m: None)
+    if not warp_installed():
+        cfg = config_lib.from_dict({"env": {"body": "rat", "backend": "warp", "substeps": 10}})
+        with pytest.raises(BackendError, match="pip install"):
+            train(cfg, tmp_path / "run", [rat_walk], log=lambda m: None)
+    assert not (tmp_path / "run").exists()

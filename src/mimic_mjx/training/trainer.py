@@ -47,17 +47,21 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, clips: Sequence[Clip] | No
     """
     run_dir = Path(run_dir)
     clips_path = run_dir / "train_clips.h5"
-    prepare_run_dir(run_dir, cfg, resume)
     if resume:
+        prepare_run_dir(run_dir, cfg, resume)
         if not clips_path.exists():
             raise RunDirError(f"{clips_path} is missing; the run cannot be resumed")
         clips = read_clips(clips_path)
+        env = build_env(cfg, clips)
     else:
         if not clips:
             raise RunDirError("no training clips given")
+        # Bind the clips and build the backend before creating the run folder, so
+        # bad input (clips of another body, a backend not installed) leaves nothing behind.
+        env = build_env(cfg, clips)
+        prepare_run_dir(run_dir, cfg, resume)
         write_clips(clips_path, clips)
 
-    env = build_env(cfg, clips)
     trainer = PPOTrainer(cfg, env)
     ckpts = Checkpoints(run_dir / "checkpoints")
     p = cfg.ppo
