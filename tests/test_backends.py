@@ -258,3 +258,33 @@ def test_a_failed_start_leaves_no_run_folder(tmp_path, rat_walk):
         with pytest.raises(BackendError, match="pip install"):
             train(cfg, tmp_path / "run", [rat_walk], log=lambda m: None)
     assert not (tmp_path / "run").exists()
+
+
+def test_rat_trains_and_evaluation_reports_per_body_errors(tmp_path, rat_walk):
+    from mimic_mjx.analysis.evaluate import evaluate
+    from mimic_mjx.training.trainer import train
+
+    cfg = config_lib.from_dict({
+        "name": "tiny_rat",
+        "env": {"body": "rat", "backend": "native", "substeps": 10, "horizon": 2, "body_weight": 1.0,
+                "root_pos_weight": 1.0, "max_body_error_m": 0.2, "max_ee_error_m": 0.2,
+                "max_root_angle_rad": 3.0},
+        "agent": {"encoder_layers": [16], "decoder_layers": [16], "value_layers": [16], "latent_dim": 4},
+        "ppo": {"num_envs": 8, "unroll_length": 4, "num_minibatches": 2, "update_epochs": 1},
+        "train": {"total_steps": 64, "checkpoint_every_updates": 1, "log_every_updates": 1}})
+    summary = train(cfg, tmp_path / "run", [rat_walk], log=lambda m: None)
+    assert summary["updates"] == 2
+    held_out = _rotate_clip(dataclasses.replace(rat_walk, name="turned_walk"), 1.0)
+    ev = evaluate(tmp_path / "run", [held_out], tmp_path / "eval")
+    clip = ev["clips"][0]
+    assert set(clip["body_error_mm_per_body"]) == set(RAT.tracked()) and len(RAT.tracked()) == 18
+    assert 0.0 < clip["fraction_tracked"] <= 1.0
+    assert np.isfinite(ev["mean_body_error_mm"]) and np.isfinite(ev["mean_root_error_mm"])
+    assert ev["mean_body_error_mm"] == pytest.approx(np.mean(list(clip["body_error_mm_per_body"].values())), rel=1e-3)
+    import h5py
+
+    with h5py.File(tmp_path / "eval" / "rollouts.h5") as f:
+        g = f["clips/turned_walk"]
+        steps = g["qpos"].shape[0]
+        assert g["body_error"].shape == (steps, 18) and g["qpos"].shape[1] == 74
+        assert len(f["joint_names"]) == 67 and f["joint_qpos_index"][0] == 7
