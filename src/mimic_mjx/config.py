@@ -19,6 +19,10 @@ from typing import Any
 from mimic_mjx.errors import ConfigError
 
 
+#: Physics backends ``env.backend`` accepts (see mimic_mjx.environments.physics).
+BACKENDS = ("auto", "native", "mjx", "warp")
+
+
 @dataclasses.dataclass(frozen=True)
 class EnvConfig:
     body: str = "mouse_forelimb"
@@ -67,8 +71,6 @@ class EnvConfig:
         _non_negative(self, "joint_weight", "ee_weight", "ctrl_cost", "ctrl_change_cost", "energy_cost",
                       "reset_noise_rad", "root_pos_weight", "root_angle_weight", "joint_vel_weight",
                       "body_weight", "native_threads")
-        from mimic_mjx.environments.physics import BACKENDS
-
         if self.backend not in BACKENDS:
             close = difflib.get_close_matches(self.backend, BACKENDS, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""

@@ -23,7 +23,6 @@ import time
 from typing import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import mujoco
 import numpy as np
 
@@ -84,16 +83,17 @@ def raw_mjx_control_steps_per_s(model: mujoco.MjModel, num_envs: int, substeps: 
     return r["physics_steps_per_s"] / substeps, r["compile_s"]
 
 
-def raw_physics(env, num_envs: int, seed: int = 0) -> tuple[float, float]:
+def raw_physics(env, num_envs: int, seed: int = 0, reset=None) -> tuple[float, float]:
     """(control steps/s, compile seconds) of the simulator alone for ``env``'s backend and model.
 
     Started from the states the environment resets to: a state's cost depends
     on its contacts, and the task keeps restarting episodes from reference
-    poses, so rest-pose rollouts would flatter the physics.
+    poses, so rest-pose rollouts would flatter the physics. ``reset``: the
+    environment's jit-compiled batched reset, if the caller has one.
     """
     model = copy.deepcopy(env.model)  # carries the task's timestep
     substeps = env.cfg.substeps
-    reset = jax.jit(jax.vmap(env.reset))
+    reset = reset or jax.jit(jax.vmap(env.reset))
     starts = [jax.device_get(reset(jax.random.split(jax.random.PRNGKey(seed + i), num_envs)).data)
               for i in range(RAW_START_BATCHES)]
     if env.backend.name == "native":
@@ -105,7 +105,7 @@ def raw_physics(env, num_envs: int, seed: int = 0) -> tuple[float, float]:
                                        np.asarray(starts[0].qvel), impl="warp" if env.backend.name == "warp" else "jax")
 
 
-def _time_env(env, num_envs: int, steps_per_call: int, calls: int, seed: int) -> tuple[float, float, float]:
+def _time_env(env, reset, num_envs: int, steps_per_call: int, calls: int, seed: int) -> tuple[float, float, float]:
     """(compile seconds, environment steps/s, unstable episodes per 1000 steps) with random actions.
 
     Compile seconds: the first call's time less a steady call's.
@@ -118,7 +118,6 @@ def _time_env(env, num_envs: int, steps_per_call: int, calls: int, seed: int) ->
         state, unstable = jax.lax.scan(body, state, jax.random.split(key, steps_per_call))
         return state, unstable.sum()
 
-    reset = jax.jit(jax.vmap(env.reset))
     run = jax.jit(run)
     key = jax.random.PRNGKey(seed)
     state = jax.block_until_ready(reset(jax.random.split(key, num_envs)))
@@ -159,22 +158,21 @@ def _time_training(cfg, clips, updates: int) -> tuple[float, float]:
 def bench(cfg: config_lib.ExperimentConfig, clips: Sequence[Clip], *, updates: int = 5,
           env_calls: int = 5, published: bool = True, log: Callable[[str], None] = print) -> dict:
     """Measure one configuration; returns the figures (see the module docstring)."""
-    from mimic_mjx.environments.physics import default_backend
     from mimic_mjx.training.experiment import build_env
 
-    backend = cfg.env.backend if cfg.env.backend != "auto" else default_backend(cfg.env.body)
-    cfg = config_lib.apply_overrides(cfg, [f"env.backend={backend}"])
     n = cfg.ppo.num_envs
-    log(f"bench: body {cfg.env.body}, backend {backend}, {n} environments, {cfg.env.substeps} substeps")
     t = time.perf_counter()
     env = build_env(cfg, clips)
     setup_s = time.perf_counter() - t
+    backend = env.backend.name  # what "auto" resolved to
     threads = getattr(env.backend, "threads", 0)
+    log(f"bench: body {cfg.env.body}, backend {backend}, {n} environments, {cfg.env.substeps} substeps")
 
-    raw, raw_compile = raw_physics(env, n, seed=cfg.train.seed)
+    reset = jax.jit(jax.vmap(env.reset))  # compiled once for the raw and the environment figures
+    raw, raw_compile = raw_physics(env, n, seed=cfg.train.seed, reset=reset)
     log(f"  raw physics: {raw:,.0f} control steps/s ({raw * cfg.env.substeps:,.0f} physics steps/s)")
-    env_compile, env_sps, unstable = _time_env(env, n, steps_per_call=cfg.ppo.unroll_length, calls=env_calls,
-                                               seed=cfg.train.seed)
+    env_compile, env_sps, unstable = _time_env(env, reset, n, steps_per_call=cfg.ppo.unroll_length,
+                                               calls=env_calls, seed=cfg.train.seed)
     log(f"  environment: {env_sps:,.0f} steps/s ({env_sps / raw:.2f} x raw), compile {env_compile:.1f} s")
     first, train_sps = _time_training(cfg, clips, updates)
     log(f"  training ({_nets(cfg)}): {train_sps:,.0f} steps/s, first update {first:.1f} s incl. compile")

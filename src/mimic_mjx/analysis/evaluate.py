@@ -16,7 +16,6 @@ from typing import Sequence
 import h5py
 import jax
 import jax.numpy as jnp
-import mujoco
 import numpy as np
 
 from mimic_mjx.data.atomic import atomic_path, write_text
@@ -139,8 +138,7 @@ def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) ->
         "run_dir": str(run_dir),
         "checkpoint_update": policy.update,
         "num_clips": len(per_clip),
-        "joint_names": [env.model.joint(j).name for j in range(env.model.njnt)
-                        if env.model.jnt_type[j] != mujoco.mjtJoint.mjJNT_FREE],
+        "joint_names": list(env.joint_names),
         "end_effectors": list(env.end_effectors),
         "mean_joint_rmse_deg": float(np.mean([c["joint_rmse_deg"] for c in per_clip])),
         "mean_ee_error_mm": float(np.mean([c["ee_error_mm"] for c in per_clip])),
@@ -166,9 +164,8 @@ def _write_rollouts(path: Path, env, recs: dict) -> None:
         f.attrs["body"] = env.cfg.body
         str_dt = h5py.string_dtype()
         # joint_error columns follow joint_names; joint_qpos_index locates each in qpos.
-        hinges = [j for j in range(model.njnt) if model.jnt_type[j] != mujoco.mjtJoint.mjJNT_FREE]
-        f.create_dataset("joint_names", data=[model.joint(j).name for j in hinges], dtype=str_dt)
-        f.create_dataset("joint_qpos_index", data=np.asarray([model.jnt_qposadr[j] for j in hinges], np.int32))
+        f.create_dataset("joint_names", data=list(env.joint_names), dtype=str_dt)
+        f.create_dataset("joint_qpos_index", data=env.hinge_q.astype(np.int32))
         f.create_dataset("actuator_names", data=[model.actuator(a).name for a in range(model.nu)], dtype=str_dt)
         f.create_dataset("end_effectors", data=list(env.end_effectors), dtype=str_dt)
         f.create_dataset("tracked_bodies", data=list(env.tracked_bodies), dtype=str_dt)

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from mimic_mjx.config import BACKENDS
 from mimic_mjx.errors import MimicError
 
 
@@ -199,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("bench", help="measure environment, training and raw physics throughput")
     k.add_argument("--body", default="rat", help="body model (see `mimic bodies`)")
-    k.add_argument("--backend", choices=["auto", "native", "mjx", "warp"], help="physics backend")
+    k.add_argument("--backend", choices=BACKENDS, help="physics backend")
     k.add_argument("--num-envs", type=int, help="parallel environments")
     k.add_argument("--substeps", type=int, help="physics steps per control step")
     k.add_argument("--threads", type=int, help="host threads of the native backend (default: all cores)")

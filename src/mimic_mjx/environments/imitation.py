@@ -138,9 +138,7 @@ class ImitationEnv:
         self.lengths = jnp.asarray(bank.lengths)
         self.end_effectors = tuple(end_effectors)
         self.tracked_bodies = tuple(self.end_effectors if tracked_bodies is None else tracked_bodies)
-        # Index arrays stay NumPy so they are baked into the compiled code as constants.
-        # (Closed-over jax.Array indices feeding a scatter next to the native backend's
-        # host callback crashed XLA:CPU in jax 0.10.2.)
+        # Index arrays stay NumPy: they are baked into the compiled code as constants.
         self.ee_ids = body_ids(model, self.end_effectors)
         self.body_ids = body_ids(model, self.tracked_bodies)
         if bank.body_pos.shape[2] != len(self.tracked_bodies):
@@ -149,13 +147,13 @@ class ImitationEnv:
         root = _free_root(model)
         self.has_root = root is not None
         if self.has_root:
-            self.root_body = int(model.jnt_bodyid[root])
             self.hinge_q = np.arange(7, model.nq)
             self.hinge_v = np.arange(6, model.nv)
         else:
-            self.root_body = 0
             self.hinge_q = np.arange(model.nq)
             self.hinge_v = np.arange(model.nv)
+        # The joints the joint errors refer to (all but the free root), in qpos order.
+        self.joint_names = tuple(model.joint(j).name for j in range(model.njnt) if j != root)
         nj, nb = len(self.hinge_q), len(self.tracked_bodies)
         self.nu = model.nu
         lo, hi = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]

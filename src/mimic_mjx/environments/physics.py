@@ -23,6 +23,7 @@ actuator forces and velocities are those of the last physics step's forward pass
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.util
 import os
 import threading
@@ -34,9 +35,9 @@ import mujoco
 import numpy as np
 from flax import struct
 
+from mimic_mjx.config import BACKENDS
 from mimic_mjx.errors import BackendError
 
-BACKENDS = ("auto", "native", "mjx", "warp")
 _BAD_STATE_WARNINGS = (int(mujoco.mjtWarning.mjWARN_BADQPOS), int(mujoco.mjtWarning.mjWARN_BADQVEL),
                        int(mujoco.mjtWarning.mjWARN_BADQACC))
 
@@ -151,12 +152,11 @@ class NativeBackend:
         # presumably for the small stacks of XLA's worker threads.
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="mimic-native")
         m = self.model
-        f32 = jnp.float32
-        self._shapes = NativeState(
-            qpos=jax.ShapeDtypeStruct((m.nq,), f32), qvel=jax.ShapeDtypeStruct((m.nv,), f32),
-            act=jax.ShapeDtypeStruct((m.na,), f32), qacc_warmstart=jax.ShapeDtypeStruct((m.nv,), f32),
-            xpos=jax.ShapeDtypeStruct((m.nbody, 3), f32), actuator_force=jax.ShapeDtypeStruct((m.nu,), f32),
-            actuator_velocity=jax.ShapeDtypeStruct((m.nu,), f32))
+        # Per-environment shape of every NativeState field; the field names are
+        # also MjData's, so a state is read straight off an MjData.
+        self._sizes = {"qpos": (m.nq,), "qvel": (m.nv,), "act": (m.na,), "qacc_warmstart": (m.nv,),
+                       "xpos": (m.nbody, 3), "actuator_force": (m.nu,), "actuator_velocity": (m.nu,)}
+        assert tuple(self._sizes) == tuple(f.name for f in dataclasses.fields(NativeState))
 
     # -- host side ---------------------------------------------------------
     def _data(self) -> mujoco.MjData:
@@ -165,103 +165,80 @@ class NativeBackend:
             d = self._local.data = mujoco.MjData(self.model)
         return d
 
-    def _map(self, fn, n: int) -> None:
-        """Run ``fn(rows)`` over ``range(n)`` split across the pool (the C calls release the GIL)."""
+    def _batched(self, n: int, lead: tuple, row) -> tuple:
+        """Fill a NativeState's arrays with ``row(d, b)`` for rows ``b < n`` across the pool.
+
+        ``row`` leaves environment ``b`` in the thread's MjData ``d`` and says whether
+        its state stayed finite; the C calls release the GIL. The arrays come back
+        with the callers' leading shape.
+        """
+        out = {k: np.empty((n,) + s, np.float32) for k, s in self._sizes.items()}
+
+        def rows(idx):
+            d = self._data()
+            for b in idx:
+                finite = row(d, b)
+                for k in out:
+                    out[k][b] = getattr(d, k)
+                if not finite:  # MuJoCo has reset the data; report the blow-up instead
+                    out["qpos"][b] = np.nan
+
         k = max(1, min(self.threads, n))
-        list(self._pool.map(fn, [range(i, n, k) for i in range(k)]))
+        list(self._pool.map(rows, [range(i, n, k) for i in range(k)]))
+        return tuple(v.reshape(lead + v.shape[1:]) for v in out.values())
 
     def _host_step(self, qpos, qvel, act, warm, ctrl, substeps):
         m = self.model
         lead = qpos.shape[:-1]
         substeps = int(substeps)
-        flat = [np.asarray(x, np.float64).reshape(-1, x.shape[-1]) for x in (qpos, qvel, act, warm, ctrl)]
-        n = flat[0].shape[0]
-        out = self._alloc(n)
+        qp, qv, ac, wa, ct = (np.asarray(x, np.float64).reshape(-1, x.shape[-1])
+                              for x in (qpos, qvel, act, warm, ctrl))
 
-        def rows(idx):
-            d = self._data()
-            for b in idx:
-                d.time = 0.0
-                d.qpos[:] = flat[0][b]
-                d.qvel[:] = flat[1][b]
-                d.act[:] = flat[2][b]
-                d.qacc_warmstart[:] = flat[3][b]
-                d.ctrl[:] = flat[4][b]
-                for w in _BAD_STATE_WARNINGS:
-                    d.warning[w].number = 0
-                for _ in range(substeps):
-                    mujoco.mj_step(m, d)
-                mujoco.mj_kinematics(m, d)
-                self._read(d, out, b)
-                # On a non-finite state MuJoCo warns and resets the data to the
-                # model's default pose; report the blow-up instead of hiding it.
-                if any(d.warning[w].number for w in _BAD_STATE_WARNINGS):
-                    out["qpos"][b] = np.nan
+        def row(d, b):
+            d.time = 0.0
+            d.qpos[:], d.qvel[:], d.act[:], d.qacc_warmstart[:], d.ctrl[:] = qp[b], qv[b], ac[b], wa[b], ct[b]
+            for w in _BAD_STATE_WARNINGS:
+                d.warning[w].number = 0
+            for _ in range(substeps):
+                mujoco.mj_step(m, d)
+            mujoco.mj_kinematics(m, d)
+            # On a non-finite state MuJoCo warns and resets the data to the model's
+            # default pose; the warning counters are how a blow-up shows.
+            return not any(d.warning[w].number for w in _BAD_STATE_WARNINGS)
 
-        self._map(rows, n)
-        return tuple(out[k].reshape(lead + out[k].shape[1:]) for k in self._FIELDS)
+        return self._batched(qp.shape[0], lead, row)
 
     def _host_init(self, qpos, qvel):
         m = self.model
         lead = qpos.shape[:-1]
         qp = np.asarray(qpos, np.float64).reshape(-1, m.nq)
         qv = np.asarray(qvel, np.float64).reshape(-1, m.nv)
-        n = qp.shape[0]
-        out = self._alloc(n)
 
-        def rows(idx):
-            d = self._data()
-            for b in idx:
-                d.qpos[:] = qp[b]
-                d.qvel[:] = qv[b]
-                d.act[:] = 0.0
-                d.qacc_warmstart[:] = 0.0
-                d.actuator_force[:] = 0.0
-                d.actuator_velocity[:] = 0.0
-                mujoco.mj_kinematics(m, d)
-                self._read(d, out, b)
+        def row(d, b):
+            d.qpos[:], d.qvel[:] = qp[b], qv[b]
+            for k in ("act", "qacc_warmstart", "actuator_force", "actuator_velocity"):
+                getattr(d, k)[:] = 0.0
+            mujoco.mj_kinematics(m, d)
+            return True
 
-        self._map(rows, n)
-        return tuple(out[k].reshape(lead + out[k].shape[1:]) for k in self._FIELDS)
-
-    _FIELDS = ("qpos", "qvel", "act", "qacc_warmstart", "xpos", "actuator_force", "actuator_velocity")
-
-    def _alloc(self, n):
-        m = self.model
-        sizes = {"qpos": (m.nq,), "qvel": (m.nv,), "act": (m.na,), "qacc_warmstart": (m.nv,),
-                 "xpos": (m.nbody, 3), "actuator_force": (m.nu,), "actuator_velocity": (m.nu,)}
-        return {k: np.empty((n,) + s, np.float32) for k, s in sizes.items()}
-
-    @staticmethod
-    def _read(d, out, b):
-        out["qpos"][b] = d.qpos
-        out["qvel"][b] = d.qvel
-        out["act"][b] = d.act
-        out["qacc_warmstart"][b] = d.qacc_warmstart
-        out["xpos"][b] = d.xpos
-        out["actuator_force"][b] = d.actuator_force
-        out["actuator_velocity"][b] = d.actuator_velocity
+        return self._batched(qp.shape[0], lead, row)
 
     # -- traced side -------------------------------------------------------
-    def _result_shapes(self, lead):
-        return tuple(jax.ShapeDtypeStruct(lead + s.shape, s.dtype)
-                     for s in (getattr(self._shapes, k) for k in self._FIELDS))
+    def _result_shapes(self):
+        return tuple(jax.ShapeDtypeStruct(shape, jnp.float32) for shape in self._sizes.values())
 
     def init(self, qpos, qvel) -> NativeState:
         # Under vmap, "broadcast_all" hands the callback the whole batch at once.
-        res = jax.pure_callback(self._host_init, self._result_shapes(()), qpos, qvel,
+        res = jax.pure_callback(self._host_init, self._result_shapes(), qpos, qvel,
                                 vmap_method="broadcast_all")
         return NativeState(*res)
 
     def step(self, state: NativeState, ctrl, act, substeps: int) -> NativeState:
         fn = lambda *a: self._host_step(*a, substeps)
-        res = jax.pure_callback(fn, self._result_shapes(()), state.qpos, state.qvel, act,
+        res = jax.pure_callback(fn, self._result_shapes(), state.qpos, state.qvel, act,
                                 state.qacc_warmstart, ctrl, vmap_method="broadcast_all")
         return NativeState(*res)
 
     def view(self, state: NativeState) -> Physics:
         return Physics(qpos=state.qpos, qvel=state.qvel, act=state.act, xpos=state.xpos,
                        actuator_force=state.actuator_force, actuator_velocity=state.actuator_velocity)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False)
