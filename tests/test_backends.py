@@ -17,7 +17,7 @@ import pytest
 
 from mimic_mjx import config as config_lib
 from mimic_mjx.bodies import get_body
-from mimic_mjx.config import EnvConfig
+from mimic_mjx.config import EnvConfig, TerminationConfig
 from mimic_mjx.data.binding import bind_clips
 from mimic_mjx.data.clips import Clip
 from mimic_mjx.data.synthetic import make_reaching_clips, make_still_clip
@@ -63,12 +63,13 @@ def _rotate_clip(clip: Clip, angle: float, shift=(0.3, -0.2)) -> Clip:
     return dataclasses.replace(clip, qpos=qpos.astype(np.float32), qvel=qvel.astype(np.float32))
 
 
-def _rat_env(clips, **env):
-    cfg = EnvConfig(body="rat", backend="native", substeps=10, **env)
+def _rat_env(clips, **termination):
+    cfg = EnvConfig(body="rat", backend="native", substeps=10)
     model = RAT.compile_trainable()
     bank = bind_clips(clips, model, "rat", RAT.end_effectors, cfg.horizon + 1, cfg.horizon,
                       tracked_bodies=RAT.tracked())
-    return ImitationEnv(cfg, bank, model, RAT.end_effectors, RAT.tracked())
+    return ImitationEnv(cfg, bank, model, RAT.end_effectors, RAT.tracked(),
+                        termination=TerminationConfig(**termination))
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +130,7 @@ def test_free_root_terminations(rat_walk, what):
     s = s.replace(data=env.backend.init(q, s.data.qvel))
     nxt = jax.jit(env.step_no_reset)(s, jnp.zeros(env.action_size))
     assert float(nxt.terminated) == 1.0 and float(nxt.truncated) == 0.0
-    assert float(nxt.unstable) == 0.0
+    assert float(nxt.metrics['episode/unstable']) == 0.0
 
 
 def test_native_blow_up_ends_the_episode_and_is_counted(rat_walk):
@@ -137,10 +138,10 @@ def test_native_blow_up_ends_the_episode_and_is_counted(rat_walk):
     s = jax.jit(env.reset_to)(jax.random.PRNGKey(0), 0, 5)
     s = s.replace(data=s.data.replace(qvel=s.data.qvel.at[10].set(1e12)))
     nxt = jax.jit(env.step_no_reset)(s, jnp.zeros(env.action_size))
-    assert float(nxt.unstable) == 1.0 and float(nxt.terminated) == 1.0
+    assert float(nxt.metrics['episode/unstable']) == 1.0 and float(nxt.terminated) == 1.0
     assert np.all(np.isfinite(nxt.ref_obs)) and np.all(np.isfinite(nxt.prop_obs)) and np.isfinite(float(nxt.reward))
     fresh = jax.jit(env.step)(s, jnp.zeros(env.action_size))  # auto-reset: training goes on
-    assert float(fresh.unstable) == 1.0 and int(fresh.steps) == 0
+    assert float(fresh.metrics['episode/unstable']) == 1.0 and int(fresh.steps) == 0
     assert np.all(np.isfinite(fresh.data.qpos))
 
 
@@ -266,9 +267,9 @@ def test_rat_trains_and_evaluation_reports_per_body_errors(tmp_path, rat_walk):
 
     cfg = config_lib.from_dict({
         "name": "tiny_rat",
-        "env": {"body": "rat", "backend": "native", "substeps": 10, "horizon": 2, "body_weight": 1.0,
-                "root_pos_weight": 1.0, "max_body_error_m": 0.2, "max_ee_error_m": 0.2,
-                "max_root_angle_rad": 3.0},
+        "env": {"body": "rat", "backend": "native", "substeps": 10, "horizon": 2},
+        "reward": {"body": {"weight": 1.0}, "root_pos": {"weight": 1.0}},
+        "termination": {"max_body_error_m": 0.2, "max_ee_error_m": 0.2, "max_root_angle_rad": 3.0},
         "agent": {"encoder_layers": [16], "decoder_layers": [16], "value_layers": [16], "latent_dim": 4},
         "ppo": {"num_envs": 8, "unroll_length": 4, "num_minibatches": 2, "update_epochs": 1},
         "train": {"total_steps": 64, "checkpoint_every_updates": 1, "log_every_updates": 1}})

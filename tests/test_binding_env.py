@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mimic_mjx.bodies import get_body
-from mimic_mjx.config import EnvConfig
+from mimic_mjx.config import EnvConfig, TerminationConfig
 from mimic_mjx.data.binding import bind_clips
 from mimic_mjx.data.synthetic import make_reaching_clips
 from mimic_mjx.environments.imitation import ImitationEnv
@@ -59,8 +59,8 @@ def test_end_effector_from_kinematics_when_clip_has_no_body_positions():
 @pytest.fixture(scope="module")
 def env():
     clips = make_reaching_clips(3, seed=5)
-    cfg = EnvConfig(max_joint_error_rad=0.3)
-    return ImitationEnv(cfg, _bind(clips), BODY.compile(), BODY.end_effectors)
+    return ImitationEnv(EnvConfig(), _bind(clips), BODY.compile(), BODY.end_effectors,
+                        termination=TerminationConfig(max_joint_error_rad=0.3))
 
 
 @pytest.fixture(scope="module")
@@ -99,14 +99,15 @@ def test_tracking_loss_terminates(env, fns):
         if float(s.terminated):
             break
     assert float(s.terminated) == 1.0
-    assert float(s.joint_error) > 0.3 or float(s.ee_error) > env.cfg.max_ee_error_m
+    assert float(s.metrics["error/joint_deg"]) > np.rad2deg(0.3) \
+        or float(s.metrics["error/ee_mm"]) > 1e3 * env.term_cfg.max_ee_error_m
 
 
 def test_non_finite_physics_ends_episode_cleanly(env, fns):
     reset_to, _, step = fns
     s = reset_to(jax.random.PRNGKey(0), 0, 0)
     s = step(s, jnp.full(env.action_size, jnp.nan))
-    assert float(s.terminated) == 1.0 and float(s.unstable) == 1.0
+    assert float(s.terminated) == 1.0 and float(s.metrics["episode/unstable"]) == 1.0
     assert float(s.reward) == 0.0
     # Auto-reset: the next state is a fresh, finite episode.
     assert int(s.steps) == 0

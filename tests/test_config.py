@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from mimic_mjx import config as config_lib
-from mimic_mjx.demo import CONFIGS
+from mimic_mjx.bodies import get_body
+from mimic_mjx.bodies.registry import CONFIGS
 from mimic_mjx.errors import ConfigError
 
 
@@ -14,10 +17,24 @@ def test_defaults_validate():
     assert cfg.env.body == "mouse_forelimb"
 
 
-@pytest.mark.parametrize("name", ["forelimb.yaml", "demo.yaml"])
+@pytest.mark.parametrize("name", ["forelimb.yaml", "rat.yaml"])
 def test_shipped_configs_load(name):
     cfg = config_lib.load(CONFIGS / name)
     assert cfg.ppo.num_envs > 0
+
+
+@pytest.mark.parametrize("body, file_name", [("mouse_forelimb", "forelimb.yaml"), ("rat", "rat.yaml"),
+                                              ("fruitfly", None)])
+def test_registry_gives_each_body_its_default_config(body, file_name):
+    model = get_body(body)
+    assert model.default_config_file == file_name
+    cfg = model.default_config()
+    assert cfg.env.body == body
+    if file_name is None:  # no shipped config: the defaults, for this body
+        default = config_lib.ExperimentConfig()
+        assert cfg == default.replace(env=dataclasses.replace(default.env, body=body))
+    else:
+        assert cfg == config_lib.load(CONFIGS / file_name)
 
 
 @pytest.mark.parametrize("values, message", [
@@ -27,7 +44,7 @@ def test_shipped_configs_load(name):
     ({"ppo": {"num_envs": "many"}}, "ppo.num_envs must be an integer"),
     ({"ppo": {"num_envs": 0}}, "ppo.num_envs must be positive"),
     ({"ppo": {"discount": 1.5}}, "ppo.discount must be in"),
-    ({"env": {"ee_scale_m": -1}}, "env.ee_scale_m must be positive"),
+    ({"reward": {"end_effector": {"scale_m": -1}}}, "reward.end_effector.scale_m must be positive"),
     ({"agent": {"decoder_layers": []}}, "agent.decoder_layers must be a non-empty list"),
     ({"ppo": {"num_envs": 10, "unroll_length": 1, "num_minibatches": 4}}, "must be divisible"),
     ({"train": {"seed": True}}, "train.seed must be an integer"),

@@ -55,14 +55,14 @@ def test_resume_is_exact_and_training_deterministic(runs, clips):
     a, b = _restore(root / "full", cfg, clips[0]), _restore(root / "part", cfg, clips[0])
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(a.params))
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(a.policy.params))
     assert int(a.updates) == 3
     # The logged metrics agree too, line by line.
     lines = lambda d: [json.loads(l) for l in (root / d / "metrics.jsonl").read_text().splitlines()]
     fa, fb = lines("full"), lines("part")
     assert [r["update"] for r in fb] == [1, 2, 3]
     for ra, rb in zip(fa, fb):
-        assert ra["reward"] == rb["reward"] and ra["policy_loss"] == rb["policy_loss"]
+        assert ra["reward/total"] == rb["reward/total"] and ra["loss/policy"] == rb["loss/policy"]
 
 
 def test_evaluate_writes_rollouts_and_summary(runs, clips, tmp_path):

@@ -10,8 +10,9 @@ import pytest
 
 from mimic_mjx.agents.networks import gaussian_log_prob, kl_to_ar1_prior
 from mimic_mjx.agents.normalizer import RunningStats
-from mimic_mjx.config import EnvConfig
-from mimic_mjx.environments.imitation import Errors, reference_observation, tracking_reward
+from mimic_mjx.config import AngleKernel, AngularSpeedKernel, Cost, DistanceKernel, RewardConfig
+from mimic_mjx.environments.imitation import reference_observation
+from mimic_mjx.environments.rewards import Errors, StepQuantities, reward_terms
 from mimic_mjx.quaternions import heading_matrix, quat_angle, quat_conj, quat_mul, quat_to_mat
 from mimic_mjx.training.ppo import compute_gae
 
@@ -23,9 +24,13 @@ def _errors(joint, ee, root_pos=0.0, root_angle=0.0, joint_vel=None, body=None):
                   body=jnp.zeros(1) if body is None else jnp.asarray(body), ee=jnp.asarray(ee))
 
 
+def tracking_reward(cfg, err, ctrl, prev_ctrl, power, has_root=True):
+    return sum(reward_terms(cfg, StepQuantities(err, ctrl, prev_ctrl, power), has_root).values())
+
+
 def test_tracking_reward_by_hand():
-    cfg = EnvConfig(joint_scale_rad=0.1, ee_scale_m=0.001, joint_weight=1.0, ee_weight=0.5,
-                    ctrl_cost=0.2, ctrl_change_cost=0.1, energy_cost=2.0)
+    cfg = RewardConfig(joint=AngleKernel(1.0, 0.1), end_effector=DistanceKernel(0.5, 0.001),
+                       ctrl=Cost(0.2), ctrl_change=Cost(0.1), energy=Cost(2.0))
     err = _errors([0.1, -0.1, 0.0, 0.2], [0.0005])  # mean square 0.015 rad^2; 0.5 mm
     ctrl = jnp.array([0.5, 0.0, 1.0])
     prev = jnp.array([0.5, 0.5, 0.0])
@@ -36,9 +41,10 @@ def test_tracking_reward_by_hand():
 
 
 def test_every_kernel_by_hand():
-    cfg = EnvConfig(joint_weight=0.0, ee_weight=0.0, ctrl_cost=0.0, ctrl_change_cost=0.0, energy_cost=0.0,
-                    root_pos_scale_m=0.02, root_pos_weight=1.0, root_angle_scale_rad=0.5, root_angle_weight=2.0,
-                    joint_vel_scale_rad_s=2.0, joint_vel_weight=0.5, body_scale_m=0.01, body_weight=3.0)
+    cfg = RewardConfig(joint=AngleKernel(0.0), end_effector=DistanceKernel(0.0), ctrl=Cost(0.0),
+                       ctrl_change=Cost(0.0), energy=Cost(0.0), root_pos=DistanceKernel(1.0, 0.02),
+                       root_angle=AngleKernel(2.0, 0.5), joint_vel=AngularSpeedKernel(0.5, 2.0),
+                       body=DistanceKernel(3.0, 0.01))
     err = _errors([0.0], [0.0], root_pos=0.01, root_angle=0.25, joint_vel=[1.0, 3.0], body=[0.01, 0.0])
     z = jnp.zeros(2)
     expected = (math.exp(-0.25) + 2.0 * math.exp(-0.25) + 0.5 * math.exp(-5.0 / 4.0) + 3.0 * math.exp(-0.5))
@@ -49,7 +55,8 @@ def test_every_kernel_by_hand():
 
 
 def test_perfect_tracking_without_effort_earns_the_weights():
-    cfg = EnvConfig(joint_weight=1.0, ee_weight=2.0, body_weight=0.5, root_pos_weight=0.25)
+    cfg = RewardConfig(joint=AngleKernel(1.0), end_effector=DistanceKernel(2.0), body=DistanceKernel(0.5),
+                       root_pos=DistanceKernel(0.25))
     z = jnp.zeros(3)
     assert float(tracking_reward(cfg, _errors(jnp.zeros(4), jnp.zeros(1)), z, z, z)) == pytest.approx(3.75)
 

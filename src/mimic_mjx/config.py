@@ -33,30 +33,6 @@ class EnvConfig:
     horizon: int = 5  # reference frames the policy sees ahead
     substeps: int = 5  # physics steps per control step
     control_every: int = 1  # clip frames per control step (control at clip rate / this)
-    # Reward: Gaussian kernels exp(-err^2 / scale^2), scales in physical units.
-    joint_scale_rad: float = 0.15
-    ee_scale_m: float = 0.0005
-    joint_weight: float = 1.0
-    ee_weight: float = 1.0
-    # Kernels that fixed-base bodies ignore (root) or that are off by default (weight 0).
-    root_pos_scale_m: float = 0.02
-    root_pos_weight: float = 0.0
-    root_angle_scale_rad: float = 0.3
-    root_angle_weight: float = 0.0
-    joint_vel_scale_rad_s: float = 5.0
-    joint_vel_weight: float = 0.0
-    body_scale_m: float = 0.01  # tracked bodies' positions relative to the root
-    body_weight: float = 0.0
-    ctrl_cost: float = 0.02  # per mean squared excitation
-    ctrl_change_cost: float = 0.02  # per mean squared change of excitation per control step
-    energy_cost: float = 0.1  # per watt of summed absolute muscle power
-    # Early termination thresholds.
-    max_joint_error_rad: float = 0.6  # RMS over joints
-    max_ee_error_m: float = 0.003
-    max_body_error_m: float = 1.0  # mean tracked-body error relative to the root
-    max_root_error_m: float = 1.0  # root distance from the reference (free-root bodies)
-    max_root_angle_rad: float = 4.0  # root orientation error (above pi: never)
-    max_root_drop_m: float = 1.0  # falling: root below the reference root by more than this
     reset_noise_rad: float = 0.0  # uniform noise on the initial joint angles
     # Fraction of episodes that start at a clip's first frame (the rest start at a
     # uniformly drawn frame). Evaluation tracks whole clips from their first frame,
@@ -64,19 +40,97 @@ class EnvConfig:
     first_frame_start_prob: float = 0.0
 
     def validate(self) -> None:
-        _positive(self, "horizon", "substeps", "control_every", "joint_scale_rad", "ee_scale_m",
-                  "max_joint_error_rad", "max_ee_error_m", "root_pos_scale_m", "root_angle_scale_rad",
-                  "joint_vel_scale_rad_s", "body_scale_m", "max_body_error_m", "max_root_error_m",
-                  "max_root_angle_rad", "max_root_drop_m")
-        _non_negative(self, "joint_weight", "ee_weight", "ctrl_cost", "ctrl_change_cost", "energy_cost",
-                      "reset_noise_rad", "root_pos_weight", "root_angle_weight", "joint_vel_weight",
-                      "body_weight", "native_threads")
+        _positive(self, "horizon", "substeps", "control_every")
+        _non_negative(self, "reset_noise_rad", "native_threads")
         if self.backend not in BACKENDS:
             close = difflib.get_close_matches(self.backend, BACKENDS, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"env.backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'{hint}")
         if not 0.0 <= self.first_frame_start_prob <= 1.0:
             raise ConfigError(f"env.first_frame_start_prob must be in [0, 1], got {self.first_frame_start_prob}")
+
+
+# -- reward terms ------------------------------------------------------------
+# Each tracking term is a Gaussian kernel weight * exp(-err^2 / scale^2) of an
+# error in physical units; each cost term is -weight * (a cost). The functions
+# live in mimic_mjx.environments.rewards, one per field of RewardConfig.
+
+@dataclasses.dataclass(frozen=True)
+class AngleKernel:
+    weight: float = 0.0
+    scale_rad: float = 0.15
+
+
+@dataclasses.dataclass(frozen=True)
+class AngularSpeedKernel:
+    weight: float = 0.0
+    scale_rad_s: float = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DistanceKernel:
+    weight: float = 0.0
+    scale_m: float = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    weight: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig:
+    joint: AngleKernel = AngleKernel(1.0, 0.15)  # RMS hinge-angle error
+    joint_vel: AngularSpeedKernel = AngularSpeedKernel(0.0, 5.0)  # RMS hinge-velocity error
+    body: DistanceKernel = DistanceKernel(0.0, 0.01)  # tracked bodies relative to the root
+    end_effector: DistanceKernel = DistanceKernel(1.0, 0.0005)  # end effectors relative to the root
+    root_pos: DistanceKernel = DistanceKernel(0.0, 0.02)  # free-root bodies only
+    root_angle: AngleKernel = AngleKernel(0.0, 0.3)  # free-root bodies only
+    ctrl: Cost = Cost(0.02)  # per mean squared control
+    ctrl_change: Cost = Cost(0.02)  # per mean squared change of control per control step
+    energy: Cost = Cost(0.1)  # per watt of summed absolute actuator power
+
+    def terms(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def validate(self) -> None:
+        for name, term in self.terms().items():
+            if not term.weight >= 0:
+                raise ConfigError(f"reward.{name}.weight must be zero or positive, got {term.weight}")
+            for f in dataclasses.fields(term):
+                if f.name.startswith("scale") and not getattr(term, f.name) > 0:
+                    raise ConfigError(f"reward.{name}.{f.name} must be positive, got {getattr(term, f.name)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TerminationConfig:
+    """An episode ends (terminated) when any of these is exceeded."""
+    max_joint_error_rad: float = 0.6  # RMS over joints
+    max_ee_error_m: float = 0.003  # mean end-effector error relative to the root
+    max_body_error_m: float = 1.0  # mean tracked-body error relative to the root
+    max_root_error_m: float = 1.0  # root distance from the reference (free-root bodies)
+    max_root_angle_rad: float = 4.0  # root orientation error (above pi: never)
+    max_root_drop_m: float = 1.0  # falling: root below the reference root by more than this
+
+    def validate(self) -> None:
+        _positive(self, *(f.name for f in dataclasses.fields(self)))
+
+
+# Keys of earlier releases and where they live now.
+RENAMED_KEYS = {
+    **{f"env.{old}": new for old, new in {
+        "joint_scale_rad": "reward.joint.scale_rad", "joint_weight": "reward.joint.weight",
+        "joint_vel_scale_rad_s": "reward.joint_vel.scale_rad_s", "joint_vel_weight": "reward.joint_vel.weight",
+        "body_scale_m": "reward.body.scale_m", "body_weight": "reward.body.weight",
+        "ee_scale_m": "reward.end_effector.scale_m", "ee_weight": "reward.end_effector.weight",
+        "root_pos_scale_m": "reward.root_pos.scale_m", "root_pos_weight": "reward.root_pos.weight",
+        "root_angle_scale_rad": "reward.root_angle.scale_rad", "root_angle_weight": "reward.root_angle.weight",
+        "ctrl_cost": "reward.ctrl.weight", "ctrl_change_cost": "reward.ctrl_change.weight",
+        "energy_cost": "reward.energy.weight"}.items()},
+    **{f"env.{k}": f"termination.{k}" for k in (
+        "max_joint_error_rad", "max_ee_error_m", "max_body_error_m", "max_root_error_m",
+        "max_root_angle_rad", "max_root_drop_m")},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +190,9 @@ class TrainConfig:
     checkpoint_every_updates: int = 50
     log_every_updates: int = 5
     max_minutes: float = 0.0  # stop after this wall time (0: no limit); a checkpoint is written
+    tensorboard: bool = True  # event files in RUN/tensorboard
+    wandb: bool = False  # also log to Weights & Biases (pip install wandb)
+    wandb_project: str = "mimic-mjx"
 
     def validate(self) -> None:
         _positive(self, "total_steps", "checkpoint_every_updates", "log_every_updates")
@@ -147,12 +204,16 @@ class ExperimentConfig:
     name: str = "experiment"
     train_clips: tuple[str, ...] = ()  # clip files (HDF5); empty with --demo data
     env: EnvConfig = EnvConfig()
+    reward: RewardConfig = RewardConfig()
+    termination: TerminationConfig = TerminationConfig()
     agent: AgentConfig = AgentConfig()
     ppo: PPOConfig = PPOConfig()
     train: TrainConfig = TrainConfig()
 
     def validate(self) -> "ExperimentConfig":
         self.env.validate()
+        self.reward.validate()
+        self.termination.validate()
         self.agent.validate()
         self.ppo.validate()
         self.train.validate()
@@ -189,15 +250,16 @@ def _non_negative(obj, *names):
             raise ConfigError(f"{section}{n} must be zero or positive, got {getattr(obj, n)}")
 
 
-_SECTION_NAMES = {EnvConfig: "env.", AgentConfig: "agent.", PPOConfig: "ppo.", TrainConfig: "train."}
+_SECTION_NAMES = {EnvConfig: "env.", AgentConfig: "agent.", PPOConfig: "ppo.", TrainConfig: "train.",
+                  TerminationConfig: "termination."}
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+def _coerce(value: Any, tp: Any, where: str, default: Any = None) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a mapping of keys, got {type(value).__name__}")
-        return _build(tp, value, where + ".")
+        return _build(tp, value, where + ".", default)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} must be a list, got {value!r}")
@@ -226,17 +288,33 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def _build(cls, values: dict, prefix: str = ""):
+def _build(cls, values: dict, prefix: str = "", base: Any = None):
+    """Build ``cls`` from ``values``; keys not given keep ``base``'s values (or the class defaults).
+
+    Starting from the field's own default instance matters for sections whose
+    class is shared (a reward term given only a weight keeps its own scale).
+    """
     hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
         if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=1)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known keys: {', '.join(sorted(fields))}"
-            raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
-        kwargs[key] = _coerce(value, hints[key], prefix + key)
-    return cls(**kwargs)
+            raise ConfigError(_unknown_key_message(prefix, key, fields))
+        f = fields[key]
+        default = getattr(base, key) if base is not None else (
+            f.default if f.default is not dataclasses.MISSING else None)
+        kwargs[key] = _coerce(value, hints[key], prefix + key, default)
+    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
+
+
+def _unknown_key_message(prefix: str, key: str, fields) -> str:
+    dotted = f"{prefix}{key}"
+    if dotted in RENAMED_KEYS:
+        return f"config key '{dotted}' was renamed: use '{RENAMED_KEYS[dotted]}' (see docs/tracking-task.md)"
+    close = difflib.get_close_matches(key, fields, n=1)
+    hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+    what = "reward term" if prefix == "reward." else "config key"
+    return f"unknown {what} '{dotted}'{hint}; known: {', '.join(sorted(fields))}"
 
 
 def from_dict(values: dict) -> ExperimentConfig:

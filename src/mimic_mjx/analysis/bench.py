@@ -114,7 +114,7 @@ def _time_env(env, reset, num_envs: int, steps_per_call: int, calls: int, seed: 
         def body(s, k):
             a = jax.random.normal(k, (num_envs, env.action_size))
             s = jax.vmap(env.step)(s, a)
-            return s, s.unstable.sum()
+            return s, s.metrics["episode/unstable"].sum()
         state, unstable = jax.lax.scan(body, state, jax.random.split(key, steps_per_call))
         return state, unstable.sum()
 

@@ -8,7 +8,6 @@ of the clip that was tracked and the tracked fraction is reported beside them.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Sequence
@@ -18,62 +17,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mimic_mjx.agents.policy import Policy, load_policy
 from mimic_mjx.data.atomic import atomic_path, write_text
 from mimic_mjx.data.clips import Clip
+from mimic_mjx.environments.imitation import ImitationEnv
 from mimic_mjx.errors import RunDirError
-from mimic_mjx.training.checkpoint import Checkpoints
 from mimic_mjx.training.experiment import build_env
-from mimic_mjx.training.ppo import PPOTrainer
-from mimic_mjx.training.rundir import stored_config
 
 
-@dataclasses.dataclass
-class LoadedPolicy:
-    trainer: PPOTrainer
-    params: dict
-    ref_stats: object
-    prop_stats: object
-    update: int
+def _rollout_fn(policy: Policy, env: ImitationEnv, num_steps: int):
+    act = policy.inference_fn(deterministic=True, record_layers=True)
 
-
-def load_policy(run_dir: str | Path, clips: Sequence[Clip]) -> LoadedPolicy:
-    """Rebuild a run's agent for ``clips`` and load its latest checkpoint."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"run directory not found: {run_dir}")
-    cfg = stored_config(run_dir)
-    env = build_env(cfg, clips)
-    trainer = PPOTrainer(cfg, env)
-    ckpts = Checkpoints(run_dir / "checkpoints")
-    if ckpts.latest_step() is None:
-        raise RunDirError(f"{run_dir} holds no checkpoint yet; train it first")
-    # Only the parameters and normaliser are needed; the environment part of
-    # the template uses training's batch size so the checkpoint structure matches.
-    template = jax.eval_shape(trainer.init, jax.random.PRNGKey(0))
-    state = ckpts.restore(template)
-    ckpts.close()
-    return LoadedPolicy(trainer, state.params, state.ref_stats, state.prop_stats, int(state.updates))
-
-
-def _rollout_fn(policy: LoadedPolicy, num_steps: int):
-    trainer, env = policy.trainer, policy.trainer.env
-    agent = trainer.agent
-
-    def act(params, ref_stats, prop_stats, state):
-        ref_n, prop_n = ref_stats.normalize(state.ref_obs), prop_stats.normalize(state.prop_obs)
-        (z_mean, _), enc_acts = agent.apply({"params": params}, ref_n, method=agent.encode,
-                                            mutable=["intermediates"])
-        (a_mean, _), dec_acts = agent.apply({"params": params}, z_mean, prop_n, method=agent.decode,
-                                            mutable=["intermediates"])
-        layers = {**_flatten_acts(enc_acts), **_flatten_acts(dec_acts)}
-        return z_mean, a_mean, layers
-
-    def run_clip(params, ref_stats, prop_stats, clip):
+    def run_clip(pp, clip):
         state = env.reset_to(jax.random.PRNGKey(0), clip, 0)
 
         def body(carry, _):
             state, alive = carry
-            z, a, layers = act(params, ref_stats, prop_stats, state)
+            a, extras = act(pp, state.ref_obs, state.prop_obs)
             nxt = env.step_no_reset(state, a)
             in_clip = state.frame + env.cfg.control_every < env.lengths[clip]
             tracked = alive & in_clip & (nxt.terminated == 0)
@@ -83,7 +43,8 @@ def _rollout_fn(policy: LoadedPolicy, num_steps: int):
             phys = env.view(nxt)
             err = env.errors(phys, clip, nxt.frame)
             rec = {"qpos": phys.qpos, "ctrl": env.action_to_ctrl(a), "activation": phys.act,
-                   "muscle_force": phys.actuator_force, "latent_mean": z, "layers": layers,
+                   "muscle_force": phys.actuator_force, "latent_mean": extras["latent_mean"],
+                   "layers": extras["layers"], "metrics": nxt.metrics,
                    "ee_pos": phys.xpos[env.ee_ids], "body_pos": phys.xpos[env.body_ids],
                    "joint_error": err.joint, "ee_error": err.ee, "body_error": err.body,
                    "root_error": err.root_pos,
@@ -93,26 +54,23 @@ def _rollout_fn(policy: LoadedPolicy, num_steps: int):
         _, recs = jax.lax.scan(body, (state, jnp.bool_(True)), None, length=num_steps)
         return recs
 
-    return jax.jit(jax.vmap(run_clip, in_axes=(None, None, None, 0)))
-
-
-def _flatten_acts(mutables) -> dict:
-    out = {}
-    for module, vals in mutables["intermediates"].items():
-        for name, v in vals.items():
-            out[name] = v[0]
-    return out
+    return jax.jit(jax.vmap(run_clip, in_axes=(None, 0)))
 
 
 def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) -> dict:
     """Roll the run's controller out on ``clips``; write rollouts.h5 and summary.json."""
-    policy = load_policy(run_dir, clips)
-    env = policy.trainer.env
+    policy = load_policy(run_dir)
+    env = build_env(policy.config, clips)
+    if (env.ref_obs_size, env.prop_obs_size, env.action_size) != (
+            policy.ref_obs_size, policy.prop_obs_size, policy.action_size):
+        raise RunDirError(f"{run_dir}: its controller expects observations of sizes "
+                          f"{policy.ref_obs_size}/{policy.prop_obs_size} and {policy.action_size} actions, but its "
+                          f"task now builds {env.ref_obs_size}/{env.prop_obs_size} and {env.action_size}; "
+                          f"was it trained with another version of the body or task?")
     ce = env.cfg.control_every
     num_steps = int((env.bank.lengths.max() - 1) // ce)
-    run = _rollout_fn(policy, num_steps)
-    recs = jax.device_get(run(policy.params, policy.ref_stats, policy.prop_stats,
-                              jnp.arange(env.bank.num_clips)))
+    run = _rollout_fn(policy, env, num_steps)
+    recs = jax.device_get(run(policy.params, jnp.arange(env.bank.num_clips)))
     recs = jax.tree.map(np.asarray, recs)
 
     per_clip = []
@@ -133,10 +91,13 @@ def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) ->
             "body_error_mm_per_body": dict(zip(env.tracked_bodies, body_mm.round(3).tolist())),
             "root_error_mm": float(1e3 * np.mean(recs["root_error"][i, sl])),
             "fraction_tracked": n_tracked / steps,
+            # The training record's errors over the tracked steps (same names as the training logs).
+            "metrics": {k: float(np.mean(v[i, sl])) for k, v in recs["metrics"].items() if k.startswith("error/")},
         })
     summary = {
         "run_dir": str(run_dir),
         "checkpoint_update": policy.update,
+        "metrics": {k: float(np.mean([c["metrics"][k] for c in per_clip])) for k in per_clip[0]["metrics"]},
         "num_clips": len(per_clip),
         "joint_names": list(env.joint_names),
         "end_effectors": list(env.end_effectors),

@@ -78,9 +78,10 @@ def plot_training_curve(metrics_jsonl: str | Path, out_path: str | Path) -> Path
     rows = [json.loads(l) for l in Path(metrics_jsonl).read_text().splitlines() if l.strip()]
     steps = np.array([r["env_steps"] for r in rows]) / 1e6
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
-    for ax, key, label in zip(axes, ("reward", "joint_error_deg", "ee_error_mm"),
+    for ax, key, label in zip(axes, ("reward/total", "error/joint_deg", "error/ee_mm"),
                               ("reward per step", "joint error (deg)", "end-effector error (mm)")):
-        ax.plot(steps, [r[key] for r in rows])
+        # null (non-finite) values are gaps in the curve.
+        ax.plot(steps, [np.nan if r.get(key) is None else r[key] for r in rows])
         ax.set_xlabel("environment steps (M)")
         ax.set_title(label)
     fig.tight_layout()

@@ -17,7 +17,8 @@ unchanged. Fixed-base bodies (the forelimb) have no root terms.
 from __future__ import annotations
 
 import copy
-from typing import NamedTuple, Sequence
+import functools
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -25,9 +26,11 @@ import mujoco
 import numpy as np
 from flax import struct
 
-from mimic_mjx.config import EnvConfig
+from mimic_mjx.bodies.layout import JointLayout
+from mimic_mjx.config import EnvConfig, RewardConfig, TerminationConfig
 from mimic_mjx.data.binding import ReferenceBank, body_ids
 from mimic_mjx.environments.physics import make_backend
+from mimic_mjx.environments.rewards import Errors, StepQuantities, reward_terms
 from mimic_mjx.errors import BindingError
 from mimic_mjx.quaternions import heading_matrix, quat_angle, quat_conj, quat_mul, quat_to_mat
 
@@ -44,49 +47,57 @@ class EnvState:
     reward: jax.Array
     terminated: jax.Array  # float 0/1: tracking lost, fallen or physics non-finite
     truncated: jax.Array  # float 0/1: clip ran out
-    joint_error: jax.Array  # RMS joint-angle error, rad
-    ee_error: jax.Array  # mean end-effector distance (relative to the root), m
-    body_error: jax.Array  # mean tracked-body distance (relative to the root), m
-    root_error: jax.Array  # root distance, m (0 for fixed-base bodies)
-    unstable: jax.Array  # float 0/1: physics produced non-finite values
+    # The transition's record (see ``METRICS``): reward terms, errors, episode outcome.
+    metrics: dict
     key: jax.Array
 
 
-class Errors(NamedTuple):
-    """Tracking errors of one step, SI units."""
-    root_pos: jax.Array  # () m
-    root_angle: jax.Array  # () rad
-    joint: jax.Array  # (nj,) rad
-    joint_vel: jax.Array  # (nj,) rad/s
-    body: jax.Array  # (nb,) m
-    ee: jax.Array  # (n_ee,) m
+#: How the metrics record of a transition is named. Errors are in display
+#: units; ``episode/*`` entries describe the episode a transition ended (they
+#: are averaged over ended episodes, everything else over steps).
+ERROR_METRICS = ("error/joint_deg", "error/joint_vel_rad_s", "error/ee_mm", "error/body_mm", "error/root_mm",
+                 "error/root_angle_deg")
+EPISODE_METRICS = ("episode/length", "episode/terminated", "episode/unstable")
 
 
 def _rms(x):
     return jnp.sqrt(jnp.mean(jnp.square(x)))
 
 
-def _kernel(sq_err, scale):
-    return jnp.exp(-sq_err / scale ** 2)
+def step_metrics(err: Errors, terms: dict, reward, steps, terminated, unstable) -> dict:
+    """The metrics record of one transition (scalars)."""
+    m = {f"reward/{k}": v for k, v in terms.items()}
+    m["reward/total"] = reward
+    m.update({
+        "error/joint_deg": jnp.rad2deg(_rms(err.joint)),
+        "error/joint_vel_rad_s": _rms(err.joint_vel),
+        "error/ee_mm": 1e3 * jnp.mean(err.ee),
+        "error/body_mm": 1e3 * jnp.mean(err.body),
+        "error/root_mm": 1e3 * err.root_pos,
+        "error/root_angle_deg": jnp.rad2deg(err.root_angle),
+        "episode/length": steps.astype(jnp.float32),
+        "episode/terminated": terminated,
+        "episode/unstable": unstable,
+    })
+    return m
 
 
-def tracking_reward(cfg: EnvConfig, err: Errors, ctrl, prev_ctrl, power, has_root: bool = True):
-    """Reward of one control step: Gaussian kernels on the errors minus costs.
+def aggregate_metrics(metrics: dict, done) -> dict:
+    """Summarise transitions' records (arrays of any leading shape) into scalars.
 
-    ctrl, prev_ctrl: (nu,) controls in [0, 1] or the actuators' range; power: (nu,) W.
-    Root kernels count only for bodies with a free root (``has_root``).
+    ``episode/*`` entries are averaged over the transitions that ended an
+    episode (``done``), everything else over all transitions; ``episode/count``
+    is the number of episodes that ended.
     """
-    r = (cfg.joint_weight * _kernel(jnp.mean(jnp.square(err.joint)), cfg.joint_scale_rad)
-         + cfg.joint_vel_weight * _kernel(jnp.mean(jnp.square(err.joint_vel)), cfg.joint_vel_scale_rad_s)
-         + cfg.body_weight * _kernel(jnp.mean(jnp.square(err.body)), cfg.body_scale_m)
-         + cfg.ee_weight * _kernel(jnp.mean(jnp.square(err.ee)), cfg.ee_scale_m))
-    if has_root:
-        r = r + (cfg.root_pos_weight * _kernel(jnp.square(err.root_pos), cfg.root_pos_scale_m)
-                 + cfg.root_angle_weight * _kernel(jnp.square(err.root_angle), cfg.root_angle_scale_rad))
-    cost = (cfg.ctrl_cost * jnp.mean(jnp.square(ctrl))
-            + cfg.ctrl_change_cost * jnp.mean(jnp.square(ctrl - prev_ctrl))
-            + cfg.energy_cost * jnp.sum(jnp.abs(power)))
-    return r - cost
+    ends = jnp.sum(done)
+    out = {}
+    for k, v in metrics.items():
+        if k.startswith("episode/"):
+            out[k] = jnp.sum(v * done) / jnp.maximum(ends, 1.0)
+        else:
+            out[k] = jnp.mean(v)
+    out["episode/count"] = ends
+    return out
 
 
 def reference_observation(ref_q, ref_body, q, body, heading=None, ref_root=None, root=None):
@@ -108,23 +119,15 @@ def reference_observation(ref_q, ref_body, q, body, heading=None, ref_root=None,
     return jnp.concatenate(parts, axis=-1).ravel()
 
 
-def _free_root(model: mujoco.MjModel) -> int | None:
-    """Index of the body's free root joint, or None for a fixed-base body."""
-    free = [j for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
-    if not free:
-        return None
-    if len(free) > 1 or model.jnt_qposadr[free[0]] != 0:
-        raise BindingError("the imitation task supports one free joint, the first joint of the model "
-                           f"(found {len(free)} free joints)")
-    return free[0]
-
-
 class ImitationEnv:
     """Imitation of a bank of reference clips by one body, on one physics backend."""
 
     def __init__(self, cfg: EnvConfig, bank: ReferenceBank, model: mujoco.MjModel,
-                 end_effectors: Sequence[str], tracked_bodies: Sequence[str] | None = None):
+                 end_effectors: Sequence[str], tracked_bodies: Sequence[str] | None = None,
+                 reward: RewardConfig = RewardConfig(), termination: TerminationConfig = TerminationConfig()):
         self.cfg = cfg
+        self.reward_cfg = reward
+        self.term_cfg = termination
         model = copy.deepcopy(model)
         self.control_dt = cfg.control_every / bank.fps
         model.opt.timestep = self.control_dt / cfg.substeps
@@ -144,17 +147,11 @@ class ImitationEnv:
         if bank.body_pos.shape[2] != len(self.tracked_bodies):
             raise BindingError(f"the reference bank tracks {bank.body_pos.shape[2]} bodies but the task "
                                f"tracks {len(self.tracked_bodies)}; bind the clips with the same tracked bodies")
-        root = _free_root(model)
-        self.has_root = root is not None
-        if self.has_root:
-            self.hinge_q = np.arange(7, model.nq)
-            self.hinge_v = np.arange(6, model.nv)
-        else:
-            self.hinge_q = np.arange(model.nq)
-            self.hinge_v = np.arange(model.nv)
+        self.layout = JointLayout.from_model(model)
+        self.has_root = self.layout.free_root
+        self.hinge_q, self.hinge_v = self.layout.hinge_qpos, self.layout.hinge_dof
         # The joints the joint errors refer to (all but the free root), in qpos order.
-        self.joint_names = tuple(model.joint(j).name for j in range(model.njnt) if j != root)
-        nj, nb = len(self.hinge_q), len(self.tracked_bodies)
+        self.joint_names = self.layout.joint_names
         self.nu = model.nu
         lo, hi = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
         self.ctrl_lo, self.ctrl_hi = jnp.asarray(lo), jnp.asarray(hi)
@@ -162,13 +159,31 @@ class ImitationEnv:
         # Muscle forces as fractions of their peak isometric force; other actuators as they are.
         self.force_scale = jnp.asarray(np.where(is_muscle, np.abs(model.actuator_gainprm[:, 2]), 1.0))
         self.horizon_offsets = jnp.arange(1, cfg.horizon + 1) * cfg.control_every
-        root_ref, root_prop = (7, 10) if self.has_root else (0, 0)
-        self.ref_obs_size = cfg.horizon * (root_ref + nj + 3 * nb)
-        self.prop_obs_size = 2 * nj + root_prop + model.na + 2 * model.nu + 3 * nb
         self.action_size = model.nu
         # For each activation state, the actuator it belongs to.
         self._act_of_actuator = np.asarray(
             [a for a in range(model.nu) for _ in range(model.actuator_actnum[a])], dtype=np.int32)
+
+    @functools.cached_property
+    def state_shape(self) -> EnvState:
+        """Shapes and dtypes of one environment's state, traced (not run) from ``reset``.
+
+        Observation sizes and metric names come from here, i.e. from the
+        functions that build them, never from a second formula.
+        """
+        return jax.eval_shape(self.reset, jax.random.PRNGKey(0))
+
+    @property
+    def ref_obs_size(self) -> int:
+        return self.state_shape.ref_obs.shape[-1]
+
+    @property
+    def prop_obs_size(self) -> int:
+        return self.state_shape.prop_obs.shape[-1]
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(self.state_shape.metrics)
 
     # -- pure helpers -------------------------------------------------------
     def action_to_ctrl(self, action):
@@ -228,12 +243,16 @@ class ImitationEnv:
         qpos = qpos.at[self.hinge_q].add(noise)
         data = self.backend.init(qpos, self.ref_qvel[clip, frame])
         prev_ctrl = jnp.zeros(self.nu)
-        ref_obs, prop_obs = self._observe(self.backend.view(data), clip, frame, prev_ctrl)
+        phys = self.backend.view(data)
+        ref_obs, prop_obs = self._observe(phys, clip, frame, prev_ctrl)
         zero = jnp.zeros(())
+        # The record's layout (zeros) is that of a step, so every state has the same pytree.
+        err = jax.tree.map(jnp.zeros_like, self.errors(phys, clip, frame))
+        terms = reward_terms(self.reward_cfg, StepQuantities(err, prev_ctrl, prev_ctrl, prev_ctrl), self.has_root)
+        metrics = jax.tree.map(jnp.zeros_like, step_metrics(err, terms, zero, jnp.int32(0), zero, zero))
         return EnvState(data=data, clip=jnp.int32(clip), frame=jnp.int32(frame), steps=jnp.int32(0),
                         prev_ctrl=prev_ctrl, ref_obs=ref_obs, prop_obs=prop_obs, reward=zero,
-                        terminated=zero, truncated=zero, joint_error=zero, ee_error=zero, body_error=zero,
-                        root_error=zero, unstable=zero, key=key)
+                        terminated=zero, truncated=zero, metrics=metrics, key=key)
 
     def reset(self, key) -> EnvState:
         """Start an episode at a random clip and start frame."""
@@ -262,25 +281,30 @@ class ImitationEnv:
         finite = jnp.all(jnp.isfinite(phys.qpos)) & jnp.all(jnp.isfinite(phys.qvel))
         err = self.errors(phys, clip, frame)
         power = phys.actuator_force * phys.actuator_velocity
-        reward = tracking_reward(cfg, err, ctrl, state.prev_ctrl, power, self.has_root)
-        joint_error, ee_error, body_error = _rms(err.joint), jnp.mean(err.ee), jnp.mean(err.body)
-        lost = (joint_error > cfg.max_joint_error_rad) | (ee_error > cfg.max_ee_error_m) \
-            | (body_error > cfg.max_body_error_m)
-        if self.has_root:
-            fallen = self.ref_qpos[clip, frame, 2] - phys.qpos[2] > cfg.max_root_drop_m
-            lost = lost | (err.root_pos > cfg.max_root_error_m) | (err.root_angle > cfg.max_root_angle_rad) | fallen
-        terminated = lost | ~finite
+        terms = reward_terms(self.reward_cfg, StepQuantities(err, ctrl, state.prev_ctrl, power), self.has_root)
+        reward = sum(terms.values())
+        terminated = self._lost(phys, err, clip, frame) | ~finite
         truncated = (frame + cfg.control_every >= self.lengths[clip]) & ~terminated
         ref_obs, prop_obs = self._observe(phys, clip, frame, ctrl)
         # A blown-up state must not poison training: report zeros, end the episode.
         sanitize = lambda x: jnp.where(finite, jnp.nan_to_num(x, posinf=0.0, neginf=0.0), 0.0)
+        terminated, unstable = terminated.astype(jnp.float32), (~finite).astype(jnp.float32)
+        metrics = step_metrics(err, terms, reward, state.steps + 1, terminated, unstable)
+        metrics = {k: v if k.startswith("episode/") else sanitize(v) for k, v in metrics.items()}
         return state.replace(
             data=data, frame=frame, steps=state.steps + 1, prev_ctrl=ctrl,
             ref_obs=sanitize(ref_obs), prop_obs=sanitize(prop_obs), reward=sanitize(reward),
-            terminated=terminated.astype(jnp.float32), truncated=truncated.astype(jnp.float32),
-            joint_error=sanitize(joint_error), ee_error=sanitize(ee_error), body_error=sanitize(body_error),
-            root_error=sanitize(err.root_pos if self.has_root else jnp.zeros(())),
-            unstable=(~finite).astype(jnp.float32))
+            terminated=terminated, truncated=truncated.astype(jnp.float32), metrics=metrics)
+
+    def _lost(self, phys, err: Errors, clip, frame):
+        """Whether tracking is lost (terminations other than non-finite physics)."""
+        t = self.term_cfg
+        lost = (_rms(err.joint) > t.max_joint_error_rad) | (jnp.mean(err.ee) > t.max_ee_error_m) \
+            | (jnp.mean(err.body) > t.max_body_error_m)
+        if self.has_root:
+            fallen = self.ref_qpos[clip, frame, 2] - phys.qpos[2] > t.max_root_drop_m
+            lost = lost | (err.root_pos > t.max_root_error_m) | (err.root_angle > t.max_root_angle_rad) | fallen
+        return lost
 
     def step(self, state: EnvState, action) -> EnvState:
         """Advance one control step, starting a new episode if this one ended."""
@@ -290,6 +314,4 @@ class ImitationEnv:
         # Keep the transition's outcome; take the state and observation of the new episode.
         merged = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, nxt)
         return merged.replace(reward=nxt.reward, terminated=nxt.terminated, truncated=nxt.truncated,
-                              joint_error=nxt.joint_error, ee_error=nxt.ee_error, body_error=nxt.body_error,
-                              root_error=nxt.root_error, unstable=nxt.unstable,
-                              key=jnp.where(done, fresh.key, jax.random.split(nxt.key)[0]))
+                              metrics=nxt.metrics, key=jnp.where(done, fresh.key, jax.random.split(nxt.key)[0]))

@@ -19,4 +19,4 @@ def build_env(cfg: ExperimentConfig, clips: Sequence[Clip]) -> ImitationEnv:
     bank = bind_clips(clips, model, body.name, body.end_effectors,
                       min_frames=e.horizon * e.control_every + 1, pad=e.horizon * e.control_every,
                       tracked_bodies=body.tracked())
-    return ImitationEnv(e, bank, model, body.end_effectors, body.tracked())
+    return ImitationEnv(e, bank, model, body.end_effectors, body.tracked(), cfg.reward, cfg.termination)

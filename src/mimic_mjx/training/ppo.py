@@ -19,16 +19,15 @@ from flax import struct
 from mimic_mjx.agents.networks import (gaussian_entropy, gaussian_log_prob, init_params, kl_to_ar1_prior,
                                        make_agent)
 from mimic_mjx.agents.normalizer import RunningStats
+from mimic_mjx.agents.policy import PolicyParams, network_outputs
 from mimic_mjx.config import ExperimentConfig
-from mimic_mjx.environments.imitation import EnvState, ImitationEnv
+from mimic_mjx.environments.imitation import EnvState, ImitationEnv, aggregate_metrics
 
 
 @struct.dataclass
 class TrainState:
-    params: dict
+    policy: PolicyParams  # what inference needs (checkpointed so it reads on its own)
     opt_state: optax.OptState
-    ref_stats: RunningStats
-    prop_stats: RunningStats
     env_state: EnvState  # batched over environments
     prev_latent: jax.Array  # (num_envs, latent_dim)
     key: jax.Array
@@ -46,11 +45,7 @@ class Transition(NamedTuple):
     reward: jax.Array
     terminated: jax.Array
     truncated: jax.Array
-    joint_error: jax.Array
-    ee_error: jax.Array
-    body_error: jax.Array
-    root_error: jax.Array
-    unstable: jax.Array
+    metrics: dict  # the environment's record of the transition
 
 
 def compute_gae(rewards, values, bootstrap, terminated, truncated, discount, lam):
@@ -74,6 +69,40 @@ def compute_gae(rewards, values, bootstrap, terminated, truncated, discount, lam
     return adv, adv + values
 
 
+def clipped_surrogate_loss(ratio, advantages, clip_epsilon):
+    """PPO's clipped policy objective, as a loss: -mean(min(r A, clip(r, 1-e, 1+e) A))."""
+    clipped = jnp.clip(ratio, 1.0 - clip_epsilon, 1.0 + clip_epsilon)
+    return -jnp.mean(jnp.minimum(ratio * advantages, clipped * advantages))
+
+
+def compute_ppo_loss(params, agent, ref_stats, prop_stats, batch: Transition, advantages, returns, *,
+                     clip_epsilon, value_cost, entropy_cost, kl_weight, ar1_alpha):
+    """PPO loss of a minibatch plus the latent KL to the AR(1) prior; returns (loss, info).
+
+    Pure: every hyperparameter is an argument. Advantages are normalised per minibatch.
+    """
+    out = network_outputs(agent, PolicyParams(params, ref_stats, prop_stats), batch.ref_obs, batch.prop_obs,
+                          batch.eps)
+    log_prob = gaussian_log_prob(batch.action, out["action_mean"], out["action_log_std"])
+    ratio = jnp.exp(log_prob - batch.log_prob)
+    adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    pg_loss = clipped_surrogate_loss(ratio, adv, clip_epsilon)
+    v_loss = 0.5 * jnp.mean(jnp.square(out["value"] - returns))
+    entropy = jnp.mean(gaussian_entropy(out["action_log_std"]))
+    kl = jnp.mean(kl_to_ar1_prior(out["latent_mean"], out["latent_log_var"], batch.prev_latent, batch.first,
+                                  ar1_alpha))
+    loss = pg_loss + value_cost * v_loss - entropy_cost * entropy + kl_weight * kl
+    return loss, {"loss/policy": pg_loss, "loss/value": v_loss, "loss/latent_kl": kl, "policy/entropy": entropy,
+                  "policy/approx_kl": jnp.mean((ratio - 1) - jnp.log(ratio))}
+
+
+def kl_weight_at(env_steps, kl_weight, ramp_steps):
+    """The latent KL weight, ramped linearly from 0 over ``ramp_steps`` environment steps."""
+    if not ramp_steps:
+        return jnp.asarray(kl_weight, jnp.float32)
+    return kl_weight * jnp.clip(env_steps / ramp_steps, 0.0, 1.0)
+
+
 class PPOTrainer:
     """Builds the jit-compiled ``init`` and ``update`` functions for one experiment."""
 
@@ -89,16 +118,6 @@ class PPOTrainer:
         self.init = jax.jit(self._init)
         self.update = jax.jit(self._update, donate_argnums=0)
 
-    # -- policy ------------------------------------------------------------
-    def policy_outputs(self, params, ref_stats, prop_stats, ref_obs, prop_obs, eps):
-        ref_n = ref_stats.normalize(ref_obs)
-        prop_n = prop_stats.normalize(prop_obs)
-        z_mean, z_log_var = self.agent.apply({"params": params}, ref_n, method=self.agent.encode)
-        latent = z_mean + jnp.exp(0.5 * z_log_var) * eps
-        a_mean, a_log_std = self.agent.apply({"params": params}, latent, prop_n, method=self.agent.decode)
-        value = self.agent.apply({"params": params}, ref_n, prop_n, method=self.agent.value)
-        return z_mean, z_log_var, latent, a_mean, a_log_std, value
-
     def _init(self, key) -> TrainState:
         k_params, k_env, k_run = jax.random.split(key, 3)
         env, p, a = self.env, self.cfg.ppo, self.cfg.agent
@@ -106,21 +125,20 @@ class PPOTrainer:
         env_state = self._vreset(jax.random.split(k_env, p.num_envs))
         ref_stats = RunningStats.create(env.ref_obs_size).update(env_state.ref_obs)
         prop_stats = RunningStats.create(env.prop_obs_size).update(env_state.prop_obs)
-        return TrainState(params=params, opt_state=self.optimizer.init(params), ref_stats=ref_stats,
-                          prop_stats=prop_stats, env_state=env_state,
-                          prev_latent=jnp.zeros((p.num_envs, a.latent_dim)), key=k_run,
+        return TrainState(policy=PolicyParams(params, ref_stats, prop_stats), opt_state=self.optimizer.init(params),
+                          env_state=env_state, prev_latent=jnp.zeros((p.num_envs, a.latent_dim)), key=k_run,
                           updates=jnp.zeros((), jnp.int32))
 
     # -- rollout -----------------------------------------------------------
     def _rollout(self, ts: TrainState, key):
-        p, a = self.cfg.ppo, self.cfg.agent
+        p = self.cfg.ppo
 
         def one_step(carry, k):
             env_state, prev_latent = carry
             k_eps, k_act = jax.random.split(k)
             eps = jax.random.normal(k_eps, prev_latent.shape)
-            _, _, latent, a_mean, a_log_std, _ = self.policy_outputs(
-                ts.params, ts.ref_stats, ts.prop_stats, env_state.ref_obs, env_state.prop_obs, eps)
+            out = network_outputs(self.agent, ts.policy, env_state.ref_obs, env_state.prop_obs, eps)
+            a_mean, a_log_std = out["action_mean"], out["action_log_std"]
             action = a_mean + jnp.exp(a_log_std) * jax.random.normal(k_act, a_mean.shape)
             log_prob = gaussian_log_prob(action, a_mean, a_log_std)
             first = env_state.steps == 0
@@ -128,89 +146,58 @@ class PPOTrainer:
             tr = Transition(ref_obs=env_state.ref_obs, prop_obs=env_state.prop_obs, eps=eps,
                             prev_latent=prev_latent, first=first, action=action, log_prob=log_prob,
                             reward=nxt.reward, terminated=nxt.terminated, truncated=nxt.truncated,
-                            joint_error=nxt.joint_error, ee_error=nxt.ee_error, body_error=nxt.body_error,
-                            root_error=nxt.root_error, unstable=nxt.unstable)
-            return (nxt, latent), tr
+                            metrics=nxt.metrics)
+            return (nxt, out["latent"]), tr
 
         keys = jax.random.split(key, p.unroll_length)
         (env_state, prev_latent), traj = jax.lax.scan(one_step, (ts.env_state, ts.prev_latent), keys)
         return env_state, prev_latent, traj
 
-    # -- loss --------------------------------------------------------------
-    def _loss(self, params, ts: TrainState, mb, kl_weight):
-        p, a = self.cfg.ppo, self.cfg.agent
-        tr, adv, ret = mb
-        z_mean, z_log_var, _, a_mean, a_log_std, value = self.policy_outputs(
-            params, ts.ref_stats, ts.prop_stats, tr.ref_obs, tr.prop_obs, tr.eps)
-        log_prob = gaussian_log_prob(tr.action, a_mean, a_log_std)
-        ratio = jnp.exp(log_prob - tr.log_prob)
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        pg_loss = -jnp.mean(jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - p.clip_epsilon, 1 + p.clip_epsilon) * adv))
-        v_loss = 0.5 * jnp.mean(jnp.square(value - ret))
-        entropy = jnp.mean(gaussian_entropy(a_log_std))
-        kl = jnp.mean(kl_to_ar1_prior(z_mean, z_log_var, tr.prev_latent, tr.first, a.ar1_alpha))
-        loss = pg_loss + p.value_cost * v_loss - p.entropy_cost * entropy + kl_weight * kl
-        return loss, {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": entropy, "latent_kl": kl,
-                      "approx_kl": jnp.mean((ratio - 1) - jnp.log(ratio))}
-
     def kl_weight(self, updates):
         a = self.cfg.agent
-        env_steps = updates.astype(jnp.float32) * self.steps_per_update
-        ramp = jnp.clip(env_steps / max(a.kl_ramp_steps, 1), 0.0, 1.0) if a.kl_ramp_steps else 1.0
-        return a.kl_weight * ramp
+        return kl_weight_at(updates.astype(jnp.float32) * self.steps_per_update, a.kl_weight, a.kl_ramp_steps)
 
     def _update(self, ts: TrainState):
-        p = self.cfg.ppo
+        p, a = self.cfg.ppo, self.cfg.agent
         key, k_roll, k_perm = jax.random.split(ts.key, 3)
         env_state, prev_latent, traj = self._rollout(ts, k_roll)
 
-        ref_stats = ts.ref_stats.update(traj.ref_obs)
-        prop_stats = ts.prop_stats.update(traj.prop_obs)
-        ts = ts.replace(ref_stats=ref_stats, prop_stats=prop_stats)
+        pol = ts.policy
+        pol = pol.replace(ref_stats=pol.ref_stats.update(traj.ref_obs), prop_stats=pol.prop_stats.update(traj.prop_obs))
 
-        values = self.policy_outputs(ts.params, ref_stats, prop_stats, traj.ref_obs, traj.prop_obs, traj.eps)[-1]
-        boot_eps = jnp.zeros_like(prev_latent)
-        bootstrap = self.policy_outputs(ts.params, ref_stats, prop_stats, env_state.ref_obs,
-                                        env_state.prop_obs, boot_eps)[-1]
-        rewards = traj.reward * p.reward_scaling
-        adv, ret = compute_gae(rewards, values, bootstrap, traj.terminated, traj.truncated,
+        values = network_outputs(self.agent, pol, traj.ref_obs, traj.prop_obs, traj.eps)["value"]
+        bootstrap = network_outputs(self.agent, pol, env_state.ref_obs, env_state.prop_obs,
+                                    jnp.zeros_like(prev_latent))["value"]
+        adv, ret = compute_gae(traj.reward * p.reward_scaling, values, bootstrap, traj.terminated, traj.truncated,
                                p.discount, p.gae_lambda)
 
         n = self.steps_per_update
-        flat = jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), (traj, adv, ret))
+        batch = traj._replace(metrics={})
+        flat = jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), (batch, adv, ret))
         kl_weight = self.kl_weight(ts.updates)
-        grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+        loss_fn = lambda params, mb: compute_ppo_loss(
+            params, self.agent, pol.ref_stats, pol.prop_stats, *mb, clip_epsilon=p.clip_epsilon,
+            value_cost=p.value_cost, entropy_cost=p.entropy_cost, kl_weight=kl_weight, ar1_alpha=a.ar1_alpha)
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
         def sgd_epoch(carry, k):
-            params, opt_state = carry
             perm = jax.random.permutation(k, n)
             mbs = jax.tree.map(lambda x: x[perm].reshape((p.num_minibatches, -1) + x.shape[1:]), flat)
 
             def sgd_step(c, mb):
                 params, opt_state = c
-                (_, info), grads = grad_fn(params, ts, mb, kl_weight)
+                (_, info), grads = grad_fn(params, mb)
                 updates, opt_state = self.optimizer.update(grads, opt_state, params)
                 return (optax.apply_updates(params, updates), opt_state), info
 
-            (params, opt_state), infos = jax.lax.scan(sgd_step, (params, opt_state), mbs)
-            return (params, opt_state), infos
+            return jax.lax.scan(sgd_step, carry, mbs)
 
         (params, opt_state), infos = jax.lax.scan(
-            sgd_epoch, (ts.params, ts.opt_state), jax.random.split(k_perm, p.update_epochs))
+            sgd_epoch, (pol.params, ts.opt_state), jax.random.split(k_perm, p.update_epochs))
 
-        ends = jnp.sum(traj.terminated + traj.truncated)
         metrics = {k: jnp.mean(v) for k, v in infos.items()}
-        metrics.update({
-            "reward": jnp.mean(traj.reward),
-            "joint_error_deg": jnp.rad2deg(jnp.mean(traj.joint_error)),
-            "ee_error_mm": 1e3 * jnp.mean(traj.ee_error),
-            "body_error_mm": 1e3 * jnp.mean(traj.body_error),
-            "root_error_mm": 1e3 * jnp.mean(traj.root_error),
-            "episodes_ended": ends,
-            "termination_fraction": jnp.sum(traj.terminated) / jnp.maximum(ends, 1.0),
-            "unstable_episodes": jnp.sum(traj.unstable),
-            "kl_weight": kl_weight,
-        })
-        new = ts.replace(params=params, opt_state=opt_state, env_state=env_state, prev_latent=prev_latent,
-                         key=key, updates=ts.updates + 1)
+        metrics.update(aggregate_metrics(traj.metrics, jnp.maximum(traj.terminated, traj.truncated)))
+        metrics["policy/kl_weight"] = kl_weight
+        new = ts.replace(policy=pol.replace(params=params), opt_state=opt_state, env_state=env_state,
+                         prev_latent=prev_latent, key=key, updates=ts.updates + 1)
         return new, metrics

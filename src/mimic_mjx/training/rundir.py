@@ -34,9 +34,16 @@ def stored_config(run_dir: Path) -> config_lib.ExperimentConfig:
     if not path.exists():
         raise RunDirError(f"{run_dir} is not a mimic-mjx run (no config.json); pass the folder `mimic train` wrote")
     try:
-        return config_lib.from_dict(json.loads(path.read_text()))
+        values = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise RunDirError(f"{path} is corrupted ({exc})") from None
+    try:
+        return config_lib.from_dict(values)
+    except config_lib.ConfigError as exc:
+        if "was renamed" in str(exc):
+            raise RunDirError(f"{run_dir} was written by an earlier mimic-mjx whose config layout differs ({exc}); "
+                              f"retrain it with this version, starting from an updated copy of its config") from None
+        raise RunDirError(f"{path}: {exc}") from None
 
 
 def prepare_run_dir(run_dir: Path, cfg: config_lib.ExperimentConfig, resume: bool) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -12,11 +11,11 @@ import jax
 import numpy as np
 
 from mimic_mjx.config import ExperimentConfig
-from mimic_mjx.data.atomic import write_text
 from mimic_mjx.data.clips import Clip, read_clips, write_clips
 from mimic_mjx.errors import RunDirError
 from mimic_mjx.training.checkpoint import Checkpoints
 from mimic_mjx.training.experiment import build_env
+from mimic_mjx.training.logging import MetricsLog
 from mimic_mjx.training.ppo import PPOTrainer
 from mimic_mjx.training.rundir import prepare_run_dir
 
@@ -28,14 +27,42 @@ def _fmt_time(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+#: Error metrics the progress line shows, with their labels (others go to the logs only).
+_SHOWN_ERRORS = {"error/joint_deg": ("joint err", "deg", 2), "error/ee_mm": ("end-effector err", "mm", 3),
+                 "error/body_mm": ("body err", "mm", 1), "error/root_mm": ("root err", "mm", 1)}
+
+
 def progress_line(update, total_updates, env_steps, steps_per_s, metrics, eta_s) -> str:
-    return (f"update {update}/{total_updates} | {env_steps / 1e6:.2f}M steps | {steps_per_s:,.0f} steps/s | "
-            f"reward {metrics['reward']:.3f} | joint err {metrics['joint_error_deg']:.2f} deg | "
-            f"end-effector err {metrics['ee_error_mm']:.3f} mm | "
-            + (f"body err {metrics['body_error_mm']:.1f} mm | root err {metrics['root_error_mm']:.1f} mm | "
-               if metrics.get("root_error_mm", 0.0) > 0 else "")
-            + f"ends by termination {100 * metrics['termination_fraction']:.0f}% "
-            f"({int(metrics.get('unstable_episodes', 0))} unstable) | left {_fmt_time(eta_s)}")
+    """One line per logged update, read from the metrics record."""
+    parts = [f"update {update}/{total_updates}", f"{env_steps / 1e6:.2f}M steps", f"{steps_per_s:,.0f} steps/s",
+             f"reward {metrics.get('reward/total', float('nan')):.3f}"]
+    free_root = bool(metrics.get("error/root_mm"))
+    for key, (label, unit, digits) in _SHOWN_ERRORS.items():
+        # Body and root errors only for free-root bodies (a fixed base tracks its end effectors).
+        if key in ("error/body_mm", "error/root_mm") and not free_root:
+            continue
+        if key in metrics:
+            parts.append(f"{label} {metrics[key]:.{digits}f} {unit}")
+    ends = metrics.get("episode/count", 0.0)
+    unstable = int(round(metrics.get("episode/unstable", 0.0) * ends))
+    parts.append(f"ends by termination {100 * metrics.get('episode/terminated', 0.0):.0f}% ({unstable} unstable)")
+    parts.append(f"left {_fmt_time(eta_s)}")
+    return " | ".join(parts)
+
+
+def time_left(total_updates, upd, done_since, elapsed, deadline_left_s=None) -> float:
+    """Seconds left: the rate so far over the remaining updates, capped by the time limit."""
+    eta = (total_updates - upd) * elapsed / done_since if done_since else float("nan")
+    if deadline_left_s is not None:
+        eta = min(eta, deadline_left_s) if np.isfinite(eta) else deadline_left_s
+    return max(0.0, eta) if np.isfinite(eta) else 0.0
+
+
+def checkpoint_meta(cfg: ExperimentConfig, env) -> dict:
+    """Sizes that rebuild the network from a checkpoint without an environment."""
+    return {"ref_obs_size": int(env.ref_obs_size), "prop_obs_size": int(env.prop_obs_size),
+            "action_size": int(env.action_size), "latent_dim": cfg.agent.latent_dim, "body": cfg.env.body,
+            "metric_names": list(env.metric_names)}
 
 
 def train(cfg: ExperimentConfig, run_dir: str | Path, clips: Sequence[Clip] | None = None, *,
@@ -73,17 +100,20 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, clips: Sequence[Clip] | No
         state = ckpts.restore(state)
         log(f"resumed from update {int(state.updates)} ({int(state.updates) * trainer.steps_per_update:,} steps)")
     start_update = int(state.updates)
-    metrics_path = run_dir / "metrics.jsonl"
-    _truncate_metrics(metrics_path, start_update)
+    meta = checkpoint_meta(cfg, env)
+    mlog = MetricsLog(run_dir, tensorboard=cfg.train.tensorboard, wandb=cfg.train.wandb,
+                      wandb_project=cfg.train.wandb_project, wandb_run_name=cfg.name, config=cfg.to_dict(),
+                      resume_from_update=start_update if resume else None)
 
     log(f"training {cfg.name}: body {cfg.env.body}, {len(clips)} clips, {p.num_envs} envs x "
-        f"{p.unroll_length} steps per update, {total_updates} updates; compiling...")
+        f"{p.unroll_length} steps per update, {total_updates} updates on {jax.default_backend()} "
+        f"({', '.join(str(d) for d in jax.devices())}); compiling...")
     compile_s = None
     t_loop = None
     deadline = t0 + 60 * cfg.train.max_minutes if cfg.train.max_minutes else None
     last = {}
     stopped_early = False
-    with open(metrics_path, "a", buffering=1) as mfile:
+    with mlog:
         while int(state.updates) < total_updates:
             state, metrics = trainer.update(state)
             upd = int(state.updates)
@@ -94,18 +124,17 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, clips: Sequence[Clip] | No
                 log(f"first update done in {compile_s:.1f} s (compile included)")
             if upd % cfg.train.log_every_updates == 0 or upd == total_updates:
                 m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                elapsed = time.perf_counter() - t_loop
-                done_since = upd - loop_start_update
+                now = time.perf_counter()
+                elapsed, done_since = now - t_loop, upd - loop_start_update
                 sps = done_since * trainer.steps_per_update / elapsed if done_since else float("nan")
-                eta = (total_updates - upd) * elapsed / done_since if done_since else float("nan")
-                m.update(update=upd, env_steps=upd * trainer.steps_per_update, steps_per_s=sps,
-                         wall_s=time.perf_counter() - t0)
-                mfile.write(json.dumps(m) + "\n")
-                log(progress_line(upd, total_updates, upd * trainer.steps_per_update, sps, m,
-                                  eta if np.isfinite(eta) else 0))
+                eta = time_left(total_updates, upd, done_since, elapsed,
+                                None if deadline is None else deadline - now)
+                m.update({"train/steps_per_s": sps, "train/wall_s": now - t0})
+                mlog.log(upd, upd * trainer.steps_per_update, m)
+                log(progress_line(upd, total_updates, upd * trainer.steps_per_update, sps, m, eta))
                 last = m
             if upd % cfg.train.checkpoint_every_updates == 0:
-                ckpts.save(upd, state)
+                ckpts.save(upd, state, meta)
             if deadline is not None and time.perf_counter() > deadline and upd < total_updates:
                 log(f"time limit of {cfg.train.max_minutes} min reached at update {upd}")
                 stopped_early = True
@@ -113,7 +142,7 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, clips: Sequence[Clip] | No
     jax.block_until_ready(state)
     upd = int(state.updates)
     if ckpts.latest_step() != upd:
-        ckpts.save(upd, state)
+        ckpts.save(upd, state, meta)
     ckpts.close()
     wall = time.perf_counter() - t0
     run_updates = upd - start_update
@@ -125,20 +154,6 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, clips: Sequence[Clip] | No
         "steps_per_s": steady, "steps_this_run": run_updates * trainer.steps_per_update,
         "stopped_early": stopped_early, "last_metrics": last,
     }
-
-
-def _truncate_metrics(path: Path, upto_update: int) -> None:
-    """Drop logged lines past the checkpoint being resumed from."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("update", 0) <= upto_update:
-                keep.append(line)
-        except json.JSONDecodeError:
-            continue
-    write_text(path, "".join(l + "\n" for l in keep))
 
 
 def stderr_log(msg: str) -> None:

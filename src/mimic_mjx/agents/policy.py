@@ -1,0 +1,136 @@
+"""What inference needs, and nothing of training: the policy object.
+
+A trained controller is the network definition (``IntentionAgent``), its
+parameters and the observation normalisers. ``network_outputs`` is the one
+forward pass that PPO's loss, the rollout and every analysis share;
+``make_inference_fn`` turns it into an action function, deterministic (latent
+and action means) or stochastic. ``load_policy(run_dir)`` reads a run's
+inference part without building a trainer or any environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from mimic_mjx.agents.networks import IntentionAgent, make_agent
+from mimic_mjx.agents.normalizer import RunningStats
+from mimic_mjx.config import ExperimentConfig
+from mimic_mjx.errors import RunDirError
+
+
+@struct.dataclass
+class PolicyParams:
+    """The arrays of a controller: network parameters and observation statistics."""
+    params: dict
+    ref_stats: RunningStats
+    prop_stats: RunningStats
+
+
+def network_outputs(agent: IntentionAgent, pp: PolicyParams, ref_obs, prop_obs, eps,
+                    record_layers: bool = False) -> dict:
+    """Forward pass with latent noise ``eps`` (zeros: the latent mean).
+
+    Returns latent mean / log-variance / sample, action mean / log-std and the
+    value; with ``record_layers`` also ``layers``, every hidden layer's activation.
+    """
+    ref_n, prop_n = pp.ref_stats.normalize(ref_obs), pp.prop_stats.normalize(prop_obs)
+    variables = {"params": pp.params}
+    mutable = ["intermediates"] if record_layers else False
+    enc = agent.apply(variables, ref_n, method=agent.encode, mutable=mutable)
+    (z_mean, z_log_var), enc_layers = enc if record_layers else (enc, None)
+    latent = z_mean + jnp.exp(0.5 * z_log_var) * eps
+    dec = agent.apply(variables, latent, prop_n, method=agent.decode, mutable=mutable)
+    (a_mean, a_log_std), dec_layers = dec if record_layers else (dec, None)
+    out = {"latent_mean": z_mean, "latent_log_var": z_log_var, "latent": latent,
+           "action_mean": a_mean, "action_log_std": a_log_std,
+           "value": agent.apply(variables, ref_n, prop_n, method=agent.value)}
+    if record_layers:
+        out["layers"] = {**_flatten(enc_layers), **_flatten(dec_layers)}
+    return out
+
+
+def _flatten(mutables) -> dict:
+    return {name: v[0] for vals in mutables["intermediates"].values() for name, v in vals.items()}
+
+
+def make_inference_fn(agent: IntentionAgent, deterministic: bool = True,
+                      record_layers: bool = False) -> Callable:
+    """``act(pp, ref_obs, prop_obs, key) -> (action, extras)``, pure and jit-able.
+
+    Deterministic: latent mean, action mean (``key`` unused). Stochastic: a
+    latent sample and an action sample from the policy's Gaussians. ``extras``
+    holds the latent mean and log-variance, the latent used and, with
+    ``record_layers``, every hidden layer's activation.
+    """
+    def act(pp: PolicyParams, ref_obs, prop_obs, key=None):
+        lat_dim = agent.latent_dim
+        if deterministic:
+            eps = jnp.zeros(ref_obs.shape[:-1] + (lat_dim,))
+        else:
+            key, k_eps = jax.random.split(key)
+            eps = jax.random.normal(k_eps, ref_obs.shape[:-1] + (lat_dim,))
+        out = network_outputs(agent, pp, ref_obs, prop_obs, eps, record_layers)
+        action = out["action_mean"]
+        if not deterministic:
+            action = action + jnp.exp(out["action_log_std"]) * jax.random.normal(key, action.shape)
+        extras = {k: out[k] for k in ("latent_mean", "latent_log_var", "latent")}
+        if record_layers:
+            extras["layers"] = out["layers"]
+        return action, extras
+
+    return act
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """A trained controller, ready to act: load it with :func:`load_policy`."""
+    agent: IntentionAgent
+    params: PolicyParams
+    config: ExperimentConfig  # the experiment it was trained in (body, task, network)
+    ref_obs_size: int
+    prop_obs_size: int
+    action_size: int
+    update: int  # PPO updates it was trained for
+    run_dir: Path | None = None
+
+    def inference_fn(self, deterministic: bool = True, record_layers: bool = False) -> Callable:
+        return make_inference_fn(self.agent, deterministic, record_layers)
+
+    def act(self, ref_obs, prop_obs, key=None, deterministic: bool = True):
+        """Actions (unbounded; the task squashes them into the control range) and extras."""
+        if not deterministic and key is None:
+            raise ValueError("a stochastic policy needs a PRNG key")
+        fn = jax.jit(self.inference_fn(deterministic))
+        return fn(self.params, jnp.asarray(ref_obs), jnp.asarray(prop_obs),
+                  jax.random.PRNGKey(0) if key is None else key)
+
+
+def make_policy(cfg: ExperimentConfig, params: PolicyParams, ref_obs_size: int, prop_obs_size: int,
+                action_size: int, update: int, run_dir: Path | None = None) -> Policy:
+    return Policy(agent=make_agent(cfg.agent, action_size), params=params, config=cfg,
+                  ref_obs_size=ref_obs_size, prop_obs_size=prop_obs_size, action_size=action_size,
+                  update=update, run_dir=run_dir)
+
+
+def load_policy(run_dir: str | Path, step: int | None = None) -> Policy:
+    """Load a trained controller from a run folder (its newest checkpoint, or ``step``).
+
+    Reads ``config.json`` and the checkpoint's inference part only: no
+    trainer, no environment, no training clips.
+    """
+    from mimic_mjx.training.checkpoint import read_policy
+    from mimic_mjx.training.rundir import stored_config
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory not found: {run_dir}")
+    cfg = stored_config(run_dir)
+    params, meta = read_policy(run_dir / "checkpoints", step)
+    return make_policy(cfg, params, meta["ref_obs_size"], meta["prop_obs_size"], meta["action_size"],
+                       meta["update"], run_dir)
