@@ -34,14 +34,14 @@ def main() -> int:
 
     from mimic_mjx import config as config_lib
     from mimic_mjx.analysis.evaluate import evaluate, format_summary
+    from mimic_mjx.bodies import get_body
     from mimic_mjx.data.clips import read_clip_files
-    from mimic_mjx.demo import CONFIGS
     from mimic_mjx.training.trainer import train
 
     held_out = files[2::5][:7]  # spread over the recording sessions
     train_files = [f for f in files if f not in held_out]
     cfg = config_lib.apply_overrides(
-        config_lib.load(CONFIGS / "forelimb.yaml"),
+        get_body("mouse_forelimb").default_config(),
         [f"train.max_minutes={args.minutes}", *args.set])
 
     run_dir = Path(args.run_dir)

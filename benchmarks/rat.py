@@ -46,8 +46,8 @@ def main() -> int:
 
     from mimic_mjx import config as config_lib
     from mimic_mjx.analysis.evaluate import evaluate, format_summary
+    from mimic_mjx.bodies import get_body
     from mimic_mjx.data.keypoints import read_keypoints
-    from mimic_mjx.demo import CONFIGS
     from mimic_mjx.registration.register import register, split_clip
     from mimic_mjx.training.trainer import train
 
@@ -62,7 +62,7 @@ def main() -> int:
     print(f"registered {len(clips)} clips in {register_s:.0f} s; train on {len(train_clips)}, hold out "
           f"{', '.join(c.name for c in held_out)}", flush=True)
 
-    base = config_lib.load(CONFIGS / "rat.yaml")
+    base = get_body("rat").default_config()
     log = lambda m: print(m, flush=True)
     early_cfg = config_lib.apply_overrides(base, [f"train.max_minutes={args.early_minutes}", *args.set])
     early = train(early_cfg, run_dir, train_clips, log=log)

@@ -72,3 +72,29 @@ def test_overrides_and_yaml(tmp_path):
         config_lib.load(tmp_path / "missing.yaml")
     # A config survives a JSON round trip unchanged.
     assert config_lib.from_dict(cfg.to_dict()) == cfg
+
+
+def test_reward_and_termination_groups():
+    cfg = config_lib.from_dict({"reward": {"joint_vel": {"weight": 0.5}}, "termination": {"max_ee_error_m": 0.01}})
+    # A term given only a weight keeps its own default scale.
+    assert cfg.reward.joint_vel.weight == 0.5 and cfg.reward.joint_vel.scale_rad_s == 5.0
+    assert cfg.reward.end_effector.scale_m == 0.0005 and cfg.termination.max_ee_error_m == 0.01
+    assert config_lib.apply_overrides(cfg, ["reward.joint.weight=2"]).reward.joint.weight == 2.0
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"env": {"joint_scale_rad": 0.2}}, "'env.joint_scale_rad' was renamed: use 'reward.joint.scale_rad'"),
+    ({"env": {"ctrl_cost": 0.1}}, "use 'reward.ctrl.weight'"),
+    ({"env": {"max_ee_error_m": 0.1}}, "use 'termination.max_ee_error_m'"),
+    # A term that does not exist: the error lists the existing ones.
+    ({"reward": {"posture": {"weight": 1.0}}},
+     "unknown reward term 'reward.posture'; known: body, ctrl, ctrl_change, end_effector, energy, joint, "
+     "joint_vel, root_angle, root_pos"),
+    ({"reward": {"joint": {"scale_m": 1.0}}}, "unknown config key 'reward.joint.scale_m'; did you mean "
+     "'reward.joint.scale_rad'"),
+    ({"reward": {"joint": {"weight": -1.0}}}, "reward.joint.weight must be zero or positive"),
+    ({"termination": {"max_root_drop_m": 0}}, "termination.max_root_drop_m must be positive"),
+])
+def test_old_and_unknown_reward_keys(values, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        config_lib.from_dict(values)

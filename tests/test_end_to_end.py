@@ -144,3 +144,70 @@ def test_cli_resume_extends_a_run(runs, capsys, tmp_path):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["updates"] == 4 and summary["steps_this_run"] == 32
     assert json.loads((run / "config.json").read_text())["train"]["total_steps"] == 128
+
+
+def test_load_policy_needs_no_trainer_and_matches_the_checkpoint(runs, clips):
+    from mimic_mjx.agents.policy import load_policy
+
+    root, cfg, *_ = runs
+    policy = load_policy(root / "full")
+    state = _restore(root / "full", cfg, clips[0])
+    for x, y in zip(jax.tree.leaves(policy.params), jax.tree.leaves(state.policy)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert policy.update == 3 and policy.config == cfg and policy.action_size == 9
+    env = build_env(cfg, clips[0])
+    assert (policy.ref_obs_size, policy.prop_obs_size) == (env.ref_obs_size, env.prop_obs_size)
+    s = env.reset_to(jax.random.PRNGKey(0), 0, 0)
+    a1, ex = policy.act(s.ref_obs, s.prop_obs)
+    a2, _ = policy.act(s.ref_obs, s.prop_obs)
+    np.testing.assert_array_equal(a1, a2)  # deterministic: latent and action means
+    np.testing.assert_array_equal(ex["latent"], ex["latent_mean"])
+    b1, _ = policy.act(s.ref_obs, s.prop_obs, key=jax.random.PRNGKey(1), deterministic=False)
+    b2, _ = policy.act(s.ref_obs, s.prop_obs, key=jax.random.PRNGKey(2), deterministic=False)
+    assert a1.shape == b1.shape == (9,) and not np.allclose(b1, b2) and not np.allclose(a1, b1)
+
+
+def test_training_writes_tensorboard_and_named_metrics(runs):
+    root, *_ = runs
+    assert list((root / "full" / "tensorboard").glob("events.out.tfevents.*"))
+    rec = json.loads((root / "full" / "metrics.jsonl").read_text().splitlines()[-1])
+    for key in ("reward/total", "reward/joint", "reward/end_effector", "reward/ctrl", "error/joint_deg",
+                "error/ee_mm", "episode/length", "episode/terminated", "episode/unstable", "loss/latent_kl",
+                "policy/kl_weight", "policy/entropy", "policy/approx_kl", "train/steps_per_s"):
+        assert key in rec, key
+    terms = sum(v for k, v in rec.items() if k.startswith("reward/") and k != "reward/total")
+    assert rec["reward/total"] == pytest.approx(terms, rel=1e-5, abs=1e-6)
+
+
+def test_checkpoint_of_an_earlier_layout_is_reported(runs, clips, tmp_path, capsys):
+    import shutil
+
+    root, *_ = runs
+    old = tmp_path / "old"
+    shutil.copytree(root / "full", old)
+    for step in (old / "checkpoints").iterdir():
+        if (step / "meta").is_dir():
+            shutil.rmtree(step / "meta")
+    test_file = tmp_path / "test.h5"
+    write_clips(test_file, clips[1])
+    assert main(["evaluate", str(old), "--clips", str(test_file)]) == 2
+    err = capsys.readouterr().err
+    assert "written by an earlier mimic-mjx" in err and "retrain" in err and "Traceback" not in err
+    # A run folder whose config uses keys of an earlier release: same kind of message.
+    cfg = json.loads((old / "config.json").read_text())
+    cfg["env"]["joint_scale_rad"] = 0.15
+    (old / "config.json").write_text(json.dumps(cfg))
+    assert main(["evaluate", str(old), "--clips", str(test_file)]) == 2
+    err = capsys.readouterr().err
+    assert "earlier mimic-mjx" in err and "reward.joint.scale_rad" in err and "Traceback" not in err
+
+
+def test_progress_line_time_left_respects_the_time_limit():
+    from mimic_mjx.training.trainer import progress_line, time_left
+
+    # 10 of 1000 updates in 60 s: 99 min to go at this rate, but only 4 min of the limit remain.
+    assert time_left(1000, 10, 10, 60.0) == pytest.approx(5940.0)
+    assert time_left(1000, 10, 10, 60.0, deadline_left_s=240.0) == pytest.approx(240.0)
+    line = progress_line(10, 1000, 10_000, 500.0, {"reward/total": 0.5, "error/joint_deg": 3.0,
+                                                   "error/ee_mm": 0.4, "error/root_mm": 0.0}, 240.0)
+    assert "left 4m00s" in line and "joint err 3.00 deg" in line and "root err" not in line

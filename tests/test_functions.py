@@ -14,7 +14,7 @@ from mimic_mjx.config import AngleKernel, AngularSpeedKernel, Cost, DistanceKern
 from mimic_mjx.environments.imitation import reference_observation
 from mimic_mjx.environments.rewards import Errors, StepQuantities, reward_terms
 from mimic_mjx.quaternions import heading_matrix, quat_angle, quat_conj, quat_mul, quat_to_mat
-from mimic_mjx.training.ppo import compute_gae
+from mimic_mjx.training.ppo import clipped_surrogate_loss, compute_gae, kl_weight_at
 
 
 def _errors(joint, ee, root_pos=0.0, root_angle=0.0, joint_vel=None, body=None):
@@ -158,3 +158,36 @@ def test_running_stats_match_numpy():
     np.testing.assert_allclose(s.std, both.std(0), rtol=1e-4)
     z = s.normalize(jnp.asarray(both))
     np.testing.assert_allclose(np.asarray(z).mean(0), 0, atol=1e-4)
+
+
+def test_clipped_surrogate_by_hand():
+    # eps = 0.2. Positive advantages are clipped above 1.2, negative ones below 0.8.
+    ratio = jnp.array([1.5, 0.5, 1.1, 0.7, 1.5])
+    adv = jnp.array([2.0, 1.0, -1.0, -3.0, -1.0])
+    # min(r A, clip(r) A) per sample:
+    #   1.5*2=3.0 vs 1.2*2=2.4 -> 2.4      0.5*1=0.5 vs 0.8*1=0.8 -> 0.5
+    #   1.1*-1=-1.1 vs 1.1*-1 -> -1.1      0.7*-3=-2.1 vs 0.8*-3=-2.4 -> -2.4
+    #   1.5*-1=-1.5 vs 1.2*-1=-1.2 -> -1.5 (a worse ratio is never clipped away)
+    expected = -np.mean([2.4, 0.5, -1.1, -2.4, -1.5])
+    assert float(clipped_surrogate_loss(ratio, adv, 0.2)) == pytest.approx(expected, rel=1e-6)
+    # At ratio 1 the loss is minus the mean advantage, whatever the clip range.
+    assert float(clipped_surrogate_loss(jnp.ones(5), adv, 0.01)) == pytest.approx(-float(adv.mean()), rel=1e-6)
+
+
+def test_kl_weight_ramps_linearly():
+    assert float(kl_weight_at(0.0, 1e-3, 100)) == 0.0
+    assert float(kl_weight_at(50.0, 1e-3, 100)) == pytest.approx(5e-4)
+    assert float(kl_weight_at(500.0, 1e-3, 100)) == pytest.approx(1e-3)
+    assert float(kl_weight_at(0.0, 1e-3, 0)) == pytest.approx(1e-3)  # no ramp
+
+
+def test_every_config_reward_term_has_a_function_and_back():
+    from mimic_mjx.environments.rewards import TERMS
+
+    assert set(RewardConfig().terms()) == set(TERMS)
+    err = _errors([0.1, 0.2], [0.001])
+    z = jnp.zeros(2)
+    terms = reward_terms(RewardConfig(), StepQuantities(err, z + 0.5, z, z + 1.0), has_root=False)
+    assert set(terms) == set(TERMS)
+    assert float(terms["root_pos"]) == 0.0 and float(terms["ctrl"]) == pytest.approx(-0.02 * 0.25)
+    assert float(terms["energy"]) == pytest.approx(-0.1 * 2.0)

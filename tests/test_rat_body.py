@@ -10,8 +10,9 @@ import pytest
 
 from mimic_mjx.bodies import available_bodies, get_body
 from mimic_mjx.bodies import rat
-from mimic_mjx.bodies.keypoint_maps import (KEYPOINT_MAPS, RAT23_KEYPOINTS, ROOT_KEYPOINT,
-                                            TRUNK_KEYPOINTS, get_keypoint_map, rat_keypoint_map)
+from mimic_mjx.bodies.keypoint_maps import (KEYPOINT_MAPS, ROOT_KEYPOINT, TRUNK_KEYPOINTS, get_keypoint_map,
+                                            rat_keypoint_map)
+from mimic_mjx.data.skeletons import RAT23_NAMES
 from mimic_mjx.errors import BodyError
 
 SKELETON = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rodent" / "rat23_skeleton.mat"
@@ -102,9 +103,9 @@ def _rat23_names() -> list[str]:
         from scipy.io import loadmat
 
         names = [str(np.squeeze(n)) for n in np.ravel(loadmat(SKELETON)["joint_names"])]
-        assert names == list(RAT23_KEYPOINTS)  # the shipped list matches the real file
+        assert names == list(RAT23_NAMES)  # the shipped list matches the real file
         return names
-    return list(RAT23_KEYPOINTS)
+    return list(RAT23_NAMES)
 
 
 def test_rat23_keypoints_all_mapped_to_existing_bodies(model):

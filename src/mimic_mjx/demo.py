@@ -2,7 +2,9 @@
 
 Makes smooth reaching clips with the built-in forelimb, trains on most of them
 for a few minutes, evaluates on reaches it never saw, and writes a summary and
-plots to the output folder.
+plots to the output folder. It uses the forelimb's default config (the body
+registry's), renamed ``demo``, so the demo trains exactly what ``mimic train``
+would for the forelimb.
 """
 
 from __future__ import annotations
@@ -14,13 +16,11 @@ from pathlib import Path
 from mimic_mjx import config as config_lib
 from mimic_mjx.errors import RunDirError
 
-CONFIGS = Path(__file__).resolve().parent / "configs"
-DEMO_CONFIG = CONFIGS / "demo.yaml"
-
 
 def run_demo(out: Path, minutes: float = 5.0, force: bool = False, log=print) -> dict:
     from mimic_mjx.analysis.evaluate import evaluate, format_summary
     from mimic_mjx.analysis.plots import plot_clip, plot_training_curve
+    from mimic_mjx.bodies import get_body
     from mimic_mjx.data.atomic import write_text
     from mimic_mjx.data.clips import write_clips
     from mimic_mjx.data.synthetic import make_reaching_clips
@@ -31,7 +31,8 @@ def run_demo(out: Path, minutes: float = 5.0, force: bool = False, log=print) ->
         if not force:
             raise RunDirError(f"{out} already exists and is not empty; pass --force to replace it or --out elsewhere")
         shutil.rmtree(out)
-    cfg = config_lib.apply_overrides(config_lib.load(DEMO_CONFIG), [f"train.max_minutes={minutes}"])
+    cfg = get_body("mouse_forelimb").default_config().replace(name="demo")
+    cfg = config_lib.apply_overrides(cfg, [f"train.max_minutes={minutes}"])
     train_clips = make_reaching_clips(48, seed=1)
     test_clips = make_reaching_clips(8, seed=2)
     write_clips(out / "clips" / "train_reaches.h5", train_clips)

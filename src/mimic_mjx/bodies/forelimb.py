@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import mujoco
 
+from mimic_mjx.quaternions import quat_rotate
+
 JOINTS = ("sh_elv", "sh_extension", "sh_rotation", "elbow_joint")
 # Degrees, from the registered arm.
 JOINT_RANGES_DEG = {
@@ -69,15 +71,9 @@ _MUSCLE_PATHS = {
 }
 
 
-def _quat_rotate(q, v):
-    res = np.zeros(3)
-    mujoco.mju_rotVecQuat(res, np.asarray(v, float), np.asarray(q, float))
-    return res
-
-
 def _shoulder_to_scapula(p_mm):
     """Convert a point from the zero-pose humerus frame (mm) to the scapula frame (m)."""
-    return np.asarray(_HUMERUS_POS) + _quat_rotate(_MINUS_15_DEG_X, np.asarray(p_mm) * 1e-3)
+    return np.asarray(_HUMERUS_POS) + quat_rotate(_MINUS_15_DEG_X, np.asarray(p_mm) * 1e-3)
 
 
 def build_spec() -> mujoco.MjSpec:

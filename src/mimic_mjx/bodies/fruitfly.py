@@ -72,6 +72,7 @@ import mujoco
 
 from mimic_mjx.bodies.assets import dm_control_walker_asset
 from mimic_mjx.errors import BodyError
+from mimic_mjx.quaternions import quat_mul
 
 ROOT_BODY = "thorax"
 ROOT_JOINT = "free"
@@ -112,12 +113,6 @@ def _matches(name: str, parts) -> bool:
     return any(s in name for p in parts for s in PARTS[p])
 
 
-def _quat_mul(a, b) -> np.ndarray:
-    out = np.zeros(4)
-    mujoco.mju_mulQuat(out, np.asarray(a, float), np.asarray(b, float))
-    return out
-
-
 def _freeze_joints(spec: mujoco.MjSpec, body) -> None:
     """Delete ``body``'s hinges, keeping the body at their spring reference angles.
 
@@ -135,7 +130,7 @@ def _freeze_joints(spec: mujoco.MjSpec, body) -> None:
         axis = axis / np.linalg.norm(axis)
         qrot = np.zeros(4)
         mujoco.mju_axisAngle2Quat(qrot, axis, float(joint.springref))
-        quat = _quat_mul(quat, qrot)
+        quat = quat_mul(quat, qrot)
     body.quat = quat / np.linalg.norm(quat)
     for joint in list(body.joints):
         spec.delete(joint)

@@ -10,7 +10,7 @@ For every registered body that can be fitted to keypoint recordings we keep:
   root (position and heading) before the limbs are fitted;
 * ``ROOT_KEYPOINT[body]``: the keypoint whose position seeds the root position.
 
-Rat (23 DANNCE keypoints, names and order as in ``rat23_skeleton.mat``): pairs,
+Rat (23 DANNCE keypoints, ``RAT23_NAMES`` in mimic_mjx.data.skeletons): pairs,
 offsets, trunk keypoints and root keypoint are those of stac-mjx's rat
 configuration (configs/model/rodent.yaml in talmolab/stac-mjx). Its offsets are
 given for the unscaled dm_control rodent, so we multiply them by the body scale
@@ -33,20 +33,13 @@ from __future__ import annotations
 import dataclasses
 
 from mimic_mjx.bodies.rat import RAT_SCALE
+from mimic_mjx.data.skeletons import RAT23_NAMES
 from mimic_mjx.errors import BodyError
 
 Offset = tuple[float, float, float]
 
-#: The 23 rat DANNCE keypoints in the order of ``rat23_skeleton.mat``.
-RAT23_KEYPOINTS = (
-    "Snout", "EarL", "EarR", "SpineF", "SpineM", "SpineL", "TailBase",
-    "ShoulderL", "ElbowL", "WristL", "HandL",
-    "ShoulderR", "ElbowR", "WristR", "HandR",
-    "HipL", "KneeL", "AnkleL", "FootL",
-    "HipR", "KneeR", "AnkleR", "FootR",
-)
-
-# Rat pairs and offsets for the unscaled dm_control rodent (metres).
+# Rat pairs and offsets for the unscaled dm_control rodent (metres), one per
+# keypoint of RAT23_NAMES (the names and their order live there).
 _RAT23_UNSCALED: dict[str, tuple[str, Offset]] = {
     "Snout": ("skull", (0.0, 0.0, 0.0)),
     "EarL": ("skull", (0.0, 0.0, 0.0)),
@@ -75,9 +68,9 @@ _RAT23_UNSCALED: dict[str, tuple[str, Offset]] = {
 
 
 def rat_keypoint_map(scale: float = RAT_SCALE) -> dict[str, tuple[str, Offset]]:
-    """The rat's keypoint map for a rat built with ``rat.build_spec(scale)``."""
-    return {kp: (body, tuple(float(c) * scale for c in off))
-            for kp, (body, off) in _RAT23_UNSCALED.items()}
+    """The rat's keypoint map for a rat built with ``rat.build_spec(scale)``, in RAT23_NAMES order."""
+    pairs = {kp: _RAT23_UNSCALED[kp] for kp in RAT23_NAMES}
+    return {kp: (body, tuple(float(c) * scale for c in off)) for kp, (body, off) in pairs.items()}
 
 
 KEYPOINT_MAPS: dict[str, dict[str, tuple[str, Offset]]] = {

@@ -11,17 +11,28 @@ fast, robust simulation (restricted contacts, a cheaper solver). Registration
 ``compile_trainable()``, which falls back to the plain model for bodies without
 a separate variant. Both are the same registered body, so clips registered to
 it bind to either model.
+
+A body also names the experiment config it trains with by default (a file in
+``mimic_mjx/configs``), so that commands and benchmarks find a body's tuned
+settings here instead of in tables of their own.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import mujoco
 
 from mimic_mjx.errors import BodyError
+
+if TYPE_CHECKING:
+    from mimic_mjx.config import ExperimentConfig
+
+#: The experiment configs that ship with mimic-mjx (src/mimic_mjx/configs).
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +50,8 @@ class BodyModel:
     # Physics backend that ``env.backend: auto`` picks on a CPU: the fastest one
     # measured for this body (docs/benchmarks.md, `mimic bench`).
     cpu_backend: str = "native"
+    # Default experiment config: a file name in CONFIGS; None = ExperimentConfig's defaults.
+    default_config_file: str | None = None
 
     def tracked(self) -> tuple[str, ...]:
         return self.tracked_bodies or self.end_effectors
@@ -55,6 +68,22 @@ class BodyModel:
     def joint_names(self) -> tuple[str, ...]:
         model = self.compile()
         return tuple(model.joint(j).name for j in range(model.njnt))
+
+    def default_config(self) -> ExperimentConfig:
+        """The experiment config this body trains with unless given another (loaded fresh each call).
+
+        Bodies without a config file get ExperimentConfig's defaults with ``env.body`` set to this body.
+        """
+        from mimic_mjx import config as config_lib  # config validates env.body through this registry
+
+        if self.default_config_file is None:
+            cfg = config_lib.ExperimentConfig()
+            return cfg.replace(env=dataclasses.replace(cfg.env, body=self.name)).validate()
+        cfg = config_lib.load(CONFIGS / self.default_config_file)
+        if cfg.env.body != self.name:
+            raise BodyError(f"body '{self.name}': its default config {self.default_config_file} is for "
+                            f"env.body={cfg.env.body}")
+        return cfg
 
 
 _REGISTRY: dict[str, BodyModel] = {}
@@ -99,6 +128,7 @@ def _register_builtin() -> None:
         build_spec=forelimb.build_spec,
         end_effectors=("wrist_body",),
         keypoint_bodies=get_keypoint_map("mouse_forelimb").keypoint_bodies(),
+        default_config_file="forelimb.yaml",
     ))
     register_body(BodyModel(
         name="rat",
@@ -113,6 +143,7 @@ def _register_builtin() -> None:
         build_trainable_spec=rat.build_trainable_spec,
         # The bodies carrying the rat23 markers: what registration pinned down.
         tracked_bodies=tuple(sorted(set(get_keypoint_map("rat").keypoint_bodies().values()))),
+        default_config_file="rat.yaml",
     ))
     register_body(BodyModel(
         name="fruitfly",

@@ -61,16 +61,10 @@ def cmd_bench(args) -> int:
     from mimic_mjx.analysis.bench import bench
     from mimic_mjx.bodies import get_body
     from mimic_mjx.data.clips import read_clip_files
-    from mimic_mjx.demo import CONFIGS
     from mimic_mjx.errors import BodyError
 
     body = get_body(args.body)
-    if args.config:
-        cfg = config_lib.load(args.config)
-    elif (CONFIGS / BODY_CONFIGS.get(body.name, "-")).exists():
-        cfg = config_lib.load(CONFIGS / BODY_CONFIGS[body.name])
-    else:
-        cfg = config_lib.ExperimentConfig()
+    cfg = config_lib.load(args.config) if args.config else body.default_config()
     if args.clips:
         clips = read_clip_files(args.clips)
     elif body.name == "mouse_forelimb":
@@ -87,7 +81,7 @@ def cmd_bench(args) -> int:
     if args.num_envs:
         sets.append(f"ppo.num_envs={args.num_envs}")
     substeps = args.substeps
-    if not substeps and not args.config and body.name not in BODY_CONFIGS:
+    if not substeps and not args.config and body.default_config_file is None:
         # No tuned config: keep the body's own physics time step at the clips' rate.
         substeps = max(1, round(1.0 / clips[0].fps / body.compile_trainable().opt.timestep))
     if substeps:
@@ -101,10 +95,6 @@ def cmd_bench(args) -> int:
                    log=lambda m: print(m, file=sys.stderr, flush=True))
     print(json.dumps(result))
     return 0
-
-
-#: Built-in experiment config per body (src/mimic_mjx/configs).
-BODY_CONFIGS = {"mouse_forelimb": "forelimb.yaml", "rat": "rat.yaml"}
 
 
 def cmd_demo(args) -> int:

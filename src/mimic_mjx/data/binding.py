@@ -13,7 +13,8 @@ from typing import Sequence
 import mujoco
 import numpy as np
 
-from mimic_mjx.data.clips import QVEL_DIM, Clip
+from mimic_mjx.bodies.layout import QPOS_SIZE, joint_blocks
+from mimic_mjx.data.clips import Clip
 from mimic_mjx.errors import BindingError, ClipError
 
 
@@ -30,23 +31,6 @@ class ReferenceBank:
     @property
     def num_clips(self) -> int:
         return len(self.names)
-
-
-_QPOS_SIZE = {int(mujoco.mjtJoint.mjJNT_FREE): 7, int(mujoco.mjtJoint.mjJNT_BALL): 4,
-              int(mujoco.mjtJoint.mjJNT_HINGE): 1, int(mujoco.mjtJoint.mjJNT_SLIDE): 1}
-
-
-def joint_blocks(model: mujoco.MjModel, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """qpos and qvel addresses of the named joints, each joint's columns in order."""
-    qadr, vadr = [], []
-    for n in names:
-        j = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n)
-        if j < 0:
-            raise BindingError(f"joint '{n}' is not in the body model")
-        nq = _QPOS_SIZE[int(model.jnt_type[j])]
-        qadr += range(model.jnt_qposadr[j], model.jnt_qposadr[j] + nq)
-        vadr += range(model.jnt_dofadr[j], model.jnt_dofadr[j] + QVEL_DIM[nq])
-    return np.asarray(qadr, int), np.asarray(vadr, int)
 
 
 def _clip_columns(clip: Clip, model_joints: Sequence[str]) -> tuple[list[int], list[int]]:
@@ -98,7 +82,7 @@ def bind_clips(clips: Sequence[Clip], model: mujoco.MjModel, body_name: str,
                                f"missing {missing}, unknown {extra}; body joints are {model_joints}")
         dims = dict(zip(c.joint_names, c.qpos_dims))
         wrong = [n for n in model_joints
-                 if dims[n] != _QPOS_SIZE[int(model.jnt_type[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n)])]]
+                 if dims[n] != QPOS_SIZE[int(model.jnt_type[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n)])]]
         if wrong:
             raise BindingError(f"clip '{c.name}' joints {wrong} have a different type (qpos size) than in "
                                f"body '{body_name}'")

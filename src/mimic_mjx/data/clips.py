@@ -15,13 +15,13 @@ from typing import Sequence
 import h5py
 import numpy as np
 
+from mimic_mjx.bodies.layout import QVEL_OF_QPOS, reference_velocities
 from mimic_mjx.data.atomic import atomic_path
 from mimic_mjx.errors import ClipError
 
 FORMAT_NAME = "mimic-mjx-clips"
 FORMAT_VERSION = 1
 REGISTRATION_LAYOUT_DEFAULT_FPS = 200.0
-QVEL_DIM = {1: 1, 4: 3, 7: 6}  # qpos columns -> qvel columns per joint
 
 
 @dataclasses.dataclass
@@ -51,7 +51,7 @@ class Clip:
 
     @property
     def qvel_dims(self) -> tuple[int, ...]:
-        return tuple(QVEL_DIM[d] for d in self.qpos_dims)
+        return tuple(QVEL_OF_QPOS[d] for d in self.qpos_dims)
 
     @property
     def num_frames(self) -> int:
@@ -67,7 +67,7 @@ class Clip:
         if not np.isfinite(self.fps) or self.fps <= 0:
             raise ClipError(f"{where}: frame rate must be a positive number of frames per second, got {self.fps}")
         if self.joint_qpos_dims and (len(self.joint_qpos_dims) != len(self.joint_names)
-                                     or any(d not in QVEL_DIM for d in self.joint_qpos_dims)):
+                                     or any(d not in QVEL_OF_QPOS for d in self.joint_qpos_dims)):
             raise ClipError(f"{where}: joint_qpos_dims {list(self.joint_qpos_dims)} must give 1, 4 or 7 "
                             f"for each of its {len(self.joint_names)} joints")
         nq, nv = sum(self.qpos_dims), sum(self.qvel_dims)
@@ -106,14 +106,8 @@ class Clip:
 
 
 def finite_difference_velocity(qpos: np.ndarray, fps: float) -> np.ndarray:
-    """Joint velocities (rad/s) by central differences at the clip's frame rate."""
-    qpos = np.asarray(qpos)
-    if qpos.ndim == 0 or qpos.shape[0] < 2:
-        raise ClipError(f"cannot derive velocities from {qpos.shape[0] if qpos.ndim else 0} frame(s) of qpos; "
-                        f"a clip needs at least 2 frames")
-    if not np.isfinite(fps) or fps <= 0:
-        raise ClipError(f"frame rate must be a positive number of frames per second, got {fps}")
-    return np.gradient(np.asarray(qpos, np.float64), 1.0 / fps, axis=0).astype(np.float32)
+    """Joint velocities (rad/s, float32) of a hinge/slide-only clip: ``reference_velocities`` without a layout."""
+    return _f32(reference_velocities(qpos, fps))
 
 
 def _decode(names) -> tuple[str, ...]:
@@ -135,7 +129,7 @@ def _read_registration_layout(f: h5py.File, path: Path, body: str | None, fps: f
     names_qpos = _decode(f["names_qpos"][()])
     # The stored qvel of these files saturates at +-20 rad/s (stac clips its
     # inferred velocities) while reaches reach 50 rad/s, so derive them.
-    qvel = finite_difference_velocity(qpos, fps)
+    qvel = _f32(reference_velocities(qpos, fps))
     body_names = _decode(f["names_xpos"][()]) if "names_xpos" in f else ()
     kp_names = _decode(f["kp_names"][()]) if "kp_names" in f else ()
     keypoints = None
@@ -180,7 +174,7 @@ def _read_native(f: h5py.File, path: Path) -> list[Clip]:
         elif any(d != 1 for d in dims):
             raise ClipError(f"{path}: clip '{name}' has free or ball joints and no qvel; store qvel")
         else:
-            qvel = finite_difference_velocity(qpos, fps)
+            qvel = _f32(reference_velocities(qpos, fps))
         clips.append(Clip(
             name=name, body=body, fps=fps, joint_names=joint_names, qpos=qpos, qvel=qvel,
             body_names=body_names if "xpos" in g else (),

@@ -3,6 +3,9 @@
 ``RAT23`` is the 23-keypoint rat skeleton used by DANNCE and stac-mjx
 (``rat23_skeleton.mat``: ``joint_names`` and 1-based ``joints_idx``). The
 edges here are 0-based. DANNCE ``pred`` arrays with 23 keypoints use this order.
+This is the one place the rat23 names are written down: the keypoint reader
+(unnamed DANNCE files) and the rat's keypoint map (bodies/keypoint_maps.py)
+both take them from here.
 """
 
 from __future__ import annotations

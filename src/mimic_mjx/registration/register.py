@@ -12,10 +12,11 @@ import numpy as np
 
 from mimic_mjx.bodies import get_body
 from mimic_mjx.bodies.keypoint_maps import get_keypoint_map
+from mimic_mjx.bodies.layout import joint_qpos_dims, reference_velocities
 from mimic_mjx.data.clips import Clip
 from mimic_mjx.data.keypoints import Keypoints, KeypointWarning, body_extent, check_plausible_size
 from mimic_mjx.errors import KeypointError
-from mimic_mjx.registration.stac import Layout, StacConfig, StacResult, StacSolver
+from mimic_mjx.registration.stac import StacConfig, StacResult, StacSolver, registration_layout
 
 
 @dataclasses.dataclass
@@ -23,36 +24,6 @@ class Registration:
     clip: Clip  # the whole recording as one clip
     result: StacResult
     summary: dict
-
-
-def _quat_log_between(qa: np.ndarray, qb: np.ndarray) -> np.ndarray:
-    """Rotation vector taking qa to qb, in qa's local frame (MuJoCo's subQuat)."""
-    w1, v1 = qa[..., :1], -qa[..., 1:]
-    w2, v2 = qb[..., :1], qb[..., 1:]
-    w = w1 * w2 - np.sum(v1 * v2, axis=-1, keepdims=True)
-    v = w1 * v2 + w2 * v1 + np.cross(v1, v2)
-    sign = np.where(w < 0, -1.0, 1.0)  # shortest way round
-    w, v = w * sign, v * sign
-    s = np.linalg.norm(v, axis=-1, keepdims=True)
-    angle = 2.0 * np.arctan2(s, w)
-    return np.where(s > 1e-12, v / np.maximum(s, 1e-12) * angle, 2.0 * v)
-
-
-def velocities(model: mujoco.MjModel, qpos: np.ndarray, fps: float) -> np.ndarray:
-    """qvel by central differences at the data's frame rate (one-sided at the ends)."""
-    lay = Layout(model)
-    T = qpos.shape[0]
-    qvel = np.zeros((T, model.nv))
-    dt = 1.0 / fps
-    qvel[:, lay.hinge_dof] = np.gradient(qpos[:, lay.hinge_qpos], dt, axis=0)
-    if lay.free_root:
-        qvel[:, 0:3] = np.gradient(qpos[:, 0:3], dt, axis=0)
-        prev = np.concatenate([qpos[:1, 3:7], qpos[:-2, 3:7], qpos[-2:-1, 3:7]])
-        nxt = np.concatenate([qpos[1:2, 3:7], qpos[2:, 3:7], qpos[-1:, 3:7]])
-        span = np.full((T, 1), 2.0 * dt)
-        span[0] = span[-1] = dt
-        qvel[:, 3:6] = _quat_log_between(prev, nxt) / span
-    return qvel
 
 
 def expected_extent(model: mujoco.MjModel, bodies: list[str], offsets: np.ndarray) -> float:
@@ -121,7 +92,7 @@ def register(kp: Keypoints, body_name: str, cfg: StacConfig = StacConfig(), *,
     weights = kp.confidence if cfg.weight_by_confidence else np.ones_like(kp.confidence)
     weights = np.where((kp.confidence > cfg.min_confidence) & ~missing, weights, 0.0)
     trunk = [names.index(n) for n in kmap.trunk_keypoints if n in names]
-    lay = Layout(model)
+    lay = registration_layout(model)
     if lay.free_root and len(trunk) < 3:
         raise KeypointError(f"{kp.source}: the root of '{body_name}' is aligned on its trunk keypoints "
                             f"{list(kmap.trunk_keypoints)}, but only {len(trunk)} are present; need 3 or more")
@@ -161,9 +132,9 @@ def register(kp: Keypoints, body_name: str, cfg: StacConfig = StacConfig(), *,
         name=kp.source.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "registered",
         body=body_name, fps=kp.fps,
         joint_names=tuple(model.joint(j).name for j in range(model.njnt)),
-        joint_qpos_dims=tuple(7 if t == int(mujoco.mjtJoint.mjJNT_FREE) else 1 for t in model.jnt_type),
+        joint_qpos_dims=joint_qpos_dims(model),
         qpos=result.qpos.astype(np.float32),
-        qvel=velocities(model, result.qpos, kp.fps).astype(np.float32),
+        qvel=reference_velocities(result.qpos, kp.fps, solver.layout).astype(np.float32),
         body_names=tuple(model.body(b).name for b in range(model.nbody)),
         xpos=xpos.astype(np.float32), xquat=xquat.astype(np.float32),
         keypoint_names=tuple(names), keypoints=kp.positions.astype(np.float32),

@@ -39,8 +39,9 @@ import mujoco
 import numpy as np
 from mujoco import mjx
 
-from mimic_mjx.errors import KeypointError
-from mimic_mjx.quaternions import quat_mul
+from mimic_mjx.bodies.layout import JointLayout
+from mimic_mjx.errors import BindingError, KeypointError
+from mimic_mjx.quaternions import mat_to_quat, quat_exp, quat_mul
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,56 +66,27 @@ class StacResult:
     seconds: float
 
 
-# -- quaternion helpers (wxyz), numpy and jax agnostic where possible --------
-
-def _quat_exp(v):
-    """Quaternion of the rotation vector ``v`` (differentiable at 0)."""
-    theta2 = jnp.sum(v * v, axis=-1, keepdims=True)
-    theta = jnp.sqrt(theta2 + 1e-24)
-    half = 0.5 * theta
-    scale = jnp.where(theta2 > 1e-12, jnp.sin(half) / theta, 0.5 - theta2 / 48.0)
-    return jnp.concatenate([jnp.cos(half), v * scale], axis=-1)
+def registration_layout(model: mujoco.MjModel) -> JointLayout:
+    """The model's JointLayout; bodies registration cannot fit raise KeypointError."""
+    try:
+        return JointLayout.from_model(model)
+    except BindingError as exc:
+        raise KeypointError(f"cannot register this body: {exc}") from None
 
 
-def _mat_to_quat(R: np.ndarray) -> np.ndarray:
-    """Rotation matrices (..., 3, 3) -> unit quaternions (..., 4), wxyz."""
-    out = np.empty(R.shape[:-2] + (4,))
-    flat_R, flat_q = R.reshape(-1, 3, 3), out.reshape(-1, 4)
-    for i in range(flat_R.shape[0]):
-        mujoco.mju_mat2Quat(flat_q[i], flat_R[i].ravel())
+def retract(layout: JointLayout, q, delta):
+    """q (+) delta: positions add, the root quaternion turns in its local frame."""
+    out = q.at[layout.hinge_qpos].add(delta[layout.hinge_dof])
+    if layout.free_root:
+        out = out.at[0:3].add(delta[0:3])
+        quat = quat_mul(q[3:7], quat_exp(delta[3:6]))
+        out = out.at[3:7].set(quat / jnp.linalg.norm(quat))
     return out
 
 
-class Layout:
-    """Where a model's free root and hinges live in qpos/qvel."""
-
-    def __init__(self, model: mujoco.MjModel):
-        types = model.jnt_type
-        free = np.nonzero(types == int(mujoco.mjtJoint.mjJNT_FREE))[0]
-        ball = np.nonzero(types == int(mujoco.mjtJoint.mjJNT_BALL))[0]
-        if len(ball) or len(free) > 1 or (len(free) == 1 and free[0] != 0):
-            raise KeypointError("registration supports bodies with hinge/slide joints and at most one free "
-                                "root joint (the first joint)")
-        self.free_root = len(free) == 1
-        hinges = np.nonzero(types != int(mujoco.mjtJoint.mjJNT_FREE))[0]
-        self.hinge_qpos = model.jnt_qposadr[hinges]
-        self.hinge_dof = model.jnt_dofadr[hinges]
-        limited = model.jnt_limited[hinges].astype(bool)
-        self.lo = np.where(limited, model.jnt_range[hinges, 0], -np.inf)
-        self.hi = np.where(limited, model.jnt_range[hinges, 1], np.inf)
-        self.nq, self.nv = model.nq, model.nv
-
-    def retract(self, q, delta):
-        """q (+) delta: positions add, the root quaternion turns in its local frame."""
-        out = q.at[self.hinge_qpos].add(delta[self.hinge_dof])
-        if self.free_root:
-            out = out.at[0:3].add(delta[0:3])
-            quat = quat_mul(q[3:7], _quat_exp(delta[3:6]))
-            out = out.at[3:7].set(quat / jnp.linalg.norm(quat))
-        return out
-
-    def project(self, q):
-        return q.at[self.hinge_qpos].set(jnp.clip(q[self.hinge_qpos], self.lo, self.hi))
+def project(layout: JointLayout, q):
+    """q with its hinges clipped into their joint limits."""
+    return q.at[layout.hinge_qpos].set(jnp.clip(q[layout.hinge_qpos], layout.lo, layout.hi))
 
 
 class StacSolver:
@@ -126,7 +98,7 @@ class StacSolver:
         self.model = model
         self.cfg = cfg
         self.log = log
-        self.layout = Layout(model)
+        self.layout = registration_layout(model)
         self.body_ids = np.array([model.body(b).id for b in keypoint_bodies])
         self.initial_offsets = np.asarray(initial_offsets, np.float64)
         self.trunk = np.asarray(trunk, int)
@@ -169,7 +141,7 @@ class StacSolver:
         A hinge turns every marker below it about its axis through its anchor,
         so its column is axis x (marker - anchor); a slide moves them along its
         axis; the free root translates them and turns them about the root
-        origin in the root's local frame (matching ``Layout.retract``). This
+        origin in the root's local frame (matching ``retract``). This
         avoids forward-mode differentiation through the kinematics, whose
         compiled program is tens of times larger for the rat.
         """
@@ -243,7 +215,7 @@ class StacSolver:
             g = jnp.einsum("fri,fr->fi", Jf, r)
             damp = lam[:, None, None] * (jnp.eye(lay.nv) * (jnp.diagonal(H, axis1=1, axis2=2)[:, None] + 1e-9))
             step = -jnp.linalg.solve(H + damp, g[..., None])[..., 0]
-            qc = jax.vmap(lambda a, b: lay.project(lay.retract(a, b)))(q, step)
+            qc = jax.vmap(lambda a, b: project(lay, retract(lay, a, b)))(q, step)
             mc, Jc = evaluate(qc, offsets)
             rmc, Jmc = marker_terms(mc, Jc)
             rrc, _ = regular(qc, nm)
@@ -282,7 +254,7 @@ class StacSolver:
         good = np.nonzero(enough)[0]
         nearest = good[np.abs(np.arange(T)[:, None] - good[None]).argmin(axis=1)]
         q[:, 0:3] = t[nearest]
-        q[:, 3:7] = _mat_to_quat(R[nearest])
+        q[:, 3:7] = mat_to_quat(R[nearest])
         return q
 
     def fit_offsets(self, q: np.ndarray, kp: np.ndarray, w: np.ndarray) -> np.ndarray:
