@@ -41,24 +41,29 @@ def main() -> int:
     held_out = files[2::5][:7]  # spread over the recording sessions
     train_files = [f for f in files if f not in held_out]
     cfg = config_lib.apply_overrides(
-        get_body("mouse_forelimb").default_config(),
-        [f"train.max_minutes={args.minutes}", *args.set])
+        get_body("mouse_forelimb").default_config(), [f"train.max_minutes={args.minutes}", *args.set]
+    )
 
     run_dir = Path(args.run_dir)
     if run_dir.exists():
         shutil.rmtree(run_dir)
     train_clips = read_clip_files(train_files)
     eval_clips = read_clip_files(held_out)
-    print(f"train on {len(train_clips)} trials, evaluate on {len(eval_clips)}: "
-          f"{', '.join(c.name for c in eval_clips)}", flush=True)
+    print(
+        f"train on {len(train_clips)} trials, evaluate on {len(eval_clips)}: {', '.join(c.name for c in eval_clips)}",
+        flush=True,
+    )
 
     from mimic_mjx.analysis.bench import raw_physics
     from mimic_mjx.training.experiment import build_env
 
     env = build_env(cfg, train_clips)
     raw_control, raw_compile = raw_physics(env, cfg.ppo.num_envs, seed=cfg.train.seed)
-    print(f"raw {env.backend.name} physics: {raw_control * cfg.env.substeps:,.0f} physics steps/s = "
-          f"{raw_control:,.0f} control steps/s at {cfg.ppo.num_envs} envs (compile {raw_compile:.1f} s)", flush=True)
+    print(
+        f"raw {env.backend.name} physics: {raw_control * cfg.env.substeps:,.0f} physics steps/s = "
+        f"{raw_control:,.0f} control steps/s at {cfg.ppo.num_envs} envs (compile {raw_compile:.1f} s)",
+        flush=True,
+    )
     env_backend = env.backend.name
     del env
 

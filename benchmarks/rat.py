@@ -25,11 +25,13 @@ DATA = ROOT.parent / "shared" / "data" / "rodent"
 
 
 def _figures(ev: dict, prefix: str) -> dict:
-    return {f"{prefix}_body_error_mm": round(ev["mean_body_error_mm"], 2),
-            f"{prefix}_root_error_mm": round(ev["mean_root_error_mm"], 2),
-            f"{prefix}_ee_error_mm": round(ev["mean_ee_error_mm"], 2),
-            f"{prefix}_joint_rmse_deg": round(ev["mean_joint_rmse_deg"], 2),
-            f"{prefix}_fraction_tracked": round(ev["mean_fraction_tracked"], 3)}
+    return {
+        f"{prefix}_body_error_mm": round(ev["mean_body_error_mm"], 2),
+        f"{prefix}_root_error_mm": round(ev["mean_root_error_mm"], 2),
+        f"{prefix}_ee_error_mm": round(ev["mean_ee_error_mm"], 2),
+        f"{prefix}_joint_rmse_deg": round(ev["mean_joint_rmse_deg"], 2),
+        f"{prefix}_fraction_tracked": round(ev["mean_fraction_tracked"], 3),
+    }
 
 
 def main() -> int:
@@ -59,8 +61,11 @@ def main() -> int:
     clips = split_clip(register(kp, "rat", log=lambda m: print(m, flush=True)).clip, 100)
     register_s = time.perf_counter() - t
     train_clips, held_out = clips[:8], clips[8:]
-    print(f"registered {len(clips)} clips in {register_s:.0f} s; train on {len(train_clips)}, hold out "
-          f"{', '.join(c.name for c in held_out)}", flush=True)
+    print(
+        f"registered {len(clips)} clips in {register_s:.0f} s; train on {len(train_clips)}, hold out "
+        f"{', '.join(c.name for c in held_out)}",
+        flush=True,
+    )
 
     base = get_body("rat").default_config()
     log = lambda m: print(m, flush=True)
@@ -77,8 +82,10 @@ def main() -> int:
     ev_train = evaluate(run_dir, train_clips, run_dir / "eval_train")
     print("final, held out:\n" + format_summary(ev), flush=True)
     print("final, training clips:\n" + format_summary(ev_train), flush=True)
-    print("per-body error (mm), held out: " + ", ".join(
-        f"{b} {e:.1f}" for b, e in ev["body_error_mm_per_body"].items()), flush=True)
+    print(
+        "per-body error (mm), held out: " + ", ".join(f"{b} {e:.1f}" for b, e in ev["body_error_mm_per_body"].items()),
+        flush=True,
+    )
 
     figures = {
         "register_s": round(register_s, 1),
@@ -86,10 +93,14 @@ def main() -> int:
         "train_env_steps": final["env_steps"],
         "train_steps_per_s": round(final["steps_per_s"], 1),
         "first_update_s": round(early["compile_s"], 1),
-        "num_envs": base.ppo.num_envs, "substeps": base.env.substeps, "backend": base.env.backend,
+        "num_envs": base.ppo.num_envs,
+        "substeps": base.env.substeps,
+        "backend": base.env.backend,
         "early_env_steps": early["env_steps"],
-        **_figures(ev_early, "early_heldout"), **_figures(ev_early_train, "early_train"),
-        **_figures(ev, "heldout"), **_figures(ev_train, "train"),
+        **_figures(ev_early, "early_heldout"),
+        **_figures(ev_early_train, "early_train"),
+        **_figures(ev, "heldout"),
+        **_figures(ev_train, "train"),
         "run_dir": str(run_dir),
     }
     print(json.dumps(figures))

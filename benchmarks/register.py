@@ -28,8 +28,9 @@ def main() -> int:
     rat_file = DATA / "rodent" / "rat_dannce_1000f.mat"
     arm_files = sorted((DATA / "mouse_arm").glob("trial*_ik.h5"))
     if not rat_file.exists() or len(arm_files) != 37:
-        print(f"needs {rat_file} and the 37 trials in {DATA / 'mouse_arm'}; see ../shared/data/README.md",
-              file=sys.stderr)
+        print(
+            f"needs {rat_file} and the 37 trials in {DATA / 'mouse_arm'}; see ../shared/data/README.md", file=sys.stderr
+        )
         return 2
     import h5py
 
@@ -57,10 +58,14 @@ def main() -> int:
         diffs.append(np.rad2deg(np.abs(reg.result.qpos - shipped)))
     arm_wall = time.perf_counter() - t0
     residuals, diffs, their = np.concatenate(residuals), np.concatenate(diffs), np.concatenate(their)
-    per_joint = dict(zip(["sh_elv", "sh_extension", "sh_rotation", "elbow_joint"], np.median(diffs, 0).round(2)))
-    print(f"arm: 37 trials in {arm_wall:.1f} s; median residual {1e3 * np.nanmedian(residuals):.3f} mm "
-          f"(the shipped registration: {1e3 * np.median(their):.3f} mm); joint-angle agreement with the shipped "
-          f"qpos: median |difference| {np.median(diffs):.2f} deg, per joint {per_joint}")
+    per_joint = dict(
+        zip(["sh_elv", "sh_extension", "sh_rotation", "elbow_joint"], np.median(diffs, 0).round(2), strict=True)
+    )
+    print(
+        f"arm: 37 trials in {arm_wall:.1f} s; median residual {1e3 * np.nanmedian(residuals):.3f} mm "
+        f"(the shipped registration: {1e3 * np.median(their):.3f} mm); joint-angle agreement with the shipped "
+        f"qpos: median |difference| {np.median(diffs):.2f} deg, per joint {per_joint}"
+    )
 
     figures = {
         "rat_median_residual_mm": round(rat.summary["median_residual_mm"], 3),

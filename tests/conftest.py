@@ -25,8 +25,13 @@ def tiny_config_dict() -> dict:
     """Small enough to compile and run in seconds on a 2-core CPU."""
     return {
         "name": "tiny",
-        "agent": {"encoder_layers": [16], "decoder_layers": [16], "value_layers": [16], "latent_dim": 4,
-                  "kl_ramp_steps": 100},
+        "agent": {
+            "encoder_layers": [16],
+            "decoder_layers": [16],
+            "value_layers": [16],
+            "latent_dim": 4,
+            "kl_ramp_steps": 100,
+        },
         "ppo": {"num_envs": 8, "unroll_length": 4, "num_minibatches": 2, "update_epochs": 1},
         "train": {"total_steps": 96, "checkpoint_every_updates": 1, "log_every_updates": 1},
     }

@@ -66,10 +66,12 @@ def _rotate_clip(clip: Clip, angle: float, shift=(0.3, -0.2)) -> Clip:
 def _rat_env(clips, **termination):
     cfg = EnvConfig(body="rat", backend="native", substeps=10)
     model = RAT.compile_trainable()
-    bank = bind_clips(clips, model, "rat", RAT.end_effectors, cfg.horizon + 1, cfg.horizon,
-                      tracked_bodies=RAT.tracked())
-    return ImitationEnv(cfg, bank, model, RAT.end_effectors, RAT.tracked(),
-                        termination=TerminationConfig(**termination))
+    bank = bind_clips(
+        clips, model, "rat", RAT.end_effectors, cfg.horizon + 1, cfg.horizon, tracked_bodies=RAT.tracked()
+    )
+    return ImitationEnv(
+        cfg, bank, model, RAT.end_effectors, RAT.tracked(), termination=TerminationConfig(**termination)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +101,9 @@ def test_observations_do_not_change_when_the_scene_turns_about_the_vertical(rat_
 
 
 def _rotate_state(qpos, qvel, angle, shift=(0.3, -0.2)):
-    clip = Clip(name="s", body="rat", fps=50.0, joint_names=(), qpos=np.asarray(qpos)[None],
-                qvel=np.asarray(qvel)[None])
+    clip = Clip(
+        name="s", body="rat", fps=50.0, joint_names=(), qpos=np.asarray(qpos)[None], qvel=np.asarray(qvel)[None]
+    )
     turned = _rotate_clip(clip, angle, shift)
     return jnp.asarray(turned.qpos[0]), jnp.asarray(turned.qvel[0])
 
@@ -130,7 +133,7 @@ def test_free_root_terminations(rat_walk, what):
     s = s.replace(data=env.backend.init(q, s.data.qvel))
     nxt = jax.jit(env.step_no_reset)(s, jnp.zeros(env.action_size))
     assert float(nxt.terminated) == 1.0 and float(nxt.truncated) == 0.0
-    assert float(nxt.metrics['episode/unstable']) == 0.0
+    assert float(nxt.metrics["episode/unstable"]) == 0.0
 
 
 def test_native_blow_up_ends_the_episode_and_is_counted(rat_walk):
@@ -138,28 +141,32 @@ def test_native_blow_up_ends_the_episode_and_is_counted(rat_walk):
     s = jax.jit(env.reset_to)(jax.random.PRNGKey(0), 0, 5)
     s = s.replace(data=s.data.replace(qvel=s.data.qvel.at[10].set(1e12)))
     nxt = jax.jit(env.step_no_reset)(s, jnp.zeros(env.action_size))
-    assert float(nxt.metrics['episode/unstable']) == 1.0 and float(nxt.terminated) == 1.0
+    assert float(nxt.metrics["episode/unstable"]) == 1.0 and float(nxt.terminated) == 1.0
     assert np.all(np.isfinite(nxt.ref_obs)) and np.all(np.isfinite(nxt.prop_obs)) and np.isfinite(float(nxt.reward))
     fresh = jax.jit(env.step)(s, jnp.zeros(env.action_size))  # auto-reset: training goes on
-    assert float(fresh.metrics['episode/unstable']) == 1.0 and int(fresh.steps) == 0
+    assert float(fresh.metrics["episode/unstable"]) == 1.0 and int(fresh.steps) == 0
     assert np.all(np.isfinite(fresh.data.qpos))
 
 
+@pytest.mark.slow
 def test_native_backend_is_deterministic_across_thread_counts(rat_walk):
     env = _rat_env([rat_walk])
     states = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(3), 6))
     ctrl = jax.vmap(env.action_to_ctrl)(0.5 * jax.random.normal(jax.random.PRNGKey(4), (6, env.action_size)))
     model = env.model
+
+    def stepper(backend):
+        return jax.jit(jax.vmap(lambda d, c: backend.step(d, c, d.act, 10)))
+
     out = []
     for threads in (1, 2):
-        b = NativeBackend(model, threads)
-        step = jax.jit(jax.vmap(lambda d, c: b.step(d, c, d.act, 10)))
+        step = stepper(NativeBackend(model, threads))
         out.append(jax.device_get(step(states.data, ctrl)))
-    for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1])):
+    for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1]), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("other", ["mjx", "warp"])
+@pytest.mark.parametrize("other", ["mjx", pytest.param("warp", marks=pytest.mark.gpu)])
 def test_native_and_mjx_give_the_same_forelimb_trajectory(other):
     """Same model, initial state and controls: C engine (float64) vs MJX or Warp (float32)."""
     if other == "warp" and not warp_installed():
@@ -175,6 +182,7 @@ def test_native_and_mjx_give_the_same_forelimb_trajectory(other):
         def body(d, c):
             d = backend.step(d, c, backend.view(d).act, 5)
             return d, backend.view(d)
+
         _, traj = jax.lax.scan(body, backend.init(q0, v0), ctrls)
         return traj
 
@@ -215,22 +223,48 @@ def test_clips_of_another_body_are_refused(rat_walk):
         bind_clips([rat_walk], ARM.compile_trainable(), ARM.name, ARM.end_effectors, 6, 5)
 
 
+@pytest.mark.slow
 def test_bench_cli_prints_the_figures(capsys):
     from mimic_mjx.cli.main import main
 
-    rc = main(["bench", "--body", "mouse_forelimb", "--backend", "native", "--num-envs", "16", "--updates", "1",
-               "--no-published", "--set", "ppo.unroll_length=4", "ppo.num_minibatches=2",
-               "agent.encoder_layers=[16]", "agent.decoder_layers=[16]", "agent.value_layers=[16]"])
+    rc = main(
+        [
+            "bench",
+            "--body",
+            "mouse_forelimb",
+            "--backend",
+            "native",
+            "--num-envs",
+            "16",
+            "--updates",
+            "1",
+            "--no-published",
+            "--set",
+            "ppo.unroll_length=4",
+            "ppo.num_minibatches=2",
+            "agent.encoder_layers=[16]",
+            "agent.decoder_layers=[16]",
+            "agent.value_layers=[16]",
+        ]
+    )
     assert rc == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     fig = json.loads(last)
-    for k in ("env_steps_per_s", "train_steps_per_s", "raw_physics_steps_per_s", "first_update_s", "num_envs",
-              "substeps", "backend"):
+    for k in (
+        "env_steps_per_s",
+        "train_steps_per_s",
+        "raw_physics_steps_per_s",
+        "first_update_s",
+        "num_envs",
+        "substeps",
+        "backend",
+    ):
         assert k in fig
     assert fig["backend"] == "native" and fig["num_envs"] == 16 and fig["substeps"] == 5
     assert fig["env_steps_per_s"] > 0 and fig["train_steps_per_s"] > 0 and fig["raw_physics_steps_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_fruit_fly_tracks_on_the_native_backend():
     fly = get_body("fruitfly")
     clip = make_still_clip("fruitfly", num_frames=12, fps=500.0)
@@ -261,18 +295,22 @@ def test_a_failed_start_leaves_no_run_folder(tmp_path, rat_walk):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_rat_trains_and_evaluation_reports_per_body_errors(tmp_path, rat_walk):
     from mimic_mjx.analysis.evaluate import evaluate
     from mimic_mjx.training.trainer import train
 
-    cfg = config_lib.from_dict({
-        "name": "tiny_rat",
-        "env": {"body": "rat", "backend": "native", "substeps": 10, "horizon": 2},
-        "reward": {"body": {"weight": 1.0}, "root_pos": {"weight": 1.0}},
-        "termination": {"max_body_error_m": 0.2, "max_ee_error_m": 0.2, "max_root_angle_rad": 3.0},
-        "agent": {"encoder_layers": [16], "decoder_layers": [16], "value_layers": [16], "latent_dim": 4},
-        "ppo": {"num_envs": 8, "unroll_length": 4, "num_minibatches": 2, "update_epochs": 1},
-        "train": {"total_steps": 64, "checkpoint_every_updates": 1, "log_every_updates": 1}})
+    cfg = config_lib.from_dict(
+        {
+            "name": "tiny_rat",
+            "env": {"body": "rat", "backend": "native", "substeps": 10, "horizon": 2},
+            "reward": {"body": {"weight": 1.0}, "root_pos": {"weight": 1.0}},
+            "termination": {"max_body_error_m": 0.2, "max_ee_error_m": 0.2, "max_root_angle_rad": 3.0},
+            "agent": {"encoder_layers": [16], "decoder_layers": [16], "value_layers": [16], "latent_dim": 4},
+            "ppo": {"num_envs": 8, "unroll_length": 4, "num_minibatches": 2, "update_epochs": 1},
+            "train": {"total_steps": 64, "checkpoint_every_updates": 1, "log_every_updates": 1},
+        }
+    )
     summary = train(cfg, tmp_path / "run", [rat_walk], log=lambda m: None)
     assert summary["updates"] == 2
     held_out = _rotate_clip(dataclasses.replace(rat_walk, name="turned_walk"), 1.0)

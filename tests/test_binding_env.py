@@ -26,8 +26,9 @@ def _bind(clips, horizon=5):
 def test_binding_by_name_reorders_columns():
     clip = make_reaching_clips(1, seed=3)[0]
     order = [3, 1, 0, 2]
-    shuffled = dataclasses.replace(clip, joint_names=tuple(clip.joint_names[i] for i in order),
-                                   qpos=clip.qpos[:, order], qvel=clip.qvel[:, order])
+    shuffled = dataclasses.replace(
+        clip, joint_names=tuple(clip.joint_names[i] for i in order), qpos=clip.qpos[:, order], qvel=clip.qvel[:, order]
+    )
     a, b = _bind([clip]), _bind([shuffled])
     np.testing.assert_array_equal(a.qpos, b.qpos)
     np.testing.assert_array_equal(a.qvel, b.qvel)
@@ -42,8 +43,14 @@ def test_binding_errors():
         _bind([dataclasses.replace(clip, body="rat")])
     with pytest.raises(BindingError, match="bodies \\['tail'\\]"):
         _bind([dataclasses.replace(clip, body_names=clip.body_names[:-1] + ("tail",))])
-    short = dataclasses.replace(clip, qpos=clip.qpos[:4], qvel=clip.qvel[:4], xpos=clip.xpos[:4],
-                                xquat=clip.xquat[:4], keypoints=clip.keypoints[:4])
+    short = dataclasses.replace(
+        clip,
+        qpos=clip.qpos[:4],
+        qvel=clip.qvel[:4],
+        xpos=clip.xpos[:4],
+        xquat=clip.xquat[:4],
+        keypoints=clip.keypoints[:4],
+    )
     with pytest.raises(ClipError, match="has 4 frames, fewer than the 6 needed"):
         _bind([short])
     with pytest.raises(ClipError, match="different frame rates"):
@@ -59,8 +66,13 @@ def test_end_effector_from_kinematics_when_clip_has_no_body_positions():
 @pytest.fixture(scope="module")
 def env():
     clips = make_reaching_clips(3, seed=5)
-    return ImitationEnv(EnvConfig(), _bind(clips), BODY.compile(), BODY.end_effectors,
-                        termination=TerminationConfig(max_joint_error_rad=0.3))
+    return ImitationEnv(
+        EnvConfig(),
+        _bind(clips),
+        BODY.compile(),
+        BODY.end_effectors,
+        termination=TerminationConfig(max_joint_error_rad=0.3),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +88,7 @@ def test_reset_places_body_in_reference_state(env, fns):
     np.testing.assert_allclose(s.data.xpos[env.ee_ids], env.ref_ee[1, 10], atol=1e-7)
     assert s.ref_obs.shape == (env.ref_obs_size,) and s.prop_obs.shape == (env.prop_obs_size,)
     # The body sits on the reference, so the look-ahead is the reference's own motion.
-    np.testing.assert_allclose(s.ref_obs[:env.model.nq], env.ref_qpos[1, 11] - env.ref_qpos[1, 10], atol=1e-6)
+    np.testing.assert_allclose(s.ref_obs[: env.model.nq], env.ref_qpos[1, 11] - env.ref_qpos[1, 10], atol=1e-6)
     assert env.model.opt.timestep == pytest.approx(1 / 200 / 5)
 
 
@@ -99,8 +111,10 @@ def test_tracking_loss_terminates(env, fns):
         if float(s.terminated):
             break
     assert float(s.terminated) == 1.0
-    assert float(s.metrics["error/joint_deg"]) > np.rad2deg(0.3) \
+    assert (
+        float(s.metrics["error/joint_deg"]) > np.rad2deg(0.3)
         or float(s.metrics["error/ee_mm"]) > 1e3 * env.term_cfg.max_ee_error_m
+    )
 
 
 def test_non_finite_physics_ends_episode_cleanly(env, fns):

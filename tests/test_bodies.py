@@ -46,6 +46,7 @@ def test_segment_lengths(model):
     assert np.linalg.norm(pos["wrist_body"] - pos["elbow"]) == pytest.approx(7.0e-3, abs=0.4e-3)
 
 
+@pytest.mark.needs_data
 def test_kinematics_reproduce_registered_arm(model):
     data = mujoco.MjData(model)
     worst = 0.0
@@ -79,14 +80,16 @@ def test_every_joint_can_be_pulled_both_ways(model):
         data.qpos[:] = q
         mujoco.mj_forward(model, data)
         moment = np.zeros((model.nu, model.nv))
-        mujoco.mju_sparse2dense(moment, data.actuator_moment, data.moment_rownnz, data.moment_rowadr,
-                                data.moment_colind)
+        mujoco.mju_sparse2dense(
+            moment, data.actuator_moment, data.moment_rownnz, data.moment_rowadr, data.moment_colind
+        )
         assert np.all((moment > 1e-5).any(axis=0)), q
         assert np.all((moment < -1e-5).any(axis=0)), q
 
 
 def test_muscles_move_the_arm(model):
     """Each muscle, fully excited alone, moves the arm differently from gravity alone."""
+
     def settle(ctrl):
         data = mujoco.MjData(model)
         data.qpos[:] = [-0.3, -0.5, 0.3, 0.5]
@@ -103,13 +106,14 @@ def test_muscles_move_the_arm(model):
         assert np.abs(settle(ctrl) - passive).max() > np.deg2rad(2), MUSCLES[a]
 
 
+@pytest.mark.needs_data
 def test_muscles_shorten_fast_enough_for_the_reaches(model):
     """Fibre shortening speeds the reaches need stay well inside the force-velocity curve."""
     data = mujoco.MjData(model)
-    from mimic_mjx.data.synthetic import make_reaching_clips
     from mimic_mjx.data.clips import read_clip_files
+    from mimic_mjx.data.synthetic import make_reaching_clips
 
-    clips = make_reaching_clips(8, seed=0) + read_clip_files(sorted(MOUSE_ARM.glob("trial*_ik.h5")))
+    clips = make_reaching_clips(8, seed=0) + read_clip_files(mouse_arm_files())
     L0 = np.diff(model.actuator_lengthrange, axis=1)[:, 0] / np.diff(model.actuator_gainprm[:, :2], axis=1)[:, 0]
     vmax = model.actuator_gainprm[:, 6]
     speeds = []

@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import MOUSE_ARM
 from mimic_mjx.data import clips as clips_mod
 from mimic_mjx.data.clips import (
     FORMAT_NAME,
@@ -21,7 +22,6 @@ from mimic_mjx.data.clips import (
 )
 from mimic_mjx.errors import ClipError, MimicError
 
-from conftest import MOUSE_ARM
 JOINTS = ("sh_elv", "sh_extension", "sh_rotation", "elbow_joint")
 BODIES = ("world", "humerus", "wrist_body")
 KEYPOINTS = ("Shoulder", "Elbow", "Wrist")
@@ -77,13 +77,14 @@ def assert_same_clip(a: Clip, b: Clip) -> None:
 
 # --- our format ---------------------------------------------------------------
 
+
 def test_round_trip(tmp_path):
     clips = [make_clip("b", frames=20, seed=1), make_clip("a", frames=7, seed=2, fps=50.0)]
     path = tmp_path / "clips.h5"
     write_clips(path, clips)
     back = read_clips(path)
     assert [c.name for c in back] == ["a", "b"]  # read in name order
-    for got, want in zip(back, sorted(clips, key=lambda c: c.name)):
+    for got, want in zip(back, sorted(clips, key=lambda c: c.name), strict=True):
         assert_same_clip(got, want)
     with h5py.File(path, "r") as f:
         assert f.attrs["format"] == FORMAT_NAME
@@ -93,8 +94,9 @@ def test_round_trip(tmp_path):
 
 
 def test_round_trip_without_optional_arrays(tmp_path):
-    bare = make_clip("bare", body_names=(), xpos=None, xquat=None, keypoint_names=(), keypoints=None,
-                     marker_offsets=None)
+    bare = make_clip(
+        "bare", body_names=(), xpos=None, xquat=None, keypoint_names=(), keypoints=None, marker_offsets=None
+    )
     write_clips(tmp_path / "bare.h5", [bare])
     (back,) = read_clips(tmp_path / "bare.h5")
     assert_same_clip(back, bare)
@@ -112,6 +114,8 @@ def test_missing_qvel_is_derived_at_the_clip_frame_rate(tmp_path):
 
 # --- registration-output layout (real data) ---------------------------------------
 
+
+@pytest.mark.needs_data
 def test_read_real_registration_file():
     path = real_trial()
     (clip,) = read_clips(path)
@@ -133,6 +137,7 @@ def test_read_real_registration_file():
         assert np.abs(f["qvel"][()]).max() <= 20.0 < np.abs(clip.qvel).max()
 
 
+@pytest.mark.needs_data
 def test_fps_and_body_override_for_registration_files():
     (clip,) = read_clips(real_trial(), fps=100.0, body="my_arm")
     assert clip.fps == 100.0 and clip.body == "my_arm"
@@ -141,6 +146,7 @@ def test_fps_and_body_override_for_registration_files():
     np.testing.assert_allclose(clip.qvel, at_200.qvel / 2, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.needs_data
 def test_read_clip_files_makes_names_unique(tmp_path):
     path = real_trial()
     clips = read_clip_files([path, path, path])
@@ -166,6 +172,7 @@ def test_read_clip_files_needs_files():
 
 
 # --- bad inputs -------------------------------------------------------------------
+
 
 def test_missing_file(tmp_path):
     with pytest.raises(ClipError, match="not found") as info:
@@ -267,8 +274,14 @@ def test_bad_frame_rate():
 
 def test_one_frame_clip(tmp_path):
     clip = make_clip(frames=2)
-    one = dataclasses.replace(clip, qpos=clip.qpos[:1], qvel=clip.qvel[:1], xpos=clip.xpos[:1],
-                              xquat=clip.xquat[:1], keypoints=clip.keypoints[:1])
+    one = dataclasses.replace(
+        clip,
+        qpos=clip.qpos[:1],
+        qvel=clip.qvel[:1],
+        xpos=clip.xpos[:1],
+        xquat=clip.xquat[:1],
+        keypoints=clip.keypoints[:1],
+    )
     with pytest.raises(ClipError, match=r"has 1 frame\(s\); a clip needs at least 2"):
         one.validate()
     # Reading one frame must fail the same way, not while deriving velocities.
@@ -322,6 +335,7 @@ def test_clip_errors_are_user_errors():
 
 
 # --- atomic writes ----------------------------------------------------------------
+
 
 def test_failed_write_leaves_existing_file_unchanged(tmp_path):
     path = tmp_path / "clips.h5"

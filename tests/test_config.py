@@ -23,8 +23,9 @@ def test_shipped_configs_load(name):
     assert cfg.ppo.num_envs > 0
 
 
-@pytest.mark.parametrize("body, file_name", [("mouse_forelimb", "forelimb.yaml"), ("rat", "rat.yaml"),
-                                              ("fruitfly", None)])
+@pytest.mark.parametrize(
+    "body, file_name", [("mouse_forelimb", "forelimb.yaml"), ("rat", "rat.yaml"), ("fruitfly", None)]
+)
 def test_registry_gives_each_body_its_default_config(body, file_name):
     model = get_body(body)
     assert model.default_config_file == file_name
@@ -37,19 +38,22 @@ def test_registry_gives_each_body_its_default_config(body, file_name):
         assert cfg == config_lib.load(CONFIGS / file_name)
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"ppo": {"num_env": 3}}, "unknown config key 'ppo.num_env'; did you mean 'ppo.num_envs'"),
-    ({"learning_rate": 1.0}, "unknown config key 'learning_rate'"),
-    ({"env": {"body": "cat"}}, "env.body: unknown body 'cat'"),
-    ({"ppo": {"num_envs": "many"}}, "ppo.num_envs must be an integer"),
-    ({"ppo": {"num_envs": 0}}, "ppo.num_envs must be positive"),
-    ({"ppo": {"discount": 1.5}}, "ppo.discount must be in"),
-    ({"reward": {"end_effector": {"scale_m": -1}}}, "reward.end_effector.scale_m must be positive"),
-    ({"agent": {"decoder_layers": []}}, "agent.decoder_layers must be a non-empty list"),
-    ({"ppo": {"num_envs": 10, "unroll_length": 1, "num_minibatches": 4}}, "must be divisible"),
-    ({"train": {"seed": True}}, "train.seed must be an integer"),
-    ({"env": {"first_frame_start_prob": 2}}, "env.first_frame_start_prob must be in"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"ppo": {"num_env": 3}}, "unknown config key 'ppo.num_env'; did you mean 'ppo.num_envs'"),
+        ({"learning_rate": 1.0}, "unknown config key 'learning_rate'"),
+        ({"env": {"body": "cat"}}, "env.body: unknown body 'cat'"),
+        ({"ppo": {"num_envs": "many"}}, "ppo.num_envs must be an integer"),
+        ({"ppo": {"num_envs": 0}}, "ppo.num_envs must be positive"),
+        ({"ppo": {"discount": 1.5}}, "ppo.discount must be in"),
+        ({"reward": {"end_effector": {"scale_m": -1}}}, "reward.end_effector.scale_m must be positive"),
+        ({"agent": {"decoder_layers": []}}, "agent.decoder_layers must be a non-empty list"),
+        ({"ppo": {"num_envs": 10, "unroll_length": 1, "num_minibatches": 4}}, "must be divisible"),
+        ({"train": {"seed": True}}, "train.seed must be an integer"),
+        ({"env": {"first_frame_start_prob": 2}}, "env.first_frame_start_prob must be in"),
+    ],
+)
 def test_bad_configs_raise_clear_errors(values, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         config_lib.from_dict(values)
@@ -82,19 +86,26 @@ def test_reward_and_termination_groups():
     assert config_lib.apply_overrides(cfg, ["reward.joint.weight=2"]).reward.joint.weight == 2.0
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"env": {"joint_scale_rad": 0.2}}, "'env.joint_scale_rad' was renamed: use 'reward.joint.scale_rad'"),
-    ({"env": {"ctrl_cost": 0.1}}, "use 'reward.ctrl.weight'"),
-    ({"env": {"max_ee_error_m": 0.1}}, "use 'termination.max_ee_error_m'"),
-    # A term that does not exist: the error lists the existing ones.
-    ({"reward": {"posture": {"weight": 1.0}}},
-     "unknown reward term 'reward.posture'; known: body, ctrl, ctrl_change, end_effector, energy, joint, "
-     "joint_vel, root_angle, root_pos"),
-    ({"reward": {"joint": {"scale_m": 1.0}}}, "unknown config key 'reward.joint.scale_m'; did you mean "
-     "'reward.joint.scale_rad'"),
-    ({"reward": {"joint": {"weight": -1.0}}}, "reward.joint.weight must be zero or positive"),
-    ({"termination": {"max_root_drop_m": 0}}, "termination.max_root_drop_m must be positive"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"env": {"joint_scale_rad": 0.2}}, "'env.joint_scale_rad' was renamed: use 'reward.joint.scale_rad'"),
+        ({"env": {"ctrl_cost": 0.1}}, "use 'reward.ctrl.weight'"),
+        ({"env": {"max_ee_error_m": 0.1}}, "use 'termination.max_ee_error_m'"),
+        # A term that does not exist: the error lists the existing ones.
+        (
+            {"reward": {"posture": {"weight": 1.0}}},
+            "unknown reward term 'reward.posture'; known: body, ctrl, ctrl_change, end_effector, energy, joint, "
+            "joint_vel, root_angle, root_pos",
+        ),
+        (
+            {"reward": {"joint": {"scale_m": 1.0}}},
+            "unknown config key 'reward.joint.scale_m'; did you mean 'reward.joint.scale_rad'",
+        ),
+        ({"reward": {"joint": {"weight": -1.0}}}, "reward.joint.weight must be zero or positive"),
+        ({"termination": {"max_root_drop_m": 0}}, "termination.max_root_drop_m must be positive"),
+    ],
+)
 def test_old_and_unknown_reward_keys(values, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         config_lib.from_dict(values)

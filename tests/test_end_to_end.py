@@ -48,23 +48,25 @@ def _restore(run_dir, cfg, clips):
     return state
 
 
+@pytest.mark.slow
 def test_resume_is_exact_and_training_deterministic(runs, clips):
     """Two processes' worth of training from one seed (one interrupted) end bit-identical."""
     root, cfg, full, part, resumed = runs
     assert full["updates"] == 3 and part["updates"] == 2 and resumed["updates"] == 3
     a, b = _restore(root / "full", cfg, clips[0]), _restore(root / "part", cfg, clips[0])
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(a.policy.params))
     assert int(a.updates) == 3
     # The logged metrics agree too, line by line.
-    lines = lambda d: [json.loads(l) for l in (root / d / "metrics.jsonl").read_text().splitlines()]
+    lines = lambda d: [json.loads(line) for line in (root / d / "metrics.jsonl").read_text().splitlines()]
     fa, fb = lines("full"), lines("part")
     assert [r["update"] for r in fb] == [1, 2, 3]
-    for ra, rb in zip(fa, fb):
+    for ra, rb in zip(fa, fb, strict=True):
         assert ra["reward/total"] == rb["reward/total"] and ra["loss/policy"] == rb["loss/policy"]
 
 
+@pytest.mark.slow
 def test_evaluate_writes_rollouts_and_summary(runs, clips, tmp_path):
     root, cfg, *_ = runs
     summary = evaluate(root / "full", clips[1], tmp_path / "eval")
@@ -86,6 +88,7 @@ def test_evaluate_writes_rollouts_and_summary(runs, clips, tmp_path):
         assert np.all((g["activation"][()] >= 0) & (g["activation"][()] <= 1))
 
 
+@pytest.mark.slow
 def test_run_dir_protection(runs, clips, tmp_path):
     root, cfg, *_ = runs
     with pytest.raises(RunDirError, match="already holds this experiment; pass --resume"):
@@ -108,10 +111,14 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys, clips):
     write_clips(good, clips[0])
     cases = [
         (["train", "--clips", str(tmp_path / "missing.h5"), "--run-dir", str(tmp_path / "r1")], "clip file not found"),
-        (["train", "--clips", str(good), "--run-dir", str(tmp_path / "r2"), "--set", "ppo.num_env=4"],
-         "unknown config key 'ppo.num_env'"),
-        (["train", "--clips", str(good), "--run-dir", str(tmp_path / "r3"), "--set", "env.body=cat"],
-         "unknown body 'cat'"),
+        (
+            ["train", "--clips", str(good), "--run-dir", str(tmp_path / "r2"), "--set", "ppo.num_env=4"],
+            "unknown config key 'ppo.num_env'",
+        ),
+        (
+            ["train", "--clips", str(good), "--run-dir", str(tmp_path / "r3"), "--set", "env.body=cat"],
+            "unknown body 'cat'",
+        ),
         (["evaluate", str(tmp_path / "nope"), "--clips", str(good)], "run directory not found"),
     ]
     for argv, message in cases:
@@ -122,18 +129,22 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys, clips):
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
 
 
+@pytest.mark.slow
 def test_cli_evaluate_with_plots(runs, clips, tmp_path, capsys):
     root, *_ = runs
     test_file = tmp_path / "test.h5"
     write_clips(test_file, clips[1])
-    assert main(["evaluate", str(root / "full"), "--clips", str(test_file), "--out", str(tmp_path / "ev"),
-                 "--plots", "1"]) == 0
+    assert (
+        main(["evaluate", str(root / "full"), "--clips", str(test_file), "--out", str(tmp_path / "ev"), "--plots", "1"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "mean over 1 clips" in out
     pngs = sorted(p.name for p in (tmp_path / "ev").glob("*.png"))
     assert pngs == [f"{clips[1][0].name}_joints.png", f"{clips[1][0].name}_muscles.png"]
 
 
+@pytest.mark.slow
 def test_cli_resume_extends_a_run(runs, capsys, tmp_path):
     import shutil
 
@@ -146,13 +157,14 @@ def test_cli_resume_extends_a_run(runs, capsys, tmp_path):
     assert json.loads((run / "config.json").read_text())["train"]["total_steps"] == 128
 
 
+@pytest.mark.slow
 def test_load_policy_needs_no_trainer_and_matches_the_checkpoint(runs, clips):
     from mimic_mjx.agents.policy import load_policy
 
     root, cfg, *_ = runs
     policy = load_policy(root / "full")
     state = _restore(root / "full", cfg, clips[0])
-    for x, y in zip(jax.tree.leaves(policy.params), jax.tree.leaves(state.policy)):
+    for x, y in zip(jax.tree.leaves(policy.params), jax.tree.leaves(state.policy), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert policy.update == 3 and policy.config == cfg and policy.action_size == 9
     env = build_env(cfg, clips[0])
@@ -167,18 +179,33 @@ def test_load_policy_needs_no_trainer_and_matches_the_checkpoint(runs, clips):
     assert a1.shape == b1.shape == (9,) and not np.allclose(b1, b2) and not np.allclose(a1, b1)
 
 
+@pytest.mark.slow
 def test_training_writes_tensorboard_and_named_metrics(runs):
     root, *_ = runs
     assert list((root / "full" / "tensorboard").glob("events.out.tfevents.*"))
     rec = json.loads((root / "full" / "metrics.jsonl").read_text().splitlines()[-1])
-    for key in ("reward/total", "reward/joint", "reward/end_effector", "reward/ctrl", "error/joint_deg",
-                "error/ee_mm", "episode/length", "episode/terminated", "episode/unstable", "loss/latent_kl",
-                "policy/kl_weight", "policy/entropy", "policy/approx_kl", "train/steps_per_s"):
+    for key in (
+        "reward/total",
+        "reward/joint",
+        "reward/end_effector",
+        "reward/ctrl",
+        "error/joint_deg",
+        "error/ee_mm",
+        "episode/length",
+        "episode/terminated",
+        "episode/unstable",
+        "loss/latent_kl",
+        "policy/kl_weight",
+        "policy/entropy",
+        "policy/approx_kl",
+        "train/steps_per_s",
+    ):
         assert key in rec, key
     terms = sum(v for k, v in rec.items() if k.startswith("reward/") and k != "reward/total")
     assert rec["reward/total"] == pytest.approx(terms, rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_checkpoint_of_an_earlier_layout_is_reported(runs, clips, tmp_path, capsys):
     import shutil
 
@@ -208,6 +235,12 @@ def test_progress_line_time_left_respects_the_time_limit():
     # 10 of 1000 updates in 60 s: 99 min to go at this rate, but only 4 min of the limit remain.
     assert time_left(1000, 10, 10, 60.0) == pytest.approx(5940.0)
     assert time_left(1000, 10, 10, 60.0, deadline_left_s=240.0) == pytest.approx(240.0)
-    line = progress_line(10, 1000, 10_000, 500.0, {"reward/total": 0.5, "error/joint_deg": 3.0,
-                                                   "error/ee_mm": 0.4, "error/root_mm": 0.0}, 240.0)
+    line = progress_line(
+        10,
+        1000,
+        10_000,
+        500.0,
+        {"reward/total": 0.5, "error/joint_deg": 3.0, "error/ee_mm": 0.4, "error/root_mm": 0.0},
+        240.0,
+    )
     assert "left 4m00s" in line and "joint err 3.00 deg" in line and "root err" not in line

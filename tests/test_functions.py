@@ -19,9 +19,14 @@ from mimic_mjx.training.ppo import clipped_surrogate_loss, compute_gae, kl_weigh
 
 def _errors(joint, ee, root_pos=0.0, root_angle=0.0, joint_vel=None, body=None):
     joint = jnp.asarray(joint)
-    return Errors(root_pos=jnp.asarray(root_pos), root_angle=jnp.asarray(root_angle), joint=joint,
-                  joint_vel=jnp.zeros_like(joint) if joint_vel is None else jnp.asarray(joint_vel),
-                  body=jnp.zeros(1) if body is None else jnp.asarray(body), ee=jnp.asarray(ee))
+    return Errors(
+        root_pos=jnp.asarray(root_pos),
+        root_angle=jnp.asarray(root_angle),
+        joint=joint,
+        joint_vel=jnp.zeros_like(joint) if joint_vel is None else jnp.asarray(joint_vel),
+        body=jnp.zeros(1) if body is None else jnp.asarray(body),
+        ee=jnp.asarray(ee),
+    )
 
 
 def tracking_reward(cfg, err, ctrl, prev_ctrl, power, has_root=True):
@@ -29,25 +34,36 @@ def tracking_reward(cfg, err, ctrl, prev_ctrl, power, has_root=True):
 
 
 def test_tracking_reward_by_hand():
-    cfg = RewardConfig(joint=AngleKernel(1.0, 0.1), end_effector=DistanceKernel(0.5, 0.001),
-                       ctrl=Cost(0.2), ctrl_change=Cost(0.1), energy=Cost(2.0))
+    cfg = RewardConfig(
+        joint=AngleKernel(1.0, 0.1),
+        end_effector=DistanceKernel(0.5, 0.001),
+        ctrl=Cost(0.2),
+        ctrl_change=Cost(0.1),
+        energy=Cost(2.0),
+    )
     err = _errors([0.1, -0.1, 0.0, 0.2], [0.0005])  # mean square 0.015 rad^2; 0.5 mm
     ctrl = jnp.array([0.5, 0.0, 1.0])
     prev = jnp.array([0.5, 0.5, 0.0])
     power = jnp.array([0.01, -0.02, 0.0])  # W
-    expected = (1.0 * math.exp(-0.015 / 0.01) + 0.5 * math.exp(-0.25)
-                - 0.2 * (1.25 / 3) - 0.1 * (1.25 / 3) - 2.0 * 0.03)
+    expected = 1.0 * math.exp(-0.015 / 0.01) + 0.5 * math.exp(-0.25) - 0.2 * (1.25 / 3) - 0.1 * (1.25 / 3) - 2.0 * 0.03
     assert float(tracking_reward(cfg, err, ctrl, prev, power)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_every_kernel_by_hand():
-    cfg = RewardConfig(joint=AngleKernel(0.0), end_effector=DistanceKernel(0.0), ctrl=Cost(0.0),
-                       ctrl_change=Cost(0.0), energy=Cost(0.0), root_pos=DistanceKernel(1.0, 0.02),
-                       root_angle=AngleKernel(2.0, 0.5), joint_vel=AngularSpeedKernel(0.5, 2.0),
-                       body=DistanceKernel(3.0, 0.01))
+    cfg = RewardConfig(
+        joint=AngleKernel(0.0),
+        end_effector=DistanceKernel(0.0),
+        ctrl=Cost(0.0),
+        ctrl_change=Cost(0.0),
+        energy=Cost(0.0),
+        root_pos=DistanceKernel(1.0, 0.02),
+        root_angle=AngleKernel(2.0, 0.5),
+        joint_vel=AngularSpeedKernel(0.5, 2.0),
+        body=DistanceKernel(3.0, 0.01),
+    )
     err = _errors([0.0], [0.0], root_pos=0.01, root_angle=0.25, joint_vel=[1.0, 3.0], body=[0.01, 0.0])
     z = jnp.zeros(2)
-    expected = (math.exp(-0.25) + 2.0 * math.exp(-0.25) + 0.5 * math.exp(-5.0 / 4.0) + 3.0 * math.exp(-0.5))
+    expected = math.exp(-0.25) + 2.0 * math.exp(-0.25) + 0.5 * math.exp(-5.0 / 4.0) + 3.0 * math.exp(-0.5)
     assert float(tracking_reward(cfg, err, z, z, z)) == pytest.approx(expected, rel=1e-5)
     # A fixed-base body has no root: its root kernels do not count.
     no_root = 0.5 * math.exp(-5.0 / 4.0) + 3.0 * math.exp(-0.5)
@@ -55,8 +71,12 @@ def test_every_kernel_by_hand():
 
 
 def test_perfect_tracking_without_effort_earns_the_weights():
-    cfg = RewardConfig(joint=AngleKernel(1.0), end_effector=DistanceKernel(2.0), body=DistanceKernel(0.5),
-                       root_pos=DistanceKernel(0.25))
+    cfg = RewardConfig(
+        joint=AngleKernel(1.0),
+        end_effector=DistanceKernel(2.0),
+        body=DistanceKernel(0.5),
+        root_pos=DistanceKernel(0.25),
+    )
     z = jnp.zeros(3)
     assert float(tracking_reward(cfg, _errors(jnp.zeros(4), jnp.zeros(1)), z, z, z)) == pytest.approx(3.75)
 
@@ -77,8 +97,15 @@ def test_reference_observation_in_the_heading_frame():
     root = jnp.array([1.0, 2.0, 0.05, math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
     ref_root = root[None].at[0, 1].add(0.01)
     heading = heading_matrix(root[3:7])
-    obs = reference_observation(jnp.zeros((1, 0)), jnp.zeros((1, 0, 3)), jnp.zeros(0), jnp.zeros((0, 3)),
-                                heading=heading, ref_root=ref_root, root=root)
+    obs = reference_observation(
+        jnp.zeros((1, 0)),
+        jnp.zeros((1, 0, 3)),
+        jnp.zeros(0),
+        jnp.zeros((0, 3)),
+        heading=heading,
+        ref_root=ref_root,
+        root=root,
+    )
     np.testing.assert_allclose(obs, [10.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0], atol=1e-4)
 
 
@@ -97,7 +124,7 @@ def test_kl_to_ar1_prior_by_hand():
     mean, log_var = jnp.array([[0.5]]), jnp.log(jnp.array([[0.25]]))
     prev = jnp.array([[1.0]])
     # Within an episode: prior N(0.8, 0.36).
-    kl = 0.5 * (math.log(0.36 / 0.25) + (0.25 + 0.3 ** 2) / 0.36 - 1)
+    kl = 0.5 * (math.log(0.36 / 0.25) + (0.25 + 0.3**2) / 0.36 - 1)
     assert float(kl_to_ar1_prior(mean, log_var, prev, jnp.array([False]), alpha)[0]) == pytest.approx(kl, rel=1e-5)
     # First step: prior N(0, 1).
     kl0 = 0.5 * (math.log(1 / 0.25) + 0.25 + 0.25 - 1)
@@ -128,8 +155,15 @@ def test_gae_matches_reference_loop_and_hand_values():
     term = np.array([0.0, 0.0, 1.0, 0.0])
     trunc = np.array([0.0, 0.0, 0.0, 0.0])
     boot = 0.7
-    adv, ret = compute_gae(jnp.asarray(r)[:, None], jnp.asarray(v)[:, None], jnp.array([boot]),
-                           jnp.asarray(term)[:, None], jnp.asarray(trunc)[:, None], 0.9, 0.8)
+    adv, ret = compute_gae(
+        jnp.asarray(r)[:, None],
+        jnp.asarray(v)[:, None],
+        jnp.array([boot]),
+        jnp.asarray(term)[:, None],
+        jnp.asarray(trunc)[:, None],
+        0.9,
+        0.8,
+    )
     # By hand for the last two steps: step 3 bootstraps, step 2 terminates.
     d3 = 1.0 + 0.9 * 0.7 - 0.3
     d2 = 2.0 - 0.1
@@ -143,8 +177,15 @@ def test_gae_truncation_gives_no_signal_and_cuts_the_trace():
     r = np.array([1.0, 1.0, 1.0])
     v = np.array([0.5, 0.5, 0.5])
     trunc = np.array([0.0, 1.0, 0.0])
-    adv, _ = compute_gae(jnp.asarray(r)[:, None], jnp.asarray(v)[:, None], jnp.array([0.5]),
-                         jnp.zeros((3, 1)), jnp.asarray(trunc)[:, None], 0.9, 0.95)
+    adv, _ = compute_gae(
+        jnp.asarray(r)[:, None],
+        jnp.asarray(v)[:, None],
+        jnp.array([0.5]),
+        jnp.zeros((3, 1)),
+        jnp.asarray(trunc)[:, None],
+        0.9,
+        0.95,
+    )
     assert float(adv[1, 0]) == 0.0
     assert float(adv[0, 0]) == pytest.approx(1.0 + 0.9 * 0.5 - 0.5, rel=1e-6)  # no trace through step 1
 

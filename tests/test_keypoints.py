@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import DATA, MOUSE_ARM
 from mimic_mjx.data.keypoints import (
     FORMATS,
     Keypoints,
@@ -21,8 +22,6 @@ from mimic_mjx.data.keypoints import (
 )
 from mimic_mjx.data.skeletons import RAT23_EDGES, RAT23_NAMES
 from mimic_mjx.errors import KeypointError, MimicError
-
-from conftest import DATA, MOUSE_ARM
 
 RODENT = DATA / "rodent"
 NAMES3 = ("head", "body", "tail")
@@ -49,6 +48,7 @@ def points(frames: int = 12, k: int = 3, seed: int = 0) -> np.ndarray:
 # Real files
 
 
+@pytest.mark.needs_data
 def test_real_dannce_without_skeleton_uses_rat23_and_needs_fps():
     path = real(RODENT / "rat_dannce_1000f.mat")
     with pytest.raises(KeypointError, match=r"no frame rate.*--fps 50"):
@@ -67,6 +67,7 @@ def test_real_dannce_without_skeleton_uses_rat23_and_needs_fps():
     assert 0.1 < check_plausible_size(kp, 0.25, body="the rat") < 0.3
 
 
+@pytest.mark.needs_data
 def test_real_dannce_with_skeleton():
     skeleton = real(RODENT / "rat23_skeleton.mat")
     kp = read_keypoints(RODENT / "rat_dannce_1000f.mat", fps=50, skeleton=skeleton)
@@ -77,6 +78,7 @@ def test_real_dannce_with_skeleton():
     assert kp.positions[:, RAT23_NAMES.index("Snout")].shape == (1000, 3)
 
 
+@pytest.mark.needs_data
 def test_real_nwb_equals_mat_values_in_skeleton_order():
     path = real(RODENT / "rat_dannce_1000f.nwb")
     mat = read_keypoints(real(RODENT / "rat_dannce_1000f.mat"), fps=50)
@@ -91,16 +93,19 @@ def test_real_nwb_equals_mat_values_in_skeleton_order():
     assert 0 < kp.confidence.min() and kp.confidence.max() <= 1
 
 
+@pytest.mark.needs_data
 def test_real_nwb_frame_rate_comes_from_its_timestamps_unless_given():
     kp = read_keypoints(real(RODENT / "rat_dannce_1000f.nwb"), units="mm")
     assert kp.fps == 30.0  # what its timestamps say (the data is really 50 Hz: pass fps=50)
 
 
+@pytest.mark.needs_data
 def test_real_nwb_pixels_unit_is_refused_without_units():
     with pytest.raises(KeypointError, match=r"'pixels', not a length unit.*--units mm"):
         read_keypoints(real(RODENT / "rat_dannce_1000f.nwb"), fps=50)
 
 
+@pytest.mark.needs_data
 def test_real_mouse_arm():
     path = real(MOUSE_ARM / "trial01_ik.h5")
     with warnings.catch_warnings():
@@ -116,6 +121,7 @@ def test_real_mouse_arm():
     assert read_keypoints(path, format="mouse_arm_h5").names == kp.names
 
 
+@pytest.mark.needs_data
 def test_real_dannce_units_off_by_1000_detected():
     kp = read_keypoints(real(RODENT / "rat_dannce_1000f.mat"), fps=50, units="m")
     with pytest.raises(KeypointError, match=r"span about 164 m.*the rat spans about 0.25 m.*--units mm"):
@@ -165,8 +171,9 @@ def write_mat73(path: Path, pred: np.ndarray, names: list[str] | None = None) ->
                 c = refs.create_dataset(f"n{i}", data=np.array([[ord(ch)] for ch in n], dtype=np.uint16))
                 c.attrs["MATLAB_class"] = np.bytes_("char")
                 handles.append(c.ref)
-            cell = f.create_dataset("joint_names", data=np.array([handles], dtype=h5py.ref_dtype).T,
-                                    dtype=h5py.ref_dtype)
+            cell = f.create_dataset(
+                "joint_names", data=np.array([handles], dtype=h5py.ref_dtype).T, dtype=h5py.ref_dtype
+            )
             cell.attrs["MATLAB_class"] = np.bytes_("cell")
     with open(path, "r+b") as fh:
         fh.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64".ljust(128, b" "))
@@ -208,8 +215,9 @@ def test_ambiguous_3x3_dannce_reads_dannce_layout_with_warning(tmp_path):
 
 
 def save_skeleton(path: Path, names, edges_1based) -> Path:
-    return save_mat(path, joint_names=np.array(list(names), dtype=object),
-                    joints_idx=np.array(edges_1based, dtype=np.float64))
+    return save_mat(
+        path, joint_names=np.array(list(names), dtype=object), joints_idx=np.array(edges_1based, dtype=np.float64)
+    )
 
 
 def test_skeleton_names_unnamed_keypoints_by_position(tmp_path):
@@ -240,23 +248,35 @@ def test_skeleton_reorders_named_keypoints_and_refuses_other_names(tmp_path):
 # NWB (ndx-pose >= 0.2 layout, written with pynwb)
 
 
-def write_nwb(path: Path, pos: np.ndarray, names=NAMES3, unit="millimeters", rate=100.0, conf=True,
-              series_order=None) -> Path:
+def write_nwb(
+    path: Path, pos: np.ndarray, names=NAMES3, unit="millimeters", rate=100.0, conf=True, series_order=None
+) -> Path:
     pynwb = pytest.importorskip("pynwb")
     ndx_pose = pytest.importorskip("ndx_pose")
-    nwb = pynwb.NWBFile(session_description="test", identifier="test",
-                        session_start_time=datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc))
+    nwb = pynwb.NWBFile(
+        session_description="test",
+        identifier="test",
+        session_start_time=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC),
+    )
     behavior = nwb.create_processing_module("behavior", "behaviour")
-    skeleton = ndx_pose.Skeleton(name="animal", nodes=list(names),
-                                 edges=np.array([[0, 1], [1, 2]], dtype="uint8"))
+    skeleton = ndx_pose.Skeleton(name="animal", nodes=list(names), edges=np.array([[0, 1], [1, 2]], dtype="uint8"))
     behavior.add(ndx_pose.Skeletons(skeletons=[skeleton]))
     rng = np.random.default_rng(3)
     order = series_order or range(len(names))
-    series = [ndx_pose.PoseEstimationSeries(
-        name=names[k], data=pos[:, k], unit=unit, reference_frame="arena",
-        confidence=rng.uniform(size=pos.shape[0]) if conf else None, rate=rate) for k in order]
-    behavior.add(ndx_pose.PoseEstimation(name="pose", pose_estimation_series=series, skeleton=skeleton,
-                                         source_software="test"))
+    series = [
+        ndx_pose.PoseEstimationSeries(
+            name=names[k],
+            data=pos[:, k],
+            unit=unit,
+            reference_frame="arena",
+            confidence=rng.uniform(size=pos.shape[0]) if conf else None,
+            rate=rate,
+        )
+        for k in order
+    ]
+    behavior.add(
+        ndx_pose.PoseEstimation(name="pose", pose_estimation_series=series, skeleton=skeleton, source_software="test")
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pynwb.NWBHDF5IO(str(path), "w") as io:
@@ -378,9 +398,14 @@ def slp_labels(frames: int = 4):
     skeleton = sio.Skeleton(list(NAMES3))
     video = sio.Video(filename="fake.mp4", open_backend=False)
     rng = np.random.default_rng(5)
-    lfs = [sio.LabeledFrame(video=video, frame_idx=t,
-                            instances=[sio.Instance.from_numpy(rng.uniform(size=(3, 2)) * 100, skeleton=skeleton)])
-           for t in range(frames)]
+    lfs = [
+        sio.LabeledFrame(
+            video=video,
+            frame_idx=t,
+            instances=[sio.Instance.from_numpy(rng.uniform(size=(3, 2)) * 100, skeleton=skeleton)],
+        )
+        for t in range(frames)
+    ]
     return sio, sio.Labels(labeled_frames=lfs, videos=[video], skeletons=[skeleton]), skeleton, video, lfs
 
 
@@ -402,11 +427,13 @@ def test_slp_with_triangulated_3d_points(tmp_path):
     session.add_video(video, cam)
     pos = points(4, 3)
     for t in (0, 1, 3):  # frame 2 has no 3D instance: it becomes an all-NaN frame
-        group = InstanceGroup(instance_by_camera={cam: lfs[t].instances[0]},
-                              instance_3d=PredictedInstance3D(points=pos[t], skeleton=skeleton,
-                                                              point_scores=np.full(3, 0.5)))
-        session.frame_groups[t] = FrameGroup(frame_idx=t, instance_groups=[group],
-                                             labeled_frame_by_camera={cam: lfs[t]})
+        group = InstanceGroup(
+            instance_by_camera={cam: lfs[t].instances[0]},
+            instance_3d=PredictedInstance3D(points=pos[t], skeleton=skeleton, point_scores=np.full(3, 0.5)),
+        )
+        session.frame_groups[t] = FrameGroup(
+            frame_idx=t, instance_groups=[group], labeled_frame_by_camera={cam: lfs[t]}
+        )
     labels.sessions.append(session)
     path = tmp_path / "labels3d.slp"
     sio.save_slp(labels, str(path))
@@ -425,7 +452,7 @@ def test_slp_with_triangulated_3d_points(tmp_path):
 def write_anipose(path: Path, pos: np.ndarray, names=NAMES3, scores=None, fnum=None) -> Path:
     header, cols = [], []
     for k, n in enumerate(names):
-        for axis, c in zip("xyz", range(3)):
+        for axis, c in zip("xyz", range(3), strict=True):
             header.append(f"{n}_{axis}")
             cols.append(pos[:, k, c])
         header += [f"{n}_error", f"{n}_ncams"]
@@ -488,7 +515,7 @@ def write_dlc(path: Path, pos: np.ndarray, names=NAMES3, likelihood=None, coords
     rows = [scorer] + ([ind_row] if individuals else []) + [bp_row, co_row]
     for t in range(len(pos)):
         row = [str(t)]
-        for a_i, _ in enumerate(animals):
+        for _ in animals:
             for k in range(len(names)):
                 row += [repr(float(pos[t, k, i])) for i in range(len(coords))]
                 if likelihood is not None:
@@ -653,8 +680,14 @@ def test_mouse_arm_layout_errors(tmp_path):
 
 
 def make_kp(pos_m: np.ndarray, names=NAMES3, **changes) -> Keypoints:
-    fields = dict(positions=pos_m, names=tuple(names), fps=50.0, confidence=np.ones(pos_m.shape[:2]),
-                  source="test", edges=((0, 1), (1, 2)))
+    fields = dict(
+        positions=pos_m,
+        names=tuple(names),
+        fps=50.0,
+        confidence=np.ones(pos_m.shape[:2]),
+        source="test",
+        edges=((0, 1), (1, 2)),
+    )
     fields.update(changes)
     return Keypoints(**fields)
 
@@ -670,15 +703,18 @@ def test_subset_reorders_and_remaps_edges():
         kp.subset(["head", "head"])
 
 
-@pytest.mark.parametrize("changes, message", [
-    (dict(names=("a", "b")), "2 keypoint names for 3"),
-    (dict(names=("a", "a", "b")), "names repeat"),
-    (dict(fps=0.0), "positive number"),
-    (dict(confidence=np.ones((5, 2))), "confidence has shape"),
-    (dict(confidence=np.full((5, 3), 1.5)), r"lie in \[0, 1\]"),
-    (dict(edges=((0, 3),)), r"edge \(0, 3\)"),
-    (dict(positions=np.zeros((5, 3))), r"expected \(frames, keypoints, 3\)"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(names=("a", "b")), "2 keypoint names for 3"),
+        (dict(names=("a", "a", "b")), "names repeat"),
+        (dict(fps=0.0), "positive number"),
+        (dict(confidence=np.ones((5, 2))), "confidence has shape"),
+        (dict(confidence=np.full((5, 3), 1.5)), r"lie in \[0, 1\]"),
+        (dict(edges=((0, 3),)), r"edge \(0, 3\)"),
+        (dict(positions=np.zeros((5, 3))), r"expected \(frames, keypoints, 3\)"),
+    ],
+)
 def test_validate_names_the_problem(changes, message):
     with pytest.raises(KeypointError, match=message):
         make_kp(np.zeros((5, 3, 3)), **changes).validate()
@@ -713,8 +749,11 @@ def test_keypoint_error_is_a_mimic_error():
 def test_nwb_multi_camera_pose_estimation_reads_its_3d_series(tmp_path):
     pynwb = pytest.importorskip("pynwb")
     ndx_pose = pytest.importorskip("ndx_pose")
-    nwb = pynwb.NWBFile(session_description="test", identifier="test",
-                        session_start_time=datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc))
+    nwb = pynwb.NWBFile(
+        session_description="test",
+        identifier="test",
+        session_start_time=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC),
+    )
     behavior = nwb.create_processing_module("behavior", "behaviour")
     skeleton = ndx_pose.Skeleton(name="animal", nodes=list(NAMES3), edges=np.array([[0, 2]], dtype="uint8"))
     behavior.add(ndx_pose.Skeletons(skeletons=[skeleton]))
@@ -722,13 +761,21 @@ def test_nwb_multi_camera_pose_estimation_reads_its_3d_series(tmp_path):
     stamps = np.arange(20) / 120.0
 
     def series(data, unit):
-        return [ndx_pose.PoseEstimationSeries(name=n, data=data[:, k], unit=unit, reference_frame="arena",
-                                              timestamps=stamps) for k, n in enumerate(NAMES3)]
+        return [
+            ndx_pose.PoseEstimationSeries(
+                name=n, data=data[:, k], unit=unit, reference_frame="arena", timestamps=stamps
+            )
+            for k, n in enumerate(NAMES3)
+        ]
 
-    camera = ndx_pose.PoseEstimation(name="cam0", pose_estimation_series=series(pos[:, :, :2] * 10, "pixels"),
-                                     skeleton=skeleton)
-    behavior.add(ndx_pose.MultiCameraPoseEstimation(name="triangulated", pose_estimation_series=series(pos, "mm"),
-                                                    pose_estimations=[camera], skeleton=skeleton))
+    camera = ndx_pose.PoseEstimation(
+        name="cam0", pose_estimation_series=series(pos[:, :, :2] * 10, "pixels"), skeleton=skeleton
+    )
+    behavior.add(
+        ndx_pose.MultiCameraPoseEstimation(
+            name="triangulated", pose_estimation_series=series(pos, "mm"), pose_estimations=[camera], skeleton=skeleton
+        )
+    )
     path = tmp_path / "multi.nwb"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

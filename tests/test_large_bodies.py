@@ -28,8 +28,9 @@ def _rollout_stats(model, n=64, seconds=1.0, noise=0.02, hold=5, seed=0, nthread
     rng = np.random.default_rng(seed)
     data = mujoco.MjData(model)
     x0 = np.empty((n, mujoco.mj_stateSize(model, FULL)))
-    hinge = np.array([model.jnt_qposadr[j] for j in range(model.njnt)
-                      if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE])
+    hinge = np.array(
+        [model.jnt_qposadr[j] for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE]
+    )
     for i in range(n):
         mujoco.mj_resetData(model, data)
         data.qpos[hinge] += rng.normal(0.0, noise, hinge.size)
@@ -41,15 +42,20 @@ def _rollout_stats(model, n=64, seconds=1.0, noise=0.02, hold=5, seed=0, nthread
     t = time.perf_counter()
     state, _ = rollout.rollout(model, datas, x0, ctrl)
     wall = time.perf_counter() - t
-    qvel = state[..., 1 + model.nq:1 + model.nq + model.nv]
+    qvel = state[..., 1 + model.nq : 1 + model.nq + model.nv]
     finite = np.all(np.isfinite(state), axis=(1, 2))
     reset = np.any(np.diff(state[..., 0], axis=1) <= 0, axis=1)
     vel = np.nanmax(np.abs(qvel), axis=(1, 2))
     exploded = finite & ~reset & ~(vel <= vmax)
     bad = ~finite | reset | exploded
-    return dict(bad=int(bad.sum()), nan=int((~finite).sum()), reset=int((finite & reset).sum()),
-                exploded=int(exploded.sum()), steps_per_s=n * nstep / wall,
-                vel=float(np.median(vel[~bad])) if (~bad).any() else float("nan"))
+    return dict(
+        bad=int(bad.sum()),
+        nan=int((~finite).sum()),
+        reset=int((finite & reset).sum()),
+        exploded=int(exploded.sum()),
+        steps_per_s=n * nstep / wall,
+        vel=float(np.median(vel[~bad])) if (~bad).any() else float("nan"),
+    )
 
 
 def _names(m, kind, count):
@@ -116,7 +122,11 @@ def test_trainable_rat_solver_timestep_and_actuators(rat_models):
     np.testing.assert_array_equal(tor.actuator_dynprm, ref.actuator_dynprm)
     custom = rat.build_trainable_spec(solver="newton", iterations=3, ls_iterations=5, timestep=0.001).compile()
     assert (custom.opt.solver, custom.opt.iterations, custom.opt.ls_iterations, custom.opt.timestep) == (
-        mujoco.mjtSolver.mjSOL_NEWTON, 3, 5, 0.001)
+        mujoco.mjtSolver.mjSOL_NEWTON,
+        3,
+        5,
+        0.001,
+    )
     for bad in (dict(actuation="muscle"), dict(solver="pgs"), dict(iterations=0), dict(timestep=-1.0)):
         with pytest.raises(BodyError):
             rat.build_trainable_spec(**bad)
@@ -128,8 +138,12 @@ def test_trainable_rat_collides_only_paws_with_floor(rat_models):
         pairs = _collidable_pairs(m)
         assert pairs == {frozenset((rat.FLOOR, g)) for g in rat.PAW_GEOMS}, key
         # Every paw geom is a type MJX collides with a plane.
-        supported = {mujoco.mjtGeom.mjGEOM_CAPSULE, mujoco.mjtGeom.mjGEOM_ELLIPSOID,
-                     mujoco.mjtGeom.mjGEOM_SPHERE, mujoco.mjtGeom.mjGEOM_BOX}
+        supported = {
+            mujoco.mjtGeom.mjGEOM_CAPSULE,
+            mujoco.mjtGeom.mjGEOM_ELLIPSOID,
+            mujoco.mjtGeom.mjGEOM_SPHERE,
+            mujoco.mjtGeom.mjGEOM_BOX,
+        }
         assert {mujoco.mjtGeom(m.geom(g).type[0]) for g in rat.PAW_GEOMS} <= supported
     m = rat_models["position"]
     data = mujoco.MjData(m)
@@ -196,16 +210,25 @@ def test_fruitfly_fixed_parts_keep_their_spring_pose(fly):
     d = mujoco.MjData(fly)
     mujoco.mj_kinematics(fly, d)
     for body in ("wing_left", "wing_right", "haustellum", "labrum_left", "antenna_right", "haltere_left"):
-        np.testing.assert_allclose(d.xquat[fly.body(body).id], d_raw.xquat[raw.body(body).id], atol=1e-9,
-                                   err_msg=body)
+        np.testing.assert_allclose(d.xquat[fly.body(body).id], d_raw.xquat[raw.body(body).id], atol=1e-9, err_msg=body)
         # Same place relative to the thorax (the root moved up to the spawn height).
-        np.testing.assert_allclose(d.xpos[fly.body(body).id] - d.xpos[1],
-                                   d_raw.xpos[raw.body(body).id] - d_raw.xpos[1], atol=1e-9, err_msg=body)
+        np.testing.assert_allclose(
+            d.xpos[fly.body(body).id] - d.xpos[1],
+            d_raw.xpos[raw.body(body).id] - d_raw.xpos[1],
+            atol=1e-9,
+            err_msg=body,
+        )
 
 
 def test_fruitfly_optional_fixing_and_errors():
-    m = fruitfly.build_spec(fixed=(*fruitfly.DEFAULT_FIXED, "head", "abdomen"), joint_filter=0,
-                            solver="cg", iterations=6, ls_iterations=6, timestep=2e-4).compile()
+    m = fruitfly.build_spec(
+        fixed=(*fruitfly.DEFAULT_FIXED, "head", "abdomen"),
+        joint_filter=0,
+        solver="cg",
+        iterations=6,
+        ls_iterations=6,
+        timestep=2e-4,
+    ).compile()
     assert not [j for j in _names(m, "joint", m.njnt) if "head" in j or "abdomen" in j]
     assert m.nu == 48 and m.na == 0 and m.nv == 6 + 66
     assert (m.opt.solver, m.opt.iterations, m.opt.timestep) == (mujoco.mjtSolver.mjSOL_CG, 6, 2e-4)

@@ -8,18 +8,29 @@ import numpy as np
 import pytest
 
 from mimic_mjx.bodies import get_body
-from mimic_mjx.bodies.layout import (QPOS_SIZE, QVEL_OF_QPOS, QVEL_SIZE, JointLayout, joint_blocks,
-                                     joint_qpos_dims, reference_velocities)
+from mimic_mjx.bodies.layout import (
+    QPOS_SIZE,
+    QVEL_OF_QPOS,
+    QVEL_SIZE,
+    JointLayout,
+    joint_blocks,
+    joint_qpos_dims,
+    reference_velocities,
+)
 from mimic_mjx.errors import BindingError, ClipError, KeypointError
-from mimic_mjx.quaternions import (mat_to_quat, quat_exp, quat_log, quat_log_between, quat_mul, quat_rotate,
-                                   quat_to_mat)
+from mimic_mjx.quaternions import mat_to_quat, quat_exp, quat_log, quat_log_between, quat_mul, quat_rotate, quat_to_mat
 from mimic_mjx.registration.stac import registration_layout
 
-FREE_ROOT = ("<mujoco><compiler angle='radian' autolimits='true'/><worldbody>"
-             "<body name='torso'><freejoint name='root'/><geom size='.1'/><body><joint name='a' type='hinge' range='-1 2'/><geom size='.1'/>"
-             "<body><joint name='b' type='hinge'/><geom size='.1'/></body></body></body></worldbody></mujoco>")
-BALL = ("<mujoco><worldbody><body><joint name='hip' type='ball'/><geom size='.1'/>"
-        "<body><joint name='knee' type='hinge'/><geom size='.1'/></body></body></worldbody></mujoco>")
+FREE_ROOT = (
+    "<mujoco><compiler angle='radian' autolimits='true'/><worldbody>"
+    "<body name='torso'><freejoint name='root'/><geom size='.1'/>"
+    "<body><joint name='a' type='hinge' range='-1 2'/><geom size='.1'/>"
+    "<body><joint name='b' type='hinge'/><geom size='.1'/></body></body></body></worldbody></mujoco>"
+)
+BALL = (
+    "<mujoco><worldbody><body><joint name='hip' type='ball'/><geom size='.1'/>"
+    "<body><joint name='knee' type='hinge'/><geom size='.1'/></body></body></worldbody></mujoco>"
+)
 
 
 def _unit(q):
@@ -113,7 +124,7 @@ def test_velocity_input_checks():
 def test_quat_exp_log_round_trip():
     rng = np.random.default_rng(1)
     v = rng.normal(size=(50, 3))
-    v *= (rng.uniform(0.0, 3.0, (50, 1)) / np.linalg.norm(v, axis=1, keepdims=True))  # angles below pi
+    v *= rng.uniform(0.0, 3.0, (50, 1)) / np.linalg.norm(v, axis=1, keepdims=True)  # angles below pi
     v[0] = 0.0
     v[1] = [1e-8, 0.0, -2e-8]
     q = quat_exp(v)

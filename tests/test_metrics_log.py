@@ -29,7 +29,7 @@ def _log_three(run_dir: Path, **kw) -> None:
 
 
 def _read_lines(path: Path) -> list[dict]:
-    return [json.loads(l) for l in path.read_text().splitlines()]
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def _read_events(path: Path) -> list:
@@ -39,10 +39,10 @@ def _read_events(path: Path) -> list:
     data = path.read_bytes()
     events, pos = [], 0
     while pos < len(data):
-        (length,) = struct.unpack("<Q", data[pos:pos + 8])
+        (length,) = struct.unpack("<Q", data[pos : pos + 8])
         pos += 12
         ev = Event()
-        ev.ParseFromString(data[pos:pos + length])
+        ev.ParseFromString(data[pos : pos + length])
         events.append(ev)
         pos += length + 4
     assert pos == len(data)
@@ -67,8 +67,13 @@ def test_jsonl_lines_with_nan_as_null(tmp_path):
     assert "NaN" not in text and "Infinity" not in text
     lines = _read_lines(tmp_path / "metrics.jsonl")
     assert len(lines) == 3
-    assert lines[0] == {"update": 1, "env_steps": 100, "reward/total": 1.5, "error/joint_deg": 12.0,
-                        "loss/policy": None}
+    assert lines[0] == {
+        "update": 1,
+        "env_steps": 100,
+        "reward/total": 1.5,
+        "error/joint_deg": 12.0,
+        "loss/policy": None,
+    }
     assert lines[1]["reward/total"] == 2.5 and lines[1]["loss/policy"] == 0.25
     assert lines[2]["error/joint_deg"] is None and lines[2]["update"] == 3
 
@@ -99,8 +104,12 @@ def test_resume_drops_later_lines(tmp_path):
     lines = _read_lines(tmp_path / "metrics.jsonl")
     assert [(r["update"], r["reward/total"]) for r in lines] == [(1, 1.5), (2, 9.0)]
     # The resumed writer marks the superseded steps for TensorBoard to purge.
-    purges = [ev.step for f in (tmp_path / "tensorboard").glob("events.*") for ev in _read_events(f)
-              if ev.HasField("session_log") and ev.session_log.status == ev.session_log.START]
+    purges = [
+        ev.step
+        for f in (tmp_path / "tensorboard").glob("events.*")
+        for ev in _read_events(f)
+        if ev.HasField("session_log") and ev.session_log.status == ev.session_log.START
+    ]
     assert purges == [200]
 
 
@@ -136,12 +145,19 @@ def test_wandb_logs_and_resumes_same_run(tmp_path, monkeypatch):
     fake.init = lambda **kw: runs.append(_FakeRun(kw)) or runs[-1]
     monkeypatch.setitem(sys.modules, "wandb", fake)
 
-    _log_three(tmp_path, tensorboard=False, wandb=True, wandb_project="proj", wandb_run_name="r1",
-               config={"name": "tiny"})
+    _log_three(
+        tmp_path, tensorboard=False, wandb=True, wandb_project="proj", wandb_run_name="r1", config={"name": "tiny"}
+    )
     run = runs[0]
     run_id = (tmp_path / "wandb_id.txt").read_text().strip()
-    assert run.kwargs == {"project": "proj", "name": "r1", "config": {"name": "tiny"}, "dir": str(tmp_path),
-                          "resume": "allow", "id": run_id}
+    assert run.kwargs == {
+        "project": "proj",
+        "name": "r1",
+        "config": {"name": "tiny"},
+        "dir": str(tmp_path),
+        "resume": "allow",
+        "id": run_id,
+    }
     assert run.finished
     assert [s for s, _ in run.logged] == [100, 200, 300]
     assert run.logged[0][1] == {"reward/total": 1.5, "error/joint_deg": 12.0}  # NaN skipped

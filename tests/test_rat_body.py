@@ -8,10 +8,14 @@ import mujoco
 import numpy as np
 import pytest
 
-from mimic_mjx.bodies import available_bodies, get_body
-from mimic_mjx.bodies import rat
-from mimic_mjx.bodies.keypoint_maps import (KEYPOINT_MAPS, ROOT_KEYPOINT, TRUNK_KEYPOINTS, get_keypoint_map,
-                                            rat_keypoint_map)
+from mimic_mjx.bodies import available_bodies, get_body, rat
+from mimic_mjx.bodies.keypoint_maps import (
+    KEYPOINT_MAPS,
+    ROOT_KEYPOINT,
+    TRUNK_KEYPOINTS,
+    get_keypoint_map,
+    rat_keypoint_map,
+)
 from mimic_mjx.data.skeletons import RAT23_NAMES
 from mimic_mjx.errors import BodyError
 
@@ -119,13 +123,16 @@ def test_rat23_keypoints_all_mapped_to_existing_bodies(model):
     assert set(kmap.trunk_keypoints) <= set(names) and kmap.root_keypoint in kmap.trunk_keypoints
     # Offsets are for the rat as registered: stac-mjx's (unscaled) offset times the scale.
     assert kmap.offsets()["KneeL"] == pytest.approx(
-        tuple(rat.RAT_SCALE * c for c in (0.01542264534586861, 0.01747899805865108, -0.02570440890978101)))
+        tuple(rat.RAT_SCALE * c for c in (0.01542264534586861, 0.01747899805865108, -0.02570440890978101))
+    )
     # ... which puts KneeL on the knee joint centre (lower_leg_L's origin).
     np.testing.assert_allclose(kmap.offsets()["KneeL"], model.body("lower_leg_L").pos, atol=1e-12)
-    np.testing.assert_allclose(rat_keypoint_map(1.0)["AnkleL"][1],
-                               rat.build_spec(1.0).compile().body("foot_L").pos, atol=1e-12)
+    np.testing.assert_allclose(
+        rat_keypoint_map(1.0)["AnkleL"][1], rat.build_spec(1.0).compile().body("foot_L").pos, atol=1e-12
+    )
 
 
+@pytest.mark.needs_data
 def test_real_skeleton_names_when_present():
     if not SKELETON.is_file():
         pytest.skip(f"real data not found at {SKELETON} (expected ../shared/data beside the project)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import mujoco
 import numpy as np
@@ -32,7 +31,7 @@ def _markers(model, qpos, bodies, offsets):
     for t, q in enumerate(qpos):
         data.qpos[:] = q
         mujoco.mj_kinematics(model, data)
-        for k, (b, o) in enumerate(zip(bodies, offsets)):
+        for k, (b, o) in enumerate(zip(bodies, offsets, strict=True)):
             i = model.body(b).id
             out[t, k] = data.xpos[i] + data.xmat[i].reshape(3, 3) @ o
     return out
@@ -53,10 +52,16 @@ def arm_truth():
 
 
 def _as_keypoints(kp, names, fps=200.0):
-    return Keypoints(positions=kp, names=tuple(names), fps=fps,
-                     confidence=np.where(np.isnan(kp).any(-1), 0.0, 1.0), source="synthetic").validate()
+    return Keypoints(
+        positions=kp,
+        names=tuple(names),
+        fps=fps,
+        confidence=np.where(np.isnan(kp).any(-1), 0.0, 1.0),
+        source="synthetic",
+    ).validate()
 
 
+@pytest.mark.slow
 def test_recovers_pose_with_known_offsets_despite_noise_and_gaps(arm_truth):
     qpos, offsets, kp, names = arm_truth
     bodies = [ARM_MAP.keypoints[n][0] for n in names]
@@ -78,6 +83,7 @@ def test_recovers_offsets_given_poses(arm_truth):
     np.testing.assert_allclose(solver.fit_offsets(qpos, kp, w), offsets, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_full_stac_from_zero_offsets(arm_truth):
     """Alternating from zero offsets fits the markers; with one keypoint per segment,
     offsets and shoulder angles partly trade off, so the poses are close, not exact."""
@@ -90,6 +96,7 @@ def test_full_stac_from_zero_offsets(arm_truth):
     assert np.abs(reg.result.offsets - offsets).max() < 1e-3
 
 
+@pytest.mark.slow
 def test_solver_aligns_a_free_root():
     """A small free-floating body, turned and moved: root alignment plus LM recover it."""
     spec = mujoco.MjSpec()
@@ -123,7 +130,8 @@ def test_solver_aligns_a_free_root():
 def test_velocities_match_mujoco_finite_differences():
     model = mujoco.MjModel.from_xml_string(
         "<mujoco><worldbody><body><freejoint/><geom size='.1'/><body><joint type='hinge'/>"
-        "<geom size='.1'/></body></body></worldbody></mujoco>")
+        "<geom size='.1'/></body></body></worldbody></mujoco>"
+    )
     T, fps = 30, 50.0
     rng = np.random.default_rng(2)
     qpos = np.zeros((T, model.nq))
@@ -170,18 +178,42 @@ def test_bad_inputs(arm_truth):
     in_mm_read_as_m = dataclasses.replace(good, positions=kp * 1000.0)
     with pytest.raises(KeypointError, match="look like millimetres"):
         register(in_mm_read_as_m, "mouse_forelimb", log=lambda m: None)
-    with pytest.warns(KeypointWarning, match=r"\['Wrist'\] are not in"):
-        with pytest.raises(KeypointError):  # then the size check still applies to what is left
-            register(dataclasses.replace(good.subset(["Shoulder", "Elbow"]),
-                                         positions=good.subset(["Shoulder", "Elbow"]).positions * 1e3),
-                     "mouse_forelimb", log=lambda m: None)
+    # then the size check still applies to what is left
+    with pytest.warns(KeypointWarning, match=r"\['Wrist'\] are not in"), pytest.raises(KeypointError):
+        register(
+            dataclasses.replace(
+                good.subset(["Shoulder", "Elbow"]), positions=good.subset(["Shoulder", "Elbow"]).positions * 1e3
+            ),
+            "mouse_forelimb",
+            log=lambda m: None,
+        )
 
 
+@pytest.mark.needs_data
+@pytest.mark.slow
 def test_cli_register_writes_train_ready_clips(tmp_path, capsys):
     path = mouse_arm_files(1)[0]
     out = tmp_path / "clips.h5"
-    assert main(["register", "--body", "mouse_forelimb", "--keypoints", str(path), "--out", str(out),
-                 "--clip-length", "40", "--rounds", "1", "--iterations", "10"]) == 0
+    assert (
+        main(
+            [
+                "register",
+                "--body",
+                "mouse_forelimb",
+                "--keypoints",
+                str(path),
+                "--out",
+                str(out),
+                "--clip-length",
+                "40",
+                "--rounds",
+                "1",
+                "--iterations",
+                "10",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "Wrist" in printed and "joint-limit violations: 0" in printed and "wrote 2 clip(s)" in printed
     clips = read_clips(out)
@@ -190,8 +222,22 @@ def test_cli_register_writes_train_ready_clips(tmp_path, capsys):
     bank = bind_clips(clips, ARM.compile(), ARM.name, ARM.end_effectors, 6, 5)
     assert bank.qpos.shape == (2, 45, 4)
     # Bad input through the CLI: one line, exit code 2.
-    assert main(["register", "--body", "mouse_forelimb", "--keypoints", str(path), "--units", "mm",
-                 "--out", str(tmp_path / "x.h5")]) == 2
+    assert (
+        main(
+            [
+                "register",
+                "--body",
+                "mouse_forelimb",
+                "--keypoints",
+                str(path),
+                "--units",
+                "mm",
+                "--out",
+                str(tmp_path / "x.h5"),
+            ]
+        )
+        == 2
+    )
     assert "look like" in capsys.readouterr().err
     assert not (tmp_path / "x.h5").exists()
 
@@ -210,8 +256,9 @@ def test_render_writes_mp4(tmp_path, arm_truth):
 
     qpos, offsets, kp, names = arm_truth
     try:
-        out = render_keypoint_fit(ARM.compile(), qpos[:5], kp[:5], np.nan_to_num(kp[:5]), tmp_path / "fit.mp4",
-                                  fps=50, width=96, height=64)
+        out = render_keypoint_fit(
+            ARM.compile(), qpos[:5], kp[:5], np.nan_to_num(kp[:5]), tmp_path / "fit.mp4", fps=50, width=96, height=64
+        )
     except MimicError as exc:
         pytest.skip(f"no offscreen OpenGL here: {exc}")
     assert out.exists() and out.stat().st_size > 1000

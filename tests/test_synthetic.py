@@ -38,7 +38,7 @@ def test_shapes_and_names(clips, model):
 
 def test_deterministic_per_seed(clips):
     again = make_reaching_clips(8, seed=0)
-    for a, b in zip(clips, again):
+    for a, b in zip(clips, again, strict=True):
         for field in ("qpos", "qvel", "xpos", "xquat", "keypoints"):
             np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
 
@@ -133,7 +133,7 @@ def test_bad_arguments():
 def test_round_trips_through_the_clip_format(tmp_path, clips):
     write_clips(tmp_path / "synthetic.h5", clips[:2])
     back = read_clips(tmp_path / "synthetic.h5")
-    for a, b in zip(back, clips[:2]):
+    for a, b in zip(back, clips[:2], strict=True):
         assert a.name == b.name and a.body_names == b.body_names
         np.testing.assert_array_equal(a.qvel, b.qvel)
         np.testing.assert_array_equal(a.xquat, b.xquat)

@@ -10,8 +10,9 @@ _flag = "--xla_cpu_use_fusion_emitters=false"
 if _flag.split("=")[0] not in _os.environ.get("XLA_FLAGS", ""):
     _os.environ["XLA_FLAGS"] = (_os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 # Persistent compilation cache: the second run of an experiment skips XLA.
-_os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                       _os.path.join(_os.path.expanduser("~"), ".cache", "mimic-mjx", "jax"))
+_os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", _os.path.join(_os.path.expanduser("~"), ".cache", "mimic-mjx", "jax")
+)
 _os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "2")
 
 # Headless rendering: MuJoCo picks its GL backend when first imported. Without
@@ -37,4 +38,4 @@ import io as _io  # noqa: E402
 
 if _ilu.find_spec("warp") is None:
     with _contextlib.redirect_stdout(_io.StringIO()):
-        import mujoco.mjx  # noqa: E402,F401
+        import mujoco.mjx  # noqa: F401

@@ -18,7 +18,6 @@ from typing import Any
 
 from mimic_mjx.errors import ConfigError
 
-
 #: Physics backends ``env.backend`` accepts (see mimic_mjx.environments.physics).
 BACKENDS = ("auto", "native", "mjx", "warp")
 
@@ -54,6 +53,7 @@ class EnvConfig:
 # Each tracking term is a Gaussian kernel weight * exp(-err^2 / scale^2) of an
 # error in physical units; each cost term is -weight * (a cost). The functions
 # live in mimic_mjx.environments.rewards, one per field of RewardConfig.
+
 
 @dataclasses.dataclass(frozen=True)
 class AngleKernel:
@@ -105,6 +105,7 @@ class RewardConfig:
 @dataclasses.dataclass(frozen=True)
 class TerminationConfig:
     """An episode ends (terminated) when any of these is exceeded."""
+
     max_joint_error_rad: float = 0.6  # RMS over joints
     max_ee_error_m: float = 0.003  # mean end-effector error relative to the root
     max_body_error_m: float = 1.0  # mean tracked-body error relative to the root
@@ -118,18 +119,37 @@ class TerminationConfig:
 
 # Keys of earlier releases and where they live now.
 RENAMED_KEYS = {
-    **{f"env.{old}": new for old, new in {
-        "joint_scale_rad": "reward.joint.scale_rad", "joint_weight": "reward.joint.weight",
-        "joint_vel_scale_rad_s": "reward.joint_vel.scale_rad_s", "joint_vel_weight": "reward.joint_vel.weight",
-        "body_scale_m": "reward.body.scale_m", "body_weight": "reward.body.weight",
-        "ee_scale_m": "reward.end_effector.scale_m", "ee_weight": "reward.end_effector.weight",
-        "root_pos_scale_m": "reward.root_pos.scale_m", "root_pos_weight": "reward.root_pos.weight",
-        "root_angle_scale_rad": "reward.root_angle.scale_rad", "root_angle_weight": "reward.root_angle.weight",
-        "ctrl_cost": "reward.ctrl.weight", "ctrl_change_cost": "reward.ctrl_change.weight",
-        "energy_cost": "reward.energy.weight"}.items()},
-    **{f"env.{k}": f"termination.{k}" for k in (
-        "max_joint_error_rad", "max_ee_error_m", "max_body_error_m", "max_root_error_m",
-        "max_root_angle_rad", "max_root_drop_m")},
+    **{
+        f"env.{old}": new
+        for old, new in {
+            "joint_scale_rad": "reward.joint.scale_rad",
+            "joint_weight": "reward.joint.weight",
+            "joint_vel_scale_rad_s": "reward.joint_vel.scale_rad_s",
+            "joint_vel_weight": "reward.joint_vel.weight",
+            "body_scale_m": "reward.body.scale_m",
+            "body_weight": "reward.body.weight",
+            "ee_scale_m": "reward.end_effector.scale_m",
+            "ee_weight": "reward.end_effector.weight",
+            "root_pos_scale_m": "reward.root_pos.scale_m",
+            "root_pos_weight": "reward.root_pos.weight",
+            "root_angle_scale_rad": "reward.root_angle.scale_rad",
+            "root_angle_weight": "reward.root_angle.weight",
+            "ctrl_cost": "reward.ctrl.weight",
+            "ctrl_change_cost": "reward.ctrl_change.weight",
+            "energy_cost": "reward.energy.weight",
+        }.items()
+    },
+    **{
+        f"env.{k}": f"termination.{k}"
+        for k in (
+            "max_joint_error_rad",
+            "max_ee_error_m",
+            "max_body_error_m",
+            "max_root_error_m",
+            "max_root_angle_rad",
+            "max_root_drop_m",
+        )
+    },
 }
 
 
@@ -171,8 +191,17 @@ class PPOConfig:
     reward_scaling: float = 1.0
 
     def validate(self) -> None:
-        _positive(self, "num_envs", "unroll_length", "num_minibatches", "update_epochs", "learning_rate",
-                  "clip_epsilon", "max_grad_norm", "reward_scaling")
+        _positive(
+            self,
+            "num_envs",
+            "unroll_length",
+            "num_minibatches",
+            "update_epochs",
+            "learning_rate",
+            "clip_epsilon",
+            "max_grad_norm",
+            "reward_scaling",
+        )
         _non_negative(self, "entropy_cost", "value_cost")
         for name in ("discount", "gae_lambda"):
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -180,7 +209,8 @@ class PPOConfig:
         if (self.num_envs * self.unroll_length) % self.num_minibatches:
             raise ConfigError(
                 f"ppo.num_envs * ppo.unroll_length ({self.num_envs * self.unroll_length}) must be divisible by "
-                f"ppo.num_minibatches ({self.num_minibatches})")
+                f"ppo.num_minibatches ({self.num_minibatches})"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,7 +240,7 @@ class ExperimentConfig:
     ppo: PPOConfig = PPOConfig()
     train: TrainConfig = TrainConfig()
 
-    def validate(self) -> "ExperimentConfig":
+    def validate(self) -> ExperimentConfig:
         self.env.validate()
         self.reward.validate()
         self.termination.validate()
@@ -232,7 +262,7 @@ class ExperimentConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
-    def replace(self, **changes) -> "ExperimentConfig":
+    def replace(self, **changes) -> ExperimentConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -250,8 +280,13 @@ def _non_negative(obj, *names):
             raise ConfigError(f"{section}{n} must be zero or positive, got {getattr(obj, n)}")
 
 
-_SECTION_NAMES = {EnvConfig: "env.", AgentConfig: "agent.", PPOConfig: "ppo.", TrainConfig: "train.",
-                  TerminationConfig: "termination."}
+_SECTION_NAMES = {
+    EnvConfig: "env.",
+    AgentConfig: "agent.",
+    PPOConfig: "ppo.",
+    TrainConfig: "train.",
+    TerminationConfig: "termination.",
+}
 
 
 def _coerce(value: Any, tp: Any, where: str, default: Any = None) -> Any:
@@ -301,8 +336,9 @@ def _build(cls, values: dict, prefix: str = "", base: Any = None):
         if key not in fields:
             raise ConfigError(_unknown_key_message(prefix, key, fields))
         f = fields[key]
-        default = getattr(base, key) if base is not None else (
-            f.default if f.default is not dataclasses.MISSING else None)
+        default = (
+            getattr(base, key) if base is not None else (f.default if f.default is not dataclasses.MISSING else None)
+        )
         kwargs[key] = _coerce(value, hints[key], prefix + key, default)
     return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
 

@@ -26,10 +26,15 @@ def quat_mul(a, b):
     a, b = xp.asarray(a), xp.asarray(b)
     aw, ax, ay, az = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
     bw, bx, by, bz = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
-    return xp.stack([aw * bw - ax * bx - ay * by - az * bz,
-                     aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw], axis=-1)
+    return xp.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        axis=-1,
+    )
 
 
 def quat_conj(q):
@@ -43,10 +48,14 @@ def quat_to_mat(q):
     q = xp.asarray(q)
     q = q / xp.linalg.norm(q, axis=-1, keepdims=True)
     w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    return xp.stack([
-        xp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        xp.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        xp.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1)], -2)
+    return xp.stack(
+        [
+            xp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            xp.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            xp.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
 
 
 def mat_to_quat(R) -> np.ndarray:
@@ -64,9 +73,14 @@ def quat_rotate(q, v):
     xp = _xp(q, v)
     q, v = xp.asarray(q), xp.asarray(v)
     w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    t = xp.stack([w * v[..., 0] + y * v[..., 2] - z * v[..., 1],  # w v + u x v, u = (x, y, z)
-                  w * v[..., 1] + z * v[..., 0] - x * v[..., 2],
-                  w * v[..., 2] + x * v[..., 1] - y * v[..., 0]], axis=-1)
+    t = xp.stack(
+        [
+            w * v[..., 0] + y * v[..., 2] - z * v[..., 1],  # w v + u x v, u = (x, y, z)
+            w * v[..., 1] + z * v[..., 0] - x * v[..., 2],
+            w * v[..., 2] + x * v[..., 1] - y * v[..., 0],
+        ],
+        axis=-1,
+    )
     return v + 2 * xp.cross(q[..., 1:], t)
 
 
@@ -119,5 +133,4 @@ def heading_matrix(quat):
     yaw = xp.arctan2(fwd[..., 1], fwd[..., 0])
     c, s = xp.cos(yaw), xp.sin(yaw)
     zero, one = xp.zeros_like(c), xp.ones_like(c)
-    return xp.stack([xp.stack([c, -s, zero], -1), xp.stack([s, c, zero], -1),
-                     xp.stack([zero, zero, one], -1)], -2)
+    return xp.stack([xp.stack([c, -s, zero], -1), xp.stack([s, c, zero], -1), xp.stack([zero, zero, one], -1)], -2)

@@ -10,10 +10,9 @@ the network's activity.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 
@@ -28,8 +27,9 @@ class MLP(nn.Module):
         for i, width in enumerate(self.layers):
             x = nn.swish(nn.Dense(width, kernel_init=nn.initializers.lecun_uniform(), name=f"dense_{i}")(x))
             self.sow("intermediates", f"{self.name_prefix}_{i}", x)
-        return nn.Dense(self.out, kernel_init=nn.initializers.variance_scaling(
-            self.final_scale, "fan_in", "uniform"), name="out")(x)
+        return nn.Dense(
+            self.out, kernel_init=nn.initializers.variance_scaling(self.final_scale, "fan_in", "uniform"), name="out"
+        )(x)
 
 
 class IntentionAgent(nn.Module):
@@ -80,7 +80,7 @@ def kl_to_ar1_prior(mean, log_var, prev_latent, first, alpha):
     at its first step, so its stationary distribution is N(0, 1).
     """
     prior_mean = jnp.where(first[..., None], 0.0, alpha * prev_latent)
-    prior_var = jnp.where(first[..., None], 1.0, 1.0 - alpha ** 2)
+    prior_var = jnp.where(first[..., None], 1.0, 1.0 - alpha**2)
     var = jnp.exp(log_var)
     kl = 0.5 * (jnp.log(prior_var) - log_var + (var + jnp.square(mean - prior_mean)) / prior_var - 1.0)
     return jnp.sum(kl, axis=-1)
@@ -88,9 +88,13 @@ def kl_to_ar1_prior(mean, log_var, prev_latent, first, alpha):
 
 def make_agent(agent_cfg, action_size: int) -> IntentionAgent:
     return IntentionAgent(
-        encoder_layers=tuple(agent_cfg.encoder_layers), decoder_layers=tuple(agent_cfg.decoder_layers),
-        value_layers=tuple(agent_cfg.value_layers), latent_dim=agent_cfg.latent_dim,
-        action_size=action_size, init_log_std=agent_cfg.init_log_std)
+        encoder_layers=tuple(agent_cfg.encoder_layers),
+        decoder_layers=tuple(agent_cfg.decoder_layers),
+        value_layers=tuple(agent_cfg.value_layers),
+        latent_dim=agent_cfg.latent_dim,
+        action_size=action_size,
+        init_log_std=agent_cfg.init_log_std,
+    )
 
 
 def init_params(agent: IntentionAgent, key, ref_size: int, prop_size: int, latent_dim: int):

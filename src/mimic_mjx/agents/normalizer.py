@@ -14,10 +14,10 @@ class RunningStats:
     m2: jax.Array  # sum of squared deviations
 
     @classmethod
-    def create(cls, size: int) -> "RunningStats":
+    def create(cls, size: int) -> RunningStats:
         return cls(count=jnp.zeros(()), mean=jnp.zeros(size), m2=jnp.zeros(size))
 
-    def update(self, batch: jax.Array) -> "RunningStats":
+    def update(self, batch: jax.Array) -> RunningStats:
         """Merge a batch (..., size) with Chan et al.'s parallel formula."""
         batch = batch.reshape(-1, batch.shape[-1])
         n = batch.shape[0]

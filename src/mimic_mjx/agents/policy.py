@@ -11,8 +11,8 @@ inference part without building a trainer or any environment.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -27,13 +27,15 @@ from mimic_mjx.errors import RunDirError
 @struct.dataclass
 class PolicyParams:
     """The arrays of a controller: network parameters and observation statistics."""
+
     params: dict
     ref_stats: RunningStats
     prop_stats: RunningStats
 
 
-def network_outputs(agent: IntentionAgent, pp: PolicyParams, ref_obs, prop_obs, eps,
-                    record_layers: bool = False) -> dict:
+def network_outputs(
+    agent: IntentionAgent, pp: PolicyParams, ref_obs, prop_obs, eps, record_layers: bool = False
+) -> dict:
     """Forward pass with latent noise ``eps`` (zeros: the latent mean).
 
     Returns latent mean / log-variance / sample, action mean / log-std and the
@@ -47,9 +49,14 @@ def network_outputs(agent: IntentionAgent, pp: PolicyParams, ref_obs, prop_obs, 
     latent = z_mean + jnp.exp(0.5 * z_log_var) * eps
     dec = agent.apply(variables, latent, prop_n, method=agent.decode, mutable=mutable)
     (a_mean, a_log_std), dec_layers = dec if record_layers else (dec, None)
-    out = {"latent_mean": z_mean, "latent_log_var": z_log_var, "latent": latent,
-           "action_mean": a_mean, "action_log_std": a_log_std,
-           "value": agent.apply(variables, ref_n, prop_n, method=agent.value)}
+    out = {
+        "latent_mean": z_mean,
+        "latent_log_var": z_log_var,
+        "latent": latent,
+        "action_mean": a_mean,
+        "action_log_std": a_log_std,
+        "value": agent.apply(variables, ref_n, prop_n, method=agent.value),
+    }
     if record_layers:
         out["layers"] = {**_flatten(enc_layers), **_flatten(dec_layers)}
     return out
@@ -59,8 +66,7 @@ def _flatten(mutables) -> dict:
     return {name: v[0] for vals in mutables["intermediates"].values() for name, v in vals.items()}
 
 
-def make_inference_fn(agent: IntentionAgent, deterministic: bool = True,
-                      record_layers: bool = False) -> Callable:
+def make_inference_fn(agent: IntentionAgent, deterministic: bool = True, record_layers: bool = False) -> Callable:
     """``act(pp, ref_obs, prop_obs, key) -> (action, extras)``, pure and jit-able.
 
     Deterministic: latent mean, action mean (``key`` unused). Stochastic: a
@@ -68,6 +74,7 @@ def make_inference_fn(agent: IntentionAgent, deterministic: bool = True,
     holds the latent mean and log-variance, the latent used and, with
     ``record_layers``, every hidden layer's activation.
     """
+
     def act(pp: PolicyParams, ref_obs, prop_obs, key=None):
         lat_dim = agent.latent_dim
         if deterministic:
@@ -90,6 +97,7 @@ def make_inference_fn(agent: IntentionAgent, deterministic: bool = True,
 @dataclasses.dataclass(frozen=True)
 class Policy:
     """A trained controller, ready to act: load it with :func:`load_policy`."""
+
     agent: IntentionAgent
     params: PolicyParams
     config: ExperimentConfig  # the experiment it was trained in (body, task, network)
@@ -107,15 +115,30 @@ class Policy:
         if not deterministic and key is None:
             raise ValueError("a stochastic policy needs a PRNG key")
         fn = jax.jit(self.inference_fn(deterministic))
-        return fn(self.params, jnp.asarray(ref_obs), jnp.asarray(prop_obs),
-                  jax.random.PRNGKey(0) if key is None else key)
+        return fn(
+            self.params, jnp.asarray(ref_obs), jnp.asarray(prop_obs), jax.random.PRNGKey(0) if key is None else key
+        )
 
 
-def make_policy(cfg: ExperimentConfig, params: PolicyParams, ref_obs_size: int, prop_obs_size: int,
-                action_size: int, update: int, run_dir: Path | None = None) -> Policy:
-    return Policy(agent=make_agent(cfg.agent, action_size), params=params, config=cfg,
-                  ref_obs_size=ref_obs_size, prop_obs_size=prop_obs_size, action_size=action_size,
-                  update=update, run_dir=run_dir)
+def make_policy(
+    cfg: ExperimentConfig,
+    params: PolicyParams,
+    ref_obs_size: int,
+    prop_obs_size: int,
+    action_size: int,
+    update: int,
+    run_dir: Path | None = None,
+) -> Policy:
+    return Policy(
+        agent=make_agent(cfg.agent, action_size),
+        params=params,
+        config=cfg,
+        ref_obs_size=ref_obs_size,
+        prop_obs_size=prop_obs_size,
+        action_size=action_size,
+        update=update,
+        run_dir=run_dir,
+    )
 
 
 def load_policy(run_dir: str | Path, step: int | None = None) -> Policy:
@@ -132,5 +155,6 @@ def load_policy(run_dir: str | Path, step: int | None = None) -> Policy:
         raise RunDirError(f"run directory not found: {run_dir}")
     cfg = stored_config(run_dir)
     params, meta = read_policy(run_dir / "checkpoints", step)
-    return make_policy(cfg, params, meta["ref_obs_size"], meta["prop_obs_size"], meta["action_size"],
-                       meta["update"], run_dir)
+    return make_policy(
+        cfg, params, meta["ref_obs_size"], meta["prop_obs_size"], meta["action_size"], meta["update"], run_dir
+    )

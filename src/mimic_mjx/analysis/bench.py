@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import mujoco
@@ -31,8 +31,12 @@ from mimic_mjx.data.clips import Clip
 
 #: Intention-network sizes of the published rodent imitation agents (encoder
 #: 3 x 512, decoder 2 x 1024, critic 1024-1024-512-512-512, 60-d intention).
-PUBLISHED_NETWORKS = {"agent.encoder_layers": [512, 512, 512], "agent.decoder_layers": [1024, 1024],
-                      "agent.value_layers": [1024, 1024, 512, 512, 512], "agent.latent_dim": 60}
+PUBLISHED_NETWORKS = {
+    "agent.encoder_layers": [512, 512, 512],
+    "agent.decoder_layers": [1024, 1024],
+    "agent.value_layers": [1024, 1024, 512, 512, 512],
+    "agent.latent_dim": 60,
+}
 
 
 #: Raw physics: batches of start states, and control steps rolled out from each.
@@ -40,9 +44,17 @@ RAW_START_BATCHES = 6
 RAW_CONTROL_STEPS = 2
 
 
-def raw_native_steps_per_s(model: mujoco.MjModel, num_envs: int, substeps: int, threads: int,
-                           qpos: np.ndarray | None = None, qvel: np.ndarray | None = None,
-                           control_steps: int = 10, repeats: int = 3, seed: int = 0) -> float:
+def raw_native_steps_per_s(
+    model: mujoco.MjModel,
+    num_envs: int,
+    substeps: int,
+    threads: int,
+    qpos: np.ndarray | None = None,
+    qvel: np.ndarray | None = None,
+    control_steps: int = 10,
+    repeats: int = 3,
+    seed: int = 0,
+) -> float:
     """Control steps/s of MuJoCo's C engine via ``mujoco.rollout``, random controls held per control step.
 
     ``qpos``/``qvel`` (num_envs, ...): initial states (default: the model's rest pose).
@@ -59,8 +71,8 @@ def raw_native_steps_per_s(model: mujoco.MjModel, num_envs: int, substeps: int, 
     mujoco.mj_getState(model, data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
     state = np.tile(state, (num_envs, 1))
     if qpos is not None:  # FULLPHYSICS starts with time, qpos, qvel
-        state[:, 1:1 + model.nq] = qpos
-        state[:, 1 + model.nq:1 + model.nq + model.nv] = qvel
+        state[:, 1 : 1 + model.nq] = qpos
+        state[:, 1 + model.nq : 1 + model.nq + model.nv] = qvel
     lo, hi = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
     ctrl = rng.uniform(lo, hi, (num_envs, control_steps, model.nu)).repeat(substeps, axis=1)
     datas = [mujoco.MjData(model) for _ in range(threads)]
@@ -74,12 +86,14 @@ def raw_native_steps_per_s(model: mujoco.MjModel, num_envs: int, substeps: int, 
     return num_envs * control_steps * repeats / seconds
 
 
-def raw_mjx_control_steps_per_s(model: mujoco.MjModel, num_envs: int, substeps: int, qpos=None,
-                                qvel=None, impl: str = "jax") -> tuple[float, float]:
+def raw_mjx_control_steps_per_s(
+    model: mujoco.MjModel, num_envs: int, substeps: int, qpos=None, qvel=None, impl: str = "jax"
+) -> tuple[float, float]:
     from mimic_mjx.analysis.throughput import raw_mjx_steps_per_s
 
-    r = raw_mjx_steps_per_s(model, num_envs, model.opt.timestep, steps_per_call=substeps * 4, calls=5,
-                            qpos=qpos, qvel=qvel, impl=impl)
+    r = raw_mjx_steps_per_s(
+        model, num_envs, model.opt.timestep, steps_per_call=substeps * 4, calls=5, qpos=qpos, qvel=qvel, impl=impl
+    )
     return r["physics_steps_per_s"] / substeps, r["compile_s"]
 
 
@@ -94,15 +108,34 @@ def raw_physics(env, num_envs: int, seed: int = 0, reset=None) -> tuple[float, f
     model = copy.deepcopy(env.model)  # carries the task's timestep
     substeps = env.cfg.substeps
     reset = reset or jax.jit(jax.vmap(env.reset))
-    starts = [jax.device_get(reset(jax.random.split(jax.random.PRNGKey(seed + i), num_envs)).data)
-              for i in range(RAW_START_BATCHES)]
+    starts = [
+        jax.device_get(reset(jax.random.split(jax.random.PRNGKey(seed + i), num_envs)).data)
+        for i in range(RAW_START_BATCHES)
+    ]
     if env.backend.name == "native":
-        rates = [raw_native_steps_per_s(model, num_envs, substeps, env.backend.threads, np.asarray(st.qpos),
-                                        np.asarray(st.qvel), control_steps=RAW_CONTROL_STEPS, repeats=1, seed=i)
-                 for i, st in enumerate(starts)]
+        rates = [
+            raw_native_steps_per_s(
+                model,
+                num_envs,
+                substeps,
+                env.backend.threads,
+                np.asarray(st.qpos),
+                np.asarray(st.qvel),
+                control_steps=RAW_CONTROL_STEPS,
+                repeats=1,
+                seed=i,
+            )
+            for i, st in enumerate(starts)
+        ]
         return len(rates) / sum(1.0 / r for r in rates), 0.0  # total steps over total time
-    return raw_mjx_control_steps_per_s(model, num_envs, substeps, np.asarray(starts[0].qpos),
-                                       np.asarray(starts[0].qvel), impl="warp" if env.backend.name == "warp" else "jax")
+    return raw_mjx_control_steps_per_s(
+        model,
+        num_envs,
+        substeps,
+        np.asarray(starts[0].qpos),
+        np.asarray(starts[0].qvel),
+        impl="warp" if env.backend.name == "warp" else "jax",
+    )
 
 
 def _time_env(env, reset, num_envs: int, steps_per_call: int, calls: int, seed: int) -> tuple[float, float, float]:
@@ -110,11 +143,13 @@ def _time_env(env, reset, num_envs: int, steps_per_call: int, calls: int, seed: 
 
     Compile seconds: the first call's time less a steady call's.
     """
+
     def run(state, key):
         def body(s, k):
             a = jax.random.normal(k, (num_envs, env.action_size))
             s = jax.vmap(env.step)(s, a)
             return s, s.metrics["episode/unstable"].sum()
+
         state, unstable = jax.lax.scan(body, state, jax.random.split(key, steps_per_call))
         return state, unstable.sum()
 
@@ -155,8 +190,15 @@ def _time_training(cfg, clips, updates: int) -> tuple[float, float]:
     return first, trainer.steps_per_update * updates / (time.perf_counter() - t)
 
 
-def bench(cfg: config_lib.ExperimentConfig, clips: Sequence[Clip], *, updates: int = 5,
-          env_calls: int = 5, published: bool = True, log: Callable[[str], None] = print) -> dict:
+def bench(
+    cfg: config_lib.ExperimentConfig,
+    clips: Sequence[Clip],
+    *,
+    updates: int = 5,
+    env_calls: int = 5,
+    published: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Measure one configuration; returns the figures (see the module docstring)."""
     from mimic_mjx.training.experiment import build_env
 
@@ -171,27 +213,41 @@ def bench(cfg: config_lib.ExperimentConfig, clips: Sequence[Clip], *, updates: i
     reset = jax.jit(jax.vmap(env.reset))  # compiled once for the raw and the environment figures
     raw, raw_compile = raw_physics(env, n, seed=cfg.train.seed, reset=reset)
     log(f"  raw physics: {raw:,.0f} control steps/s ({raw * cfg.env.substeps:,.0f} physics steps/s)")
-    env_compile, env_sps, unstable = _time_env(env, reset, n, steps_per_call=cfg.ppo.unroll_length,
-                                               calls=env_calls, seed=cfg.train.seed)
+    env_compile, env_sps, unstable = _time_env(
+        env, reset, n, steps_per_call=cfg.ppo.unroll_length, calls=env_calls, seed=cfg.train.seed
+    )
     log(f"  environment: {env_sps:,.0f} steps/s ({env_sps / raw:.2f} x raw), compile {env_compile:.1f} s")
     first, train_sps = _time_training(cfg, clips, updates)
     log(f"  training ({_nets(cfg)}): {train_sps:,.0f} steps/s, first update {first:.1f} s incl. compile")
     out = {
-        "body": cfg.env.body, "backend": backend, "num_envs": n, "substeps": cfg.env.substeps,
-        "threads": threads, "device": jax.devices()[0].device_kind,
-        "env_steps_per_s": round(env_sps, 1), "train_steps_per_s": round(train_sps, 1),
-        "raw_physics_steps_per_s": round(raw, 1), "env_vs_raw": round(env_sps / raw, 3),
-        "first_update_s": round(first, 2), "env_compile_s": round(env_compile, 2),
-        "raw_compile_s": round(raw_compile, 2), "setup_s": round(setup_s, 2),
-        "unstable_per_1000_steps": round(unstable, 3), "networks": _nets(cfg),
+        "body": cfg.env.body,
+        "backend": backend,
+        "num_envs": n,
+        "substeps": cfg.env.substeps,
+        "threads": threads,
+        "device": jax.devices()[0].device_kind,
+        "env_steps_per_s": round(env_sps, 1),
+        "train_steps_per_s": round(train_sps, 1),
+        "raw_physics_steps_per_s": round(raw, 1),
+        "env_vs_raw": round(env_sps / raw, 3),
+        "first_update_s": round(first, 2),
+        "env_compile_s": round(env_compile, 2),
+        "raw_compile_s": round(raw_compile, 2),
+        "setup_s": round(setup_s, 2),
+        "unstable_per_1000_steps": round(unstable, 3),
+        "networks": _nets(cfg),
     }
     if published:
         pub = config_lib.apply_overrides(cfg, [f"{k}={v}" for k, v in PUBLISHED_NETWORKS.items()])
         first_p, train_p = _time_training(pub, clips, max(2, updates // 2))
         log(f"  training ({_nets(pub)}, published sizes): {train_p:,.0f} steps/s, first update {first_p:.1f} s")
-        out.update({"train_steps_per_s_published_networks": round(train_p, 1),
-                    "first_update_s_published_networks": round(first_p, 2),
-                    "published_networks": _nets(pub)})
+        out.update(
+            {
+                "train_steps_per_s_published_networks": round(train_p, 1),
+                "first_update_s_published_networks": round(first_p, 2),
+                "published_networks": _nets(pub),
+            }
+        )
     return out
 
 

@@ -9,8 +9,8 @@ of the clip that was tracked and the tracked fraction is reported beside them.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 import jax
@@ -42,13 +42,23 @@ def _rollout_fn(policy: Policy, env: ImitationEnv, num_steps: int):
             new_state = jax.tree.map(lambda n, o: jnp.where(keep, n, o), nxt, state)
             phys = env.view(nxt)
             err = env.errors(phys, clip, nxt.frame)
-            rec = {"qpos": phys.qpos, "ctrl": env.action_to_ctrl(a), "activation": phys.act,
-                   "muscle_force": phys.actuator_force, "latent_mean": extras["latent_mean"],
-                   "layers": extras["layers"], "metrics": nxt.metrics,
-                   "ee_pos": phys.xpos[env.ee_ids], "body_pos": phys.xpos[env.body_ids],
-                   "joint_error": err.joint, "ee_error": err.ee, "body_error": err.body,
-                   "root_error": err.root_pos,
-                   "valid": keep, "tracked": tracked}
+            rec = {
+                "qpos": phys.qpos,
+                "ctrl": env.action_to_ctrl(a),
+                "activation": phys.act,
+                "muscle_force": phys.actuator_force,
+                "latent_mean": extras["latent_mean"],
+                "layers": extras["layers"],
+                "metrics": nxt.metrics,
+                "ee_pos": phys.xpos[env.ee_ids],
+                "body_pos": phys.xpos[env.body_ids],
+                "joint_error": err.joint,
+                "ee_error": err.ee,
+                "body_error": err.body,
+                "root_error": err.root_pos,
+                "valid": keep,
+                "tracked": tracked,
+            }
             return (new_state, tracked), rec
 
         _, recs = jax.lax.scan(body, (state, jnp.bool_(True)), None, length=num_steps)
@@ -62,11 +72,16 @@ def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) ->
     policy = load_policy(run_dir)
     env = build_env(policy.config, clips)
     if (env.ref_obs_size, env.prop_obs_size, env.action_size) != (
-            policy.ref_obs_size, policy.prop_obs_size, policy.action_size):
-        raise RunDirError(f"{run_dir}: its controller expects observations of sizes "
-                          f"{policy.ref_obs_size}/{policy.prop_obs_size} and {policy.action_size} actions, but its "
-                          f"task now builds {env.ref_obs_size}/{env.prop_obs_size} and {env.action_size}; "
-                          f"was it trained with another version of the body or task?")
+        policy.ref_obs_size,
+        policy.prop_obs_size,
+        policy.action_size,
+    ):
+        raise RunDirError(
+            f"{run_dir}: its controller expects observations of sizes "
+            f"{policy.ref_obs_size}/{policy.prop_obs_size} and {policy.action_size} actions, but its "
+            f"task now builds {env.ref_obs_size}/{env.prop_obs_size} and {env.action_size}; "
+            f"was it trained with another version of the body or task?"
+        )
     ce = env.cfg.control_every
     num_steps = int((env.bank.lengths.max() - 1) // ce)
     run = _rollout_fn(policy, env, num_steps)
@@ -81,19 +96,21 @@ def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) ->
         sl = slice(0, max(n_tracked, 1))
         jerr = recs["joint_error"][i, sl]
         body_mm = 1e3 * np.mean(recs["body_error"][i, sl], axis=0)
-        per_clip.append({
-            "clip": name,
-            "frames": int(env.bank.lengths[i]),
-            "joint_rmse_deg": float(np.rad2deg(np.sqrt(np.mean(jerr ** 2)))),
-            "joint_rmse_deg_per_joint": np.rad2deg(np.sqrt(np.mean(jerr ** 2, axis=0))).tolist(),
-            "ee_error_mm": float(1e3 * np.mean(recs["ee_error"][i, sl])),
-            "body_error_mm": float(np.mean(body_mm)),
-            "body_error_mm_per_body": dict(zip(env.tracked_bodies, body_mm.round(3).tolist())),
-            "root_error_mm": float(1e3 * np.mean(recs["root_error"][i, sl])),
-            "fraction_tracked": n_tracked / steps,
-            # The training record's errors over the tracked steps (same names as the training logs).
-            "metrics": {k: float(np.mean(v[i, sl])) for k, v in recs["metrics"].items() if k.startswith("error/")},
-        })
+        per_clip.append(
+            {
+                "clip": name,
+                "frames": int(env.bank.lengths[i]),
+                "joint_rmse_deg": float(np.rad2deg(np.sqrt(np.mean(jerr**2)))),
+                "joint_rmse_deg_per_joint": np.rad2deg(np.sqrt(np.mean(jerr**2, axis=0))).tolist(),
+                "ee_error_mm": float(1e3 * np.mean(recs["ee_error"][i, sl])),
+                "body_error_mm": float(np.mean(body_mm)),
+                "body_error_mm_per_body": dict(zip(env.tracked_bodies, body_mm.round(3).tolist(), strict=True)),
+                "root_error_mm": float(1e3 * np.mean(recs["root_error"][i, sl])),
+                "fraction_tracked": n_tracked / steps,
+                # The training record's errors over the tracked steps (same names as the training logs).
+                "metrics": {k: float(np.mean(v[i, sl])) for k, v in recs["metrics"].items() if k.startswith("error/")},
+            }
+        )
     summary = {
         "run_dir": str(run_dir),
         "checkpoint_update": policy.update,
@@ -105,8 +122,9 @@ def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) ->
         "mean_ee_error_mm": float(np.mean([c["ee_error_mm"] for c in per_clip])),
         # Tracked bodies' positions relative to the root (the root's own error is separate).
         "mean_body_error_mm": float(np.mean([c["body_error_mm"] for c in per_clip])),
-        "body_error_mm_per_body": {b: float(np.mean([c["body_error_mm_per_body"][b] for c in per_clip]))
-                                   for b in env.tracked_bodies},
+        "body_error_mm_per_body": {
+            b: float(np.mean([c["body_error_mm_per_body"][b] for c in per_clip])) for b in env.tracked_bodies
+        },
         "mean_root_error_mm": float(np.mean([c["root_error_mm"] for c in per_clip])),
         "mean_fraction_tracked": float(np.mean([c["fraction_tracked"] for c in per_clip])),
         "clips": per_clip,
@@ -137,8 +155,20 @@ def _write_rollouts(path: Path, env, recs: dict) -> None:
             g.create_dataset("reference_qpos", data=env.bank.qpos[i, :L])
             g.create_dataset("reference_ee_pos", data=env.bank.ee_pos[i, :L])
             g.create_dataset("reference_body_pos", data=env.bank.body_pos[i, :L])
-            for key in ("qpos", "ctrl", "activation", "muscle_force", "latent_mean", "ee_pos", "body_pos",
-                        "joint_error", "ee_error", "body_error", "root_error", "tracked"):
+            for key in (
+                "qpos",
+                "ctrl",
+                "activation",
+                "muscle_force",
+                "latent_mean",
+                "ee_pos",
+                "body_pos",
+                "joint_error",
+                "ee_error",
+                "body_error",
+                "root_error",
+                "tracked",
+            ):
                 g.create_dataset(key, data=recs[key][i, :steps])
             lg = g.create_group("layers")
             for lname, v in recs["layers"].items():
@@ -147,12 +177,18 @@ def _write_rollouts(path: Path, env, recs: dict) -> None:
 
 
 def format_summary(summary: dict) -> str:
-    lines = [f"{'clip':<28} {'joint RMSE (deg)':>17} {'end-eff. (mm)':>14} {'bodies (mm)':>12} "
-             f"{'root (mm)':>10} {'tracked':>8}"]
+    lines = [
+        f"{'clip':<28} {'joint RMSE (deg)':>17} {'end-eff. (mm)':>14} {'bodies (mm)':>12} "
+        f"{'root (mm)':>10} {'tracked':>8}"
+    ]
     for c in summary["clips"]:
-        lines.append(f"{c['clip']:<28} {c['joint_rmse_deg']:>17.2f} {c['ee_error_mm']:>14.3f} "
-                     f"{c['body_error_mm']:>12.2f} {c['root_error_mm']:>10.2f} {100 * c['fraction_tracked']:>7.0f}%")
-    lines.append(f"{'mean over ' + str(summary['num_clips']) + ' clips':<28} {summary['mean_joint_rmse_deg']:>17.2f} "
-                 f"{summary['mean_ee_error_mm']:>14.3f} {summary['mean_body_error_mm']:>12.2f} "
-                 f"{summary['mean_root_error_mm']:>10.2f} {100 * summary['mean_fraction_tracked']:>7.0f}%")
+        lines.append(
+            f"{c['clip']:<28} {c['joint_rmse_deg']:>17.2f} {c['ee_error_mm']:>14.3f} "
+            f"{c['body_error_mm']:>12.2f} {c['root_error_mm']:>10.2f} {100 * c['fraction_tracked']:>7.0f}%"
+        )
+    lines.append(
+        f"{'mean over ' + str(summary['num_clips']) + ' clips':<28} {summary['mean_joint_rmse_deg']:>17.2f} "
+        f"{summary['mean_ee_error_mm']:>14.3f} {summary['mean_body_error_mm']:>12.2f} "
+        f"{summary['mean_root_error_mm']:>10.2f} {100 * summary['mean_fraction_tracked']:>7.0f}%"
+    )
     return "\n".join(lines)

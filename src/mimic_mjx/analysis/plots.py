@@ -8,11 +8,10 @@ import h5py
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from mimic_mjx.data.atomic import atomic_path  # noqa: E402
-
+from mimic_mjx.data.atomic import atomic_path
 
 MAX_JOINT_PANELS = 8
 
@@ -39,7 +38,7 @@ def plot_clip(rollouts_h5: str | Path, clip: str, out_dir: str | Path) -> list[P
         tracked = int(g.attrs["steps_tracked"])
     if len(joints) > MAX_JOINT_PANELS:
         # Large bodies: show the joints tracked worst.
-        keep = np.sort(np.argsort(-np.sqrt(np.mean(jerr[:max(tracked, 1)] ** 2, axis=0)))[:MAX_JOINT_PANELS])
+        keep = np.sort(np.argsort(-np.sqrt(np.mean(jerr[: max(tracked, 1)] ** 2, axis=0)))[:MAX_JOINT_PANELS])
         joints, ref, sim = [joints[k] for k in keep], ref[:, keep], sim[:, keep]
     t_ref = np.arange(len(ref)) * dt
     t_sim = np.arange(1, len(sim) + 1) * dt
@@ -60,8 +59,15 @@ def plot_clip(rollouts_h5: str | Path, clip: str, out_dir: str | Path) -> list[P
     _save(fig, paths[-1])
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    im = ax.imshow(act[:max(tracked, 1)].T, aspect="auto", origin="lower", vmin=min(0.0, float(act.min())), vmax=max(1.0, float(act.max())), cmap="magma",
-                   extent=(t_sim[0] - dt / 2, t_sim[max(tracked, 1) - 1] + dt / 2, -0.5, len(muscles) - 0.5))
+    im = ax.imshow(
+        act[: max(tracked, 1)].T,
+        aspect="auto",
+        origin="lower",
+        vmin=min(0.0, float(act.min())),
+        vmax=max(1.0, float(act.max())),
+        cmap="magma",
+        extent=(t_sim[0] - dt / 2, t_sim[max(tracked, 1) - 1] + dt / 2, -0.5, len(muscles) - 0.5),
+    )
     ax.set_yticks(range(len(muscles)), muscles, fontsize=8)
     ax.set_xlabel("time (s)")
     fig.colorbar(im, ax=ax, label="activation")
@@ -75,11 +81,15 @@ def plot_clip(rollouts_h5: str | Path, clip: str, out_dir: str | Path) -> list[P
 def plot_training_curve(metrics_jsonl: str | Path, out_path: str | Path) -> Path:
     import json
 
-    rows = [json.loads(l) for l in Path(metrics_jsonl).read_text().splitlines() if l.strip()]
+    rows = [json.loads(line) for line in Path(metrics_jsonl).read_text().splitlines() if line.strip()]
     steps = np.array([r["env_steps"] for r in rows]) / 1e6
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
-    for ax, key, label in zip(axes, ("reward/total", "error/joint_deg", "error/ee_mm"),
-                              ("reward per step", "joint error (deg)", "end-effector error (mm)")):
+    for ax, key, label in zip(
+        axes,
+        ("reward/total", "error/joint_deg", "error/ee_mm"),
+        ("reward per step", "joint error (deg)", "end-effector error (mm)"),
+        strict=True,
+    ):
         # null (non-finite) values are gaps in the curve.
         ax.plot(steps, [np.nan if r.get(key) is None else r[key] for r in rows])
         ax.set_xlabel("environment steps (M)")

@@ -18,14 +18,29 @@ MARKER_RGBA = np.array([0.2, 0.9, 0.2, 1.0], np.float32)  # fitted markers: gree
 def _add_sphere(scene, pos, radius, rgba):
     if scene.ngeom >= scene.maxgeom:
         return
-    mujoco.mjv_initGeom(scene.geoms[scene.ngeom], mujoco.mjtGeom.mjGEOM_SPHERE, np.array([radius, 0, 0]),
-                        np.asarray(pos, np.float64), np.eye(3).ravel(), rgba)
+    mujoco.mjv_initGeom(
+        scene.geoms[scene.ngeom],
+        mujoco.mjtGeom.mjGEOM_SPHERE,
+        np.array([radius, 0, 0]),
+        np.asarray(pos, np.float64),
+        np.eye(3).ravel(),
+        rgba,
+    )
     scene.ngeom += 1
 
 
-def render_keypoint_fit(model: mujoco.MjModel, qpos: np.ndarray, keypoints: np.ndarray, markers: np.ndarray,
-                        out_path: str | os.PathLike, fps: float, *, width: int = 480, height: int = 360,
-                        max_frames: int | None = None) -> Path:
+def render_keypoint_fit(
+    model: mujoco.MjModel,
+    qpos: np.ndarray,
+    keypoints: np.ndarray,
+    markers: np.ndarray,
+    out_path: str | os.PathLike,
+    fps: float,
+    *,
+    width: int = 480,
+    height: int = 360,
+    max_frames: int | None = None,
+) -> Path:
     """Write an MP4 of the fitted body with keypoints (red) and fitted markers (green)."""
     try:
         import imageio.v2 as imageio
@@ -34,9 +49,11 @@ def render_keypoint_fit(model: mujoco.MjModel, qpos: np.ndarray, keypoints: np.n
     try:
         renderer = mujoco.Renderer(model, height, width)
     except Exception as exc:  # no GL: say how to get one
-        raise MimicError(f"cannot create an offscreen OpenGL context with MUJOCO_GL="
-                         f"{os.environ.get('MUJOCO_GL', '')!r} ({exc}); install OSMesa "
-                         f"(apt-get install libosmesa6) or run on a machine with EGL") from None
+        raise MimicError(
+            f"cannot create an offscreen OpenGL context with MUJOCO_GL="
+            f"{os.environ.get('MUJOCO_GL', '')!r} ({exc}); install OSMesa "
+            f"(apt-get install libosmesa6) or run on a machine with EGL"
+        ) from None
     data = mujoco.MjData(model)
     extent = float(np.nanmax(np.ptp(keypoints.reshape(-1, 3)[np.isfinite(keypoints.reshape(-1, 3)).all(1)], 0)))
     radius = max(extent * 0.025, 1e-4)

@@ -12,9 +12,17 @@ import numpy as np
 from mujoco import mjx
 
 
-def raw_mjx_steps_per_s(model: mujoco.MjModel, num_envs: int, timestep: float,
-                        steps_per_call: int = 20, calls: int = 10, seed: int = 0,
-                        qpos=None, qvel=None, impl: str = "jax") -> dict:
+def raw_mjx_steps_per_s(
+    model: mujoco.MjModel,
+    num_envs: int,
+    timestep: float,
+    steps_per_call: int = 20,
+    calls: int = 10,
+    seed: int = 0,
+    qpos=None,
+    qvel=None,
+    impl: str = "jax",
+) -> dict:
     """Physics steps/s of ``num_envs`` batched MJX worlds; compile timed separately.
 
     ``qpos``/``qvel`` (num_envs, ...): initial states (default: the rest pose);
@@ -30,6 +38,7 @@ def raw_mjx_steps_per_s(model: mujoco.MjModel, num_envs: int, timestep: float,
         def body(d, k):
             ctrl = jax.random.uniform(k, (num_envs, model.nu), minval=lo, maxval=hi)
             return jax.vmap(mjx.step, in_axes=(None, 0))(mx, d.replace(ctrl=ctrl)), None
+
         data, _ = jax.lax.scan(body, data, jax.random.split(key, steps_per_call))
         return data
 
@@ -41,8 +50,10 @@ def raw_mjx_steps_per_s(model: mujoco.MjModel, num_envs: int, timestep: float,
         data = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs,) + jnp.shape(x)), blank)
     qpos = model.qpos0 if qpos is None else qpos
     qvel = np.zeros(model.nv) if qvel is None else qvel
-    data = data.replace(qpos=jnp.broadcast_to(jnp.asarray(qpos), (num_envs, model.nq)),
-                        qvel=jnp.broadcast_to(jnp.asarray(qvel), (num_envs, model.nv)))
+    data = data.replace(
+        qpos=jnp.broadcast_to(jnp.asarray(qpos), (num_envs, model.nq)),
+        qvel=jnp.broadcast_to(jnp.asarray(qvel), (num_envs, model.nv)),
+    )
     key = jax.random.PRNGKey(seed)
     t = time.perf_counter()
     data = jax.block_until_ready(run(data, key))

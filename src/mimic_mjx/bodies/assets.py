@@ -17,6 +17,7 @@ def dm_control_walker_asset(relative: str, body: str) -> Path:
         raise BodyError(f"the {body} body needs dm_control installed (pip install dm_control)") from exc
     path = Path(dm_control.__file__).resolve().parent.joinpath(*WALKER_ASSETS, relative)
     if not path.is_file():
-        raise BodyError(f"dm_control is installed but its {body} model is missing at {path}; "
-                        "reinstall dm_control (>= 1.0.16)")
+        raise BodyError(
+            f"dm_control is installed but its {body} model is missing at {path}; reinstall dm_control (>= 1.0.16)"
+        )
     return path

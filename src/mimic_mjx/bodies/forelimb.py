@@ -14,8 +14,8 @@ visit (checked by ``tests/test_bodies.py``). Masses sum to about 1 g.
 
 from __future__ import annotations
 
-import numpy as np
 import mujoco
+import numpy as np
 
 from mimic_mjx.quaternions import quat_rotate
 
@@ -28,8 +28,15 @@ JOINT_RANGES_DEG = {
     "elbow_joint": (-80.0, 90.0),
 }
 MUSCLES = (
-    "Pec_C", "Lat", "PD", "AD", "MD",
-    "Triceps_Lateral", "Triceps_Long", "Brachialis", "Biceps_Long",
+    "Pec_C",
+    "Lat",
+    "PD",
+    "AD",
+    "MD",
+    "Triceps_Lateral",
+    "Triceps_Long",
+    "Brachialis",
+    "Biceps_Long",
 )
 
 # Kinematic tree (metres, wxyz quaternions), recovered from the registration data.
@@ -58,16 +65,16 @@ _MASS = {"scapula": 1.5e-4, "humerus": 4.5e-4, "ulna": 2.0e-4, "radius": 1.5e-4,
 # (the forearm runs along +y from the elbow).
 _MUSCLE_PATHS = {
     #               origin                      insertion
-    "Pec_C":   ("scapula", (2.2, 0.6, 0.4),   "humerus", (0.35, 0.25, -2.2), 0.8),
-    "Lat":     ("scapula", (-1.6, -1.8, -0.2), "humerus", (0.35, -0.3, -2.0), 0.9),
-    "PD":      ("scapula", (-0.4, -2.2, 0.6), "humerus", (-0.35, -0.3, -1.8), 0.5),
-    "AD":      ("scapula", (0.4, 2.2, 0.6),   "humerus", (-0.35, 0.3, -1.8), 0.5),
-    "MD":      ("scapula", (-2.2, 0.4, 0.8),  "humerus", (-0.35, 0.3, -1.6), 0.6),
+    "Pec_C": ("scapula", (2.2, 0.6, 0.4), "humerus", (0.35, 0.25, -2.2), 0.8),
+    "Lat": ("scapula", (-1.6, -1.8, -0.2), "humerus", (0.35, -0.3, -2.0), 0.9),
+    "PD": ("scapula", (-0.4, -2.2, 0.6), "humerus", (-0.35, -0.3, -1.8), 0.5),
+    "AD": ("scapula", (0.4, 2.2, 0.6), "humerus", (-0.35, 0.3, -1.8), 0.5),
+    "MD": ("scapula", (-2.2, 0.4, 0.8), "humerus", (-0.35, 0.3, -1.6), 0.6),
     # Elbow: flexors insert on the forearm side, extensors behind the joint.
     "Triceps_Lateral": ("humerus", (-0.2, -0.5, -3.5), "ulna", (0.0, -0.6, 0.15), 1.2),
-    "Triceps_Long":    ("scapula", (-0.6, -1.0, -0.6), "ulna", (0.1, -0.6, 0.1), 0.9),
-    "Brachialis":      ("humerus", (0.1, 0.6, -4.2),  "ulna", (0.0, 1.6, 0.35), 0.7),
-    "Biceps_Long":     ("scapula", (0.6, 1.4, -0.4),  "ulna", (-0.1, 1.3, 0.4), 0.6),
+    "Triceps_Long": ("scapula", (-0.6, -1.0, -0.6), "ulna", (0.1, -0.6, 0.1), 0.9),
+    "Brachialis": ("humerus", (0.1, 0.6, -4.2), "ulna", (0.0, 1.6, 0.35), 0.7),
+    "Biceps_Long": ("scapula", (0.6, 1.4, -0.4), "ulna", (-0.1, 1.3, 0.4), 0.6),
 }
 
 
@@ -92,34 +99,82 @@ def build_spec() -> mujoco.MjSpec:
     world.add_light(pos=(0, -0.03, 0.03), dir=(0, 1, -1))
     ground = world.add_body(name="ground")
     clavicle = ground.add_body(name="clavicle")
-    clavicle.add_geom(type=mujoco.mjtGeom.mjGEOM_SPHERE, size=(0.0004, 0, 0),
-                      rgba=(0.8, 0.7, 0.6, 1), contype=0, conaffinity=0, mass=0)
+    clavicle.add_geom(
+        type=mujoco.mjtGeom.mjGEOM_SPHERE,
+        size=(0.0004, 0, 0),
+        rgba=(0.8, 0.7, 0.6, 1),
+        contype=0,
+        conaffinity=0,
+        mass=0,
+    )
     scapula = clavicle.add_body(name="scapula", pos=_SCAPULA_POS, quat=_SCAPULA_QUAT)
-    scapula.add_geom(type=mujoco.mjtGeom.mjGEOM_SPHERE, size=(0.0006, 0, 0),
-                     rgba=(0.8, 0.7, 0.6, 1), contype=0, conaffinity=0, mass=_MASS["scapula"])
+    scapula.add_geom(
+        type=mujoco.mjtGeom.mjGEOM_SPHERE,
+        size=(0.0006, 0, 0),
+        rgba=(0.8, 0.7, 0.6, 1),
+        contype=0,
+        conaffinity=0,
+        mass=_MASS["scapula"],
+    )
     humerus = scapula.add_body(name="humerus", pos=_HUMERUS_POS, quat=_MINUS_15_DEG_X)
-    for axis, name in zip(((0, 1, 0), (0, 0, 1), (1, 0, 0)), JOINTS[:3]):
+    for axis, name in zip(((0, 1, 0), (0, 0, 1), (1, 0, 0)), JOINTS[:3], strict=True):
         lo, hi = JOINT_RANGES_DEG[name]
-        humerus.add_joint(name=name, type=mujoco.mjtJoint.mjJNT_HINGE, axis=axis,
-                          range=np.deg2rad((lo, hi)), damping=2e-6, armature=2e-8)
-    humerus.add_geom(type=mujoco.mjtGeom.mjGEOM_CAPSULE, size=(0.0004, 0, 0),
-                     fromto=(0, 0, 0, *_ULNA_POS), rgba=(0.9, 0.8, 0.7, 1),
-                     contype=0, conaffinity=0, mass=_MASS["humerus"])
+        humerus.add_joint(
+            name=name,
+            type=mujoco.mjtJoint.mjJNT_HINGE,
+            axis=axis,
+            range=np.deg2rad((lo, hi)),
+            damping=2e-6,
+            armature=2e-8,
+        )
+    humerus.add_geom(
+        type=mujoco.mjtGeom.mjGEOM_CAPSULE,
+        size=(0.0004, 0, 0),
+        fromto=(0, 0, 0, *_ULNA_POS),
+        rgba=(0.9, 0.8, 0.7, 1),
+        contype=0,
+        conaffinity=0,
+        mass=_MASS["humerus"],
+    )
     ulna = humerus.add_body(name="ulna", pos=_ULNA_POS, quat=_MINUS_15_DEG_X)
     lo, hi = JOINT_RANGES_DEG["elbow_joint"]
-    ulna.add_joint(name="elbow_joint", type=mujoco.mjtJoint.mjJNT_HINGE, axis=(1, 0, 0),
-                   range=np.deg2rad((lo, hi)), damping=1e-6, armature=1e-8)
-    ulna.add_geom(type=mujoco.mjtGeom.mjGEOM_CAPSULE, size=(0.0003, 0, 0),
-                  fromto=(0, 0, 0, *_RADIUS_POS), rgba=(0.9, 0.8, 0.7, 1),
-                  contype=0, conaffinity=0, mass=_MASS["ulna"])
+    ulna.add_joint(
+        name="elbow_joint",
+        type=mujoco.mjtJoint.mjJNT_HINGE,
+        axis=(1, 0, 0),
+        range=np.deg2rad((lo, hi)),
+        damping=1e-6,
+        armature=1e-8,
+    )
+    ulna.add_geom(
+        type=mujoco.mjtGeom.mjGEOM_CAPSULE,
+        size=(0.0003, 0, 0),
+        fromto=(0, 0, 0, *_RADIUS_POS),
+        rgba=(0.9, 0.8, 0.7, 1),
+        contype=0,
+        conaffinity=0,
+        mass=_MASS["ulna"],
+    )
     ulna.add_body(name="elbow")
     radius = ulna.add_body(name="radius", pos=_RADIUS_POS)
-    radius.add_geom(type=mujoco.mjtGeom.mjGEOM_CAPSULE, size=(0.0003, 0, 0),
-                    fromto=(0, 0, 0, *_WRIST_POS), rgba=(0.9, 0.8, 0.7, 1),
-                    contype=0, conaffinity=0, mass=_MASS["radius"])
+    radius.add_geom(
+        type=mujoco.mjtGeom.mjGEOM_CAPSULE,
+        size=(0.0003, 0, 0),
+        fromto=(0, 0, 0, *_WRIST_POS),
+        rgba=(0.9, 0.8, 0.7, 1),
+        contype=0,
+        conaffinity=0,
+        mass=_MASS["radius"],
+    )
     wrist = radius.add_body(name="wrist_body", pos=_WRIST_POS)
-    wrist.add_geom(type=mujoco.mjtGeom.mjGEOM_SPHERE, size=(0.0005, 0, 0),
-                   rgba=(0.9, 0.6, 0.6, 1), contype=0, conaffinity=0, mass=_MASS["wrist_body"])
+    wrist.add_geom(
+        type=mujoco.mjtGeom.mjGEOM_SPHERE,
+        size=(0.0005, 0, 0),
+        rgba=(0.9, 0.6, 0.6, 1),
+        contype=0,
+        conaffinity=0,
+        mass=_MASS["wrist_body"],
+    )
     wrist.add_site(name="wrist", size=(0.0003, 0, 0), rgba=(1, 0, 0, 1))
 
     bodies = {"scapula": scapula, "humerus": humerus, "ulna": ulna}
@@ -130,10 +185,8 @@ def build_spec() -> mujoco.MjSpec:
         tendon = spec.add_tendon(name=f"{muscle}_tendon", width=0.00008, rgba=(0.8, 0.2, 0.2, 1))
         tendon.wrap_site(f"{muscle}_origin")
         tendon.wrap_site(f"{muscle}_insertion")
-        act = spec.add_actuator(name=muscle, target=f"{muscle}_tendon",
-                                trntype=mujoco.mjtTrn.mjTRN_TENDON)
-        act.set_to_muscle(timeconst=[0.01, 0.04], tausmooth=0.0, range=[0.75, 1.05], force=force,
-                          vmax=MUSCLE_VMAX)
+        act = spec.add_actuator(name=muscle, target=f"{muscle}_tendon", trntype=mujoco.mjtTrn.mjTRN_TENDON)
+        act.set_to_muscle(timeconst=[0.01, 0.04], tausmooth=0.0, range=[0.75, 1.05], force=force, vmax=MUSCLE_VMAX)
         act.ctrlrange = (0.0, 1.0)
         act.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
     _set_length_ranges(spec)
@@ -150,8 +203,7 @@ def _set_length_ranges(spec: mujoco.MjSpec, points_per_joint: int = 9) -> None:
     spec.compiler.LRopt.mode = mujoco.mjtLRMode.mjLRMODE_NONE
     model = spec.compile()
     data = mujoco.MjData(model)
-    grids = np.meshgrid(*[np.linspace(*model.jnt_range[j], points_per_joint)
-                          for j in range(model.njnt)], indexing="ij")
+    grids = np.meshgrid(*[np.linspace(*model.jnt_range[j], points_per_joint) for j in range(model.njnt)], indexing="ij")
     poses = np.stack([g.ravel() for g in grids], axis=1)
     lengths = np.empty((len(poses), model.nu))
     for i, q in enumerate(poses):

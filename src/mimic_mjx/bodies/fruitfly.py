@@ -67,8 +67,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import mujoco
+import numpy as np
 
 from mimic_mjx.bodies.assets import dm_control_walker_asset
 from mimic_mjx.errors import BodyError
@@ -136,10 +136,15 @@ def _freeze_joints(spec: mujoco.MjSpec, body) -> None:
         spec.delete(joint)
 
 
-def build_spec(fixed: tuple[str, ...] | list[str] = DEFAULT_FIXED,
-               joint_filter: float = JOINT_FILTER, *, timestep: float | None = None,
-               solver: str | None = None, iterations: int | None = None,
-               ls_iterations: int | None = None) -> mujoco.MjSpec:
+def build_spec(
+    fixed: tuple[str, ...] | list[str] = DEFAULT_FIXED,
+    joint_filter: float = JOINT_FILTER,
+    *,
+    timestep: float | None = None,
+    solver: str | None = None,
+    iterations: int | None = None,
+    ls_iterations: int | None = None,
+) -> mujoco.MjSpec:
     """Return the walking fruit fly on a floor as an editable ``mujoco.MjSpec``.
 
     ``fixed`` names the parts frozen in place (see :data:`PARTS`); the default
@@ -192,8 +197,15 @@ def build_spec(fixed: tuple[str, ...] | list[str] = DEFAULT_FIXED,
     missing = claws - {g.name for g in spec.geoms}
     if missing:  # pragma: no cover - guards against a changed dm_control
         raise BodyError(f"dm_control's fruit fly lacks the claw geoms {sorted(missing)}")
-    spec.worldbody.add_geom(name=FLOOR, type=mujoco.mjtGeom.mjGEOM_PLANE, size=(5.0, 5.0, 0.1),
-                            contype=1, conaffinity=0, condim=3, rgba=(0.35, 0.4, 0.45, 1))
+    spec.worldbody.add_geom(
+        name=FLOOR,
+        type=mujoco.mjtGeom.mjGEOM_PLANE,
+        size=(5.0, 5.0, 0.1),
+        contype=1,
+        conaffinity=0,
+        condim=3,
+        rgba=(0.35, 0.4, 0.45, 1),
+    )
     thorax.pos = (0.0, 0.0, SPAWN_HEIGHT)
 
     spec.option.noslip_iterations = 0

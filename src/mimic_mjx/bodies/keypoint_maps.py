@@ -125,7 +125,8 @@ def get_keypoint_map(body_name: str) -> KeypointMap:
         raise BodyError(
             f"body '{body_name}' has no keypoint mapping; bodies with one: "
             f"{', '.join(bodies_with_keypoint_maps())}. Add its entry to "
-            "mimic_mjx/bodies/keypoint_maps.py (KEYPOINT_MAPS, TRUNK_KEYPOINTS, ROOT_KEYPOINT)")
+            "mimic_mjx/bodies/keypoint_maps.py (KEYPOINT_MAPS, TRUNK_KEYPOINTS, ROOT_KEYPOINT)"
+        )
     return KeypointMap(
         body=body_name,
         keypoints=dict(KEYPOINT_MAPS[body_name]),

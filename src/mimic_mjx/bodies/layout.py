@@ -11,7 +11,7 @@ joint positions (clips without stored qvel, registration output).
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import mujoco
 import numpy as np
@@ -47,14 +47,15 @@ class JointLayout:
     nv: int
 
     @classmethod
-    def from_model(cls, model: mujoco.MjModel) -> "JointLayout":
+    def from_model(cls, model: mujoco.MjModel) -> JointLayout:
         types = np.asarray(model.jnt_type)
         free = np.nonzero(types == _FREE)[0]
         ball = np.nonzero(types == _BALL)[0]
         if len(ball) or len(free) > 1 or (len(free) == 1 and (free[0] != 0 or model.jnt_qposadr[0] != 0)):
             raise BindingError(
                 f"bodies must have hinge/slide joints and at most one free root joint, the model's first "
-                f"(found {len(free)} free and {len(ball)} ball joint(s)); rebuild the model accordingly")
+                f"(found {len(free)} free and {len(ball)} ball joint(s)); rebuild the model accordingly"
+            )
         others = np.nonzero(types != _FREE)[0]
         limited = model.jnt_limited[others].astype(bool)
         return cls(
@@ -64,7 +65,9 @@ class JointLayout:
             hinge_dof=np.asarray(model.jnt_dofadr[others], np.int64),
             lo=np.where(limited, model.jnt_range[others, 0], -np.inf),
             hi=np.where(limited, model.jnt_range[others, 1], np.inf),
-            nq=int(model.nq), nv=int(model.nv))
+            nq=int(model.nq),
+            nv=int(model.nv),
+        )
 
     @property
     def num_joints(self) -> int:
@@ -101,8 +104,10 @@ def reference_velocities(qpos: np.ndarray, fps: float, layout: JointLayout | Non
     """
     qpos = np.asarray(qpos)
     if qpos.ndim == 0 or qpos.shape[0] < 2:
-        raise ClipError(f"cannot derive velocities from {qpos.shape[0] if qpos.ndim else 0} frame(s) of qpos; "
-                        f"a clip needs at least 2 frames")
+        raise ClipError(
+            f"cannot derive velocities from {qpos.shape[0] if qpos.ndim else 0} frame(s) of qpos; "
+            f"a clip needs at least 2 frames"
+        )
     if not np.isfinite(fps) or fps <= 0:
         raise ClipError(f"frame rate must be a positive number of frames per second, got {fps}")
     qpos = np.asarray(qpos, np.float64)

@@ -55,8 +55,8 @@ import functools
 import math
 from pathlib import Path
 
-import numpy as np
 import mujoco
+import numpy as np
 
 from mimic_mjx.bodies.assets import dm_control_walker_asset
 from mimic_mjx.errors import BodyError
@@ -103,8 +103,9 @@ def build_spec(scale: float = RAT_SCALE) -> mujoco.MjSpec:
         # Added after scaling: the floor stays at z = 0 whatever the rat's size.
         # Default contype/conaffinity (1/1) collide with all of the rat's
         # collision geoms, including the "nonself" ones (contype 1, conaffinity 0).
-        spec.worldbody.add_geom(name=FLOOR, type=mujoco.mjtGeom.mjGEOM_PLANE,
-                                size=(2.0, 2.0, 0.05), rgba=(0.35, 0.4, 0.45, 1))
+        spec.worldbody.add_geom(
+            name=FLOOR, type=mujoco.mjtGeom.mjGEOM_PLANE, size=(2.0, 2.0, 0.05), rgba=(0.35, 0.4, 0.45, 1)
+        )
     return spec
 
 
@@ -161,17 +162,19 @@ def _unscaled_skins() -> dict:
         bones = []
         for b in range(ba, ba + bn):
             a, n = model.skin_bonevertadr[b], model.skin_bonevertnum[b]
-            bones.append((
-                model.body(model.skin_bonebodyid[b]).name,
-                model.skin_bonebindpos[b].copy(),
-                model.skin_bonebindquat[b].copy(),
-                model.skin_bonevertid[a:a + n].tolist(),
-                model.skin_bonevertweight[a:a + n].tolist(),
-            ))
+            bones.append(
+                (
+                    model.body(model.skin_bonebodyid[b]).name,
+                    model.skin_bonebindpos[b].copy(),
+                    model.skin_bonebindquat[b].copy(),
+                    model.skin_bonevertid[a : a + n].tolist(),
+                    model.skin_bonevertweight[a : a + n].tolist(),
+                )
+            )
         skins[model.skin(k).name] = {
-            "vert": model.skin_vert[va:va + vn].copy(),
-            "face": model.skin_face[fa:fa + fn].copy(),
-            "texcoord": model.skin_texcoord[ta:ta + vn].copy() if ta >= 0 else None,
+            "vert": model.skin_vert[va : va + vn].copy(),
+            "face": model.skin_face[fa : fa + fn].copy(),
+            "texcoord": model.skin_texcoord[ta : ta + vn].copy() if ta >= 0 else None,
             "bones": bones,
         }
     return skins
@@ -202,10 +205,22 @@ PAW_BODIES = ("foot_L", "toe_L", "foot_R", "toe_R", "hand_L", "finger_L", "hand_
 #: plane-capsule and plane-ellipsoid collision functions (collision_driver.py),
 #: so all of them are MJX-compatible against the floor plane.
 PAW_GEOMS = (
-    "foot_L_collision", "toe_L0_collision", "toe_L1_collision", "toe_L2_collision",
-    "foot_R_collision", "toe_R0_collision", "toe_R1_collision", "toe_R2_collision",
-    "hand_L_collision", "finger_L0_collision", "finger_L1_collision", "finger_L2_collision",
-    "hand_R_collision", "finger_R0_collision", "finger_R1_collision", "finger_R2_collision",
+    "foot_L_collision",
+    "toe_L0_collision",
+    "toe_L1_collision",
+    "toe_L2_collision",
+    "foot_R_collision",
+    "toe_R0_collision",
+    "toe_R1_collision",
+    "toe_R2_collision",
+    "hand_L_collision",
+    "finger_L0_collision",
+    "finger_L1_collision",
+    "finger_L2_collision",
+    "hand_R_collision",
+    "finger_R0_collision",
+    "finger_R1_collision",
+    "finger_R2_collision",
 )
 ACTUATIONS = ("position", "torque")
 #: Peak torques (N m) that replace dm_control's ``forcerange[1]`` in the torque
@@ -283,9 +298,14 @@ TRAIN_SOLVER = "cg"
 TRAIN_ITERATIONS = {"position": (6, 6), "torque": (8, 6)}
 
 
-def build_trainable_spec(scale: float = RAT_SCALE, actuation: str = "position", solver: str = TRAIN_SOLVER,
-                         iterations: int | None = None, ls_iterations: int | None = None,
-                         timestep: float = TRAIN_TIMESTEP) -> mujoco.MjSpec:
+def build_trainable_spec(
+    scale: float = RAT_SCALE,
+    actuation: str = "position",
+    solver: str = TRAIN_SOLVER,
+    iterations: int | None = None,
+    ls_iterations: int | None = None,
+    timestep: float = TRAIN_TIMESTEP,
+) -> mujoco.MjSpec:
     """The rat of :func:`build_spec`, set up for training (in MJX or C MuJoCo).
 
     Same bodies, joints, actuator names and order, keypoint sites and scale as

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import mujoco
 
@@ -81,8 +82,9 @@ class BodyModel:
             return cfg.replace(env=dataclasses.replace(cfg.env, body=self.name)).validate()
         cfg = config_lib.load(CONFIGS / self.default_config_file)
         if cfg.env.body != self.name:
-            raise BodyError(f"body '{self.name}': its default config {self.default_config_file} is for "
-                            f"env.body={cfg.env.body}")
+            raise BodyError(
+                f"body '{self.name}': its default config {self.default_config_file} is for env.body={cfg.env.body}"
+            )
         return cfg
 
 
@@ -107,13 +109,13 @@ def get_body(name: str) -> BodyModel:
         raise BodyError(f"unknown body '{name}'; available bodies: {', '.join(available_bodies())}") from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled(name: str) -> mujoco.MjModel:
     # A fresh MjModel per body name; callers that edit options copy it first.
     return get_body(name).build_spec().compile()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled_trainable(name: str) -> mujoco.MjModel:
     return get_body(name).build_trainable_spec().compile()
 
@@ -122,38 +124,48 @@ def _register_builtin() -> None:
     from mimic_mjx.bodies import forelimb, fruitfly, rat
     from mimic_mjx.bodies.keypoint_maps import get_keypoint_map
 
-    register_body(BodyModel(
-        name="mouse_forelimb",
-        description="Mouse forelimb: 4 hinges (shoulder x3, elbow), 9 Hill-type muscles, about 1 g",
-        build_spec=forelimb.build_spec,
-        end_effectors=("wrist_body",),
-        keypoint_bodies=get_keypoint_map("mouse_forelimb").keypoint_bodies(),
-        default_config_file="forelimb.yaml",
-    ))
-    register_body(BodyModel(
-        name="rat",
-        description=(f"Rat: dm_control's rodent scaled by {rat.RAT_SCALE:g} on a floor; free root joint + "
-                     "67 hinges, 38 position actuators, about 0.25 kg"),
-        build_spec=rat.build_spec,
-        # Hands and feet (the paws that touch the ground) and the head.
-        end_effectors=("hand_L", "hand_R", "foot_L", "foot_R", "skull"),
-        keypoint_bodies=get_keypoint_map("rat").keypoint_bodies(),
-        # Paws-only contacts, CG 6/6, 2 ms step, position actuators; see
-        # rat.build_trainable_spec (torque actuation: actuation="torque").
-        build_trainable_spec=rat.build_trainable_spec,
-        # The bodies carrying the rat23 markers: what registration pinned down.
-        tracked_bodies=tuple(sorted(set(get_keypoint_map("rat").keypoint_bodies().values()))),
-        default_config_file="rat.yaml",
-    ))
-    register_body(BodyModel(
-        name="fruitfly",
-        description=("Fruit fly: dm_control's fruitfly_v2 on a floor (cm, g units); free root + 83 hinges, "
-                     "wings/mouth/antennae/halteres fixed, 48 leg + 5 head/abdomen position actuators, "
-                     "claw-floor contacts only, about 0.9 mg"),
-        build_spec=fruitfly.build_spec,
-        # The six leg tips (claws) and the head.
-        end_effectors=(*fruitfly.CLAW_BODIES, "head"),
-    ))
+    register_body(
+        BodyModel(
+            name="mouse_forelimb",
+            description="Mouse forelimb: 4 hinges (shoulder x3, elbow), 9 Hill-type muscles, about 1 g",
+            build_spec=forelimb.build_spec,
+            end_effectors=("wrist_body",),
+            keypoint_bodies=get_keypoint_map("mouse_forelimb").keypoint_bodies(),
+            default_config_file="forelimb.yaml",
+        )
+    )
+    register_body(
+        BodyModel(
+            name="rat",
+            description=(
+                f"Rat: dm_control's rodent scaled by {rat.RAT_SCALE:g} on a floor; free root joint + "
+                "67 hinges, 38 position actuators, about 0.25 kg"
+            ),
+            build_spec=rat.build_spec,
+            # Hands and feet (the paws that touch the ground) and the head.
+            end_effectors=("hand_L", "hand_R", "foot_L", "foot_R", "skull"),
+            keypoint_bodies=get_keypoint_map("rat").keypoint_bodies(),
+            # Paws-only contacts, CG 6/6, 2 ms step, position actuators; see
+            # rat.build_trainable_spec (torque actuation: actuation="torque").
+            build_trainable_spec=rat.build_trainable_spec,
+            # The bodies carrying the rat23 markers: what registration pinned down.
+            tracked_bodies=tuple(sorted(set(get_keypoint_map("rat").keypoint_bodies().values()))),
+            default_config_file="rat.yaml",
+        )
+    )
+    register_body(
+        BodyModel(
+            name="fruitfly",
+            description=(
+                "Fruit fly: dm_control's fruitfly_v2 on a floor (cm, g units); free root + 83 hinges, "
+                "wings/mouth/antennae/halteres fixed, 48 leg + 5 head/abdomen position actuators, "
+                "claw-floor contacts only, about 0.9 mg"
+            ),
+            build_spec=fruitfly.build_spec,
+            # The six leg tips (claws) and the head.
+            end_effectors=(*fruitfly.CLAW_BODIES, "head"),
+        )
+    )
 
 
 _register_builtin()

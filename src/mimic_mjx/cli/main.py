@@ -91,8 +91,13 @@ def cmd_bench(args) -> int:
     cfg = config_lib.apply_overrides(cfg, sets + (args.set or []))
     if cfg.env.body != body.name:
         raise BodyError(f"--body {body.name} disagrees with env.body={cfg.env.body} of the config")
-    result = bench(cfg, clips, updates=args.updates, published=not args.no_published,
-                   log=lambda m: print(m, file=sys.stderr, flush=True))
+    result = bench(
+        cfg,
+        clips,
+        updates=args.updates,
+        published=not args.no_published,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+    )
     print(json.dumps(result))
     return 0
 
@@ -111,12 +116,19 @@ def cmd_register(args) -> int:
     from mimic_mjx.registration.stac import StacConfig
     from mimic_mjx.training.trainer import stderr_log
 
-    kp = read_keypoints(args.keypoints, format=args.format, units=args.units, fps=args.fps,
-                        names=args.names, skeleton=args.skeleton)
-    stderr_log(f"read {kp.num_frames} frames of {kp.num_keypoints} keypoints from {args.keypoints} "
-               f"({kp.input_units} -> m, {kp.fps:g} Hz)")
-    cfg = StacConfig(rounds=args.rounds, lm_iterations=args.iterations, min_confidence=args.min_confidence,
-                     weight_by_confidence=args.weight_by_confidence)
+    kp = read_keypoints(
+        args.keypoints, format=args.format, units=args.units, fps=args.fps, names=args.names, skeleton=args.skeleton
+    )
+    stderr_log(
+        f"read {kp.num_frames} frames of {kp.num_keypoints} keypoints from {args.keypoints} "
+        f"({kp.input_units} -> m, {kp.fps:g} Hz)"
+    )
+    cfg = StacConfig(
+        rounds=args.rounds,
+        lm_iterations=args.iterations,
+        min_confidence=args.min_confidence,
+        weight_by_confidence=args.weight_by_confidence,
+    )
     reg = register(kp, args.body, cfg, fit_scale=args.fit_scale, log=stderr_log)
     clips = split_clip(reg.clip, args.clip_length) if args.clip_length else [reg.clip]
     write_clips(args.out, clips)
@@ -126,8 +138,15 @@ def cmd_register(args) -> int:
         from mimic_mjx.analysis.render import render_keypoint_fit
         from mimic_mjx.bodies import get_body
 
-        render_keypoint_fit(get_body(args.body).compile(), reg.result.qpos, kp.positions, reg.result.markers,
-                            args.render, kp.fps, max_frames=args.render_frames)
+        render_keypoint_fit(
+            get_body(args.body).compile(),
+            reg.result.qpos,
+            kp.positions,
+            reg.result.markers,
+            args.render,
+            kp.fps,
+            max_frames=args.render_frames,
+        )
         print(f"wrote {args.render}")
     return 0
 
@@ -143,8 +162,11 @@ def cmd_bodies(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="mimic", description="mimic-mjx: imitate animal kinematics with "
-                                 "neural controllers of biomechanical bodies in MuJoCo/MJX.")
+    ap = argparse.ArgumentParser(
+        prog="mimic",
+        description="mimic-mjx: imitate animal kinematics with "
+        "neural controllers of biomechanical bodies in MuJoCo/MJX.",
+    )
     sub = ap.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a controller on reference clips")
@@ -170,8 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("register", help="fit a body to 3D keypoints (STAC) and write reference clips")
     r.add_argument("--body", required=True, help="body model, e.g. rat or mouse_forelimb (see `mimic bodies`)")
-    r.add_argument("--keypoints", required=True, help="DANNCE .mat, NWB (ndx-pose), SLEAP .h5/.slp, "
-                   "DeepLabCut/Anipose .csv, or a mouse-arm registration .h5")
+    r.add_argument(
+        "--keypoints",
+        required=True,
+        help="DANNCE .mat, NWB (ndx-pose), SLEAP .h5/.slp, DeepLabCut/Anipose .csv, or a mouse-arm registration .h5",
+    )
     r.add_argument("--format", help="keypoint file format, if the extension is ambiguous")
     r.add_argument("--units", choices=["m", "cm", "mm"], help="length unit of the file (overrides its metadata)")
     r.add_argument("--fps", type=float, help="frame rate in Hz (overrides its metadata)")
@@ -197,8 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--clips", nargs="+", help="clip files (default: built-in reaches or the body's rest pose)")
     k.add_argument("--config", help="experiment config (default: the body's built-in config)")
     k.add_argument("--updates", type=int, default=5, help="training updates to time")
-    k.add_argument("--no-published", action="store_true",
-                   help="skip the training measurement with the published network sizes")
+    k.add_argument(
+        "--no-published", action="store_true", help="skip the training measurement with the published network sizes"
+    )
     k.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides")
     k.set_defaults(func=cmd_bench)
 

@@ -8,7 +8,7 @@ device and be indexed inside jit-compiled code.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import mujoco
 import numpy as np
@@ -47,7 +47,7 @@ def _clip_columns(clip: Clip, model_joints: Sequence[str]) -> tuple[list[int], l
 
 def body_ids(model: mujoco.MjModel, names: Sequence[str]) -> np.ndarray:
     ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) for n in names]
-    missing = [n for n, i in zip(names, ids) if i < 0]
+    missing = [n for n, i in zip(names, ids, strict=True) if i < 0]
     if missing:
         raise BindingError(f"bodies {missing} are not in the body model")
     return np.asarray(ids)
@@ -57,9 +57,15 @@ def _model_joint_names(model: mujoco.MjModel) -> list[str]:
     return [model.joint(j).name for j in range(model.njnt)]
 
 
-def bind_clips(clips: Sequence[Clip], model: mujoco.MjModel, body_name: str,
-               end_effectors: Sequence[str], min_frames: int, pad: int,
-               tracked_bodies: Sequence[str] | None = None) -> ReferenceBank:
+def bind_clips(
+    clips: Sequence[Clip],
+    model: mujoco.MjModel,
+    body_name: str,
+    end_effectors: Sequence[str],
+    min_frames: int,
+    pad: int,
+    tracked_bodies: Sequence[str] | None = None,
+) -> ReferenceBank:
     """Check clips against the model by name and stack them in model order.
 
     ``min_frames``: shortest acceptable clip (the observation horizon + 1).
@@ -73,32 +79,46 @@ def bind_clips(clips: Sequence[Clip], model: mujoco.MjModel, body_name: str,
     fps = clips[0].fps
     for c in clips:
         if c.body != body_name:
-            raise BindingError(f"clip '{c.name}' was made for body '{c.body}', but the experiment uses "
-                               f"'{body_name}'; use clips registered to '{body_name}' or set env.body")
+            raise BindingError(
+                f"clip '{c.name}' was made for body '{c.body}', but the experiment uses "
+                f"'{body_name}'; use clips registered to '{body_name}' or set env.body"
+            )
         missing = [n for n in model_joints if n not in c.joint_names]
         extra = [n for n in c.joint_names if n not in model_joints]
         if missing or extra:
-            raise BindingError(f"clip '{c.name}' joints do not match body '{body_name}': "
-                               f"missing {missing}, unknown {extra}; body joints are {model_joints}")
-        dims = dict(zip(c.joint_names, c.qpos_dims))
-        wrong = [n for n in model_joints
-                 if dims[n] != QPOS_SIZE[int(model.jnt_type[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n)])]]
+            raise BindingError(
+                f"clip '{c.name}' joints do not match body '{body_name}': "
+                f"missing {missing}, unknown {extra}; body joints are {model_joints}"
+            )
+        dims = dict(zip(c.joint_names, c.qpos_dims, strict=True))
+        wrong = [
+            n
+            for n in model_joints
+            if dims[n] != QPOS_SIZE[int(model.jnt_type[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n)])]
+        ]
         if wrong:
-            raise BindingError(f"clip '{c.name}' joints {wrong} have a different type (qpos size) than in "
-                               f"body '{body_name}'")
+            raise BindingError(
+                f"clip '{c.name}' joints {wrong} have a different type (qpos size) than in body '{body_name}'"
+            )
         if c.body_names:
-            unknown = [n for n in c.body_names if n != "world" and
-                       mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) < 0]
+            unknown = [
+                n for n in c.body_names if n != "world" and mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) < 0
+            ]
             if unknown:
-                raise BindingError(f"clip '{c.name}' has positions for bodies {unknown} that body "
-                                   f"'{body_name}' does not have")
+                raise BindingError(
+                    f"clip '{c.name}' has positions for bodies {unknown} that body '{body_name}' does not have"
+                )
         if c.fps != fps:
-            raise ClipError(f"clips have different frame rates ({clips[0].name}: {fps} Hz, {c.name}: {c.fps} Hz); "
-                            f"resample them to one rate")
+            raise ClipError(
+                f"clips have different frame rates ({clips[0].name}: {fps} Hz, {c.name}: {c.fps} Hz); "
+                f"resample them to one rate"
+            )
         if c.num_frames < min_frames:
-            raise ClipError(f"clip '{c.name}' has {c.num_frames} frames, fewer than the {min_frames} needed "
-                            f"for an observation horizon of {min_frames - 1} frames; use longer clips or a "
-                            f"smaller env.horizon")
+            raise ClipError(
+                f"clip '{c.name}' has {c.num_frames} frames, fewer than the {min_frames} needed "
+                f"for an observation horizon of {min_frames - 1} frames; use longer clips or a "
+                f"smaller env.horizon"
+            )
 
     tracked_bodies = tuple(end_effectors if tracked_bodies is None else tracked_bodies)
     ee_ids = body_ids(model, end_effectors)
@@ -130,6 +150,12 @@ def bind_clips(clips: Sequence[Clip], model: mujoco.MjModel, body_name: str,
         qvel[i, L:] = 0.0
         ee[i, L:] = ee[i, L - 1]
         tr[i, L:] = tr[i, L - 1]
-    return ReferenceBank(names=tuple(c.name for c in clips), fps=float(fps),
-                         lengths=np.array([c.num_frames for c in clips], np.int32),
-                         qpos=qpos, qvel=qvel, ee_pos=ee, body_pos=tr)
+    return ReferenceBank(
+        names=tuple(c.name for c in clips),
+        fps=float(fps),
+        lengths=np.array([c.num_frames for c in clips], np.int32),
+        qpos=qpos,
+        qvel=qvel,
+        ee_pos=ee,
+        body_pos=tr,
+    )

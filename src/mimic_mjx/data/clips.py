@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 import numpy as np
@@ -61,19 +61,25 @@ class Clip:
     def duration_s(self) -> float:
         return self.num_frames / self.fps
 
-    def validate(self) -> "Clip":
+    def validate(self) -> Clip:
         """Check shapes and finiteness; raise ClipError naming the problem."""
         where = f"clip '{self.name}'"
         if not np.isfinite(self.fps) or self.fps <= 0:
             raise ClipError(f"{where}: frame rate must be a positive number of frames per second, got {self.fps}")
-        if self.joint_qpos_dims and (len(self.joint_qpos_dims) != len(self.joint_names)
-                                     or any(d not in QVEL_OF_QPOS for d in self.joint_qpos_dims)):
-            raise ClipError(f"{where}: joint_qpos_dims {list(self.joint_qpos_dims)} must give 1, 4 or 7 "
-                            f"for each of its {len(self.joint_names)} joints")
+        if self.joint_qpos_dims and (
+            len(self.joint_qpos_dims) != len(self.joint_names)
+            or any(d not in QVEL_OF_QPOS for d in self.joint_qpos_dims)
+        ):
+            raise ClipError(
+                f"{where}: joint_qpos_dims {list(self.joint_qpos_dims)} must give 1, 4 or 7 "
+                f"for each of its {len(self.joint_names)} joints"
+            )
         nq, nv = sum(self.qpos_dims), sum(self.qvel_dims)
         if self.qpos.ndim != 2 or self.qpos.shape[1] != nq:
-            raise ClipError(f"{where}: qpos has shape {self.qpos.shape}, expected (frames, {nq}) "
-                            f"to match its {len(self.joint_names)} joint names")
+            raise ClipError(
+                f"{where}: qpos has shape {self.qpos.shape}, expected (frames, {nq}) "
+                f"to match its {len(self.joint_names)} joint names"
+            )
         if self.qpos.shape[0] < 2:
             raise ClipError(f"{where}: has {self.qpos.shape[0]} frame(s); a clip needs at least 2")
         if self.qvel.shape != (self.qpos.shape[0], nv):
@@ -101,7 +107,8 @@ class Clip:
                 raise ClipError(
                     f"{where}: {field} holds {int(bad.sum())} NaN/infinite value(s), first at frame {frames[0]} "
                     f"({len(frames)} frame(s) affected). Re-register or interpolate those frames, "
-                    f"or drop this clip.")
+                    f"or drop this clip."
+                )
         return self
 
 
@@ -136,27 +143,31 @@ def _read_registration_layout(f: h5py.File, path: Path, body: str | None, fps: f
     if "kp_data" in f and kp_names:
         kp = _f32(f["kp_data"][()])
         keypoints = kp.reshape(kp.shape[0], len(kp_names), 3)
-    return [Clip(
-        name=path.stem,
-        body=body or "mouse_forelimb",
-        fps=float(fps),
-        joint_names=names_qpos,
-        qpos=qpos,
-        qvel=qvel,
-        body_names=body_names,
-        xpos=_f32(f["xpos"][()]) if "xpos" in f else None,
-        xquat=_f32(f["xquat"][()]) if "xquat" in f else None,
-        keypoint_names=kp_names,
-        keypoints=keypoints,
-        marker_offsets=_f32(f["offsets"][()]) if "offsets" in f else None,
-    ).validate()]
+    return [
+        Clip(
+            name=path.stem,
+            body=body or "mouse_forelimb",
+            fps=float(fps),
+            joint_names=names_qpos,
+            qpos=qpos,
+            qvel=qvel,
+            body_names=body_names,
+            xpos=_f32(f["xpos"][()]) if "xpos" in f else None,
+            xquat=_f32(f["xquat"][()]) if "xquat" in f else None,
+            keypoint_names=kp_names,
+            keypoints=keypoints,
+            marker_offsets=_f32(f["offsets"][()]) if "offsets" in f else None,
+        ).validate()
+    ]
 
 
 def _read_native(f: h5py.File, path: Path) -> list[Clip]:
     version = int(f.attrs.get("format_version", 0))
     if version > FORMAT_VERSION:
-        raise ClipError(f"{path}: clip format version {version} is newer than this mimic-mjx "
-                        f"understands ({FORMAT_VERSION}); upgrade mimic-mjx")
+        raise ClipError(
+            f"{path}: clip format version {version} is newer than this mimic-mjx "
+            f"understands ({FORMAT_VERSION}); upgrade mimic-mjx"
+        )
     body = str(f.attrs["body"])
     joint_names = _decode(f["joint_names"][()])
     body_names = _decode(f["body_names"][()]) if "body_names" in f else ()
@@ -175,17 +186,24 @@ def _read_native(f: h5py.File, path: Path) -> list[Clip]:
             raise ClipError(f"{path}: clip '{name}' has free or ball joints and no qvel; store qvel")
         else:
             qvel = _f32(reference_velocities(qpos, fps))
-        clips.append(Clip(
-            name=name, body=body, fps=fps, joint_names=joint_names, qpos=qpos, qvel=qvel,
-            body_names=body_names if "xpos" in g else (),
-            xpos=_f32(g["xpos"][()]) if "xpos" in g else None,
-            xquat=_f32(g["xquat"][()]) if "xquat" in g else None,
-            keypoint_names=kp_names if "keypoints" in g else (),
-            keypoints=_f32(g["keypoints"][()]) if "keypoints" in g else None,
-            marker_offsets=_f32(g["marker_offsets"][()]) if "marker_offsets" in g else None,
-            keypoint_residuals=_f32(g["keypoint_residuals"][()]) if "keypoint_residuals" in g else None,
-            joint_qpos_dims=dims,
-        ).validate())
+        clips.append(
+            Clip(
+                name=name,
+                body=body,
+                fps=fps,
+                joint_names=joint_names,
+                qpos=qpos,
+                qvel=qvel,
+                body_names=body_names if "xpos" in g else (),
+                xpos=_f32(g["xpos"][()]) if "xpos" in g else None,
+                xquat=_f32(g["xquat"][()]) if "xquat" in g else None,
+                keypoint_names=kp_names if "keypoints" in g else (),
+                keypoints=_f32(g["keypoints"][()]) if "keypoints" in g else None,
+                marker_offsets=_f32(g["marker_offsets"][()]) if "marker_offsets" in g else None,
+                keypoint_residuals=_f32(g["keypoint_residuals"][()]) if "keypoint_residuals" in g else None,
+                joint_qpos_dims=dims,
+            ).validate()
+        )
     return clips
 
 
@@ -212,8 +230,10 @@ def read_clips(path: str | os.PathLike, *, body: str | None = None, fps: float |
             if str(path) in str(exc):
                 raise
             raise ClipError(f"{path}: {exc}") from None  # say which file, not just which clip
-        raise ClipError(f"{path}: not a clip file: expected attribute format='{FORMAT_NAME}' or a "
-                        f"registration output with 'qpos' and 'names_qpos'; see docs/clip-format.md")
+        raise ClipError(
+            f"{path}: not a clip file: expected attribute format='{FORMAT_NAME}' or a "
+            f"registration output with 'qpos' and 'names_qpos'; see docs/clip-format.md"
+        )
 
 
 def read_clip_files(paths: Sequence[str | os.PathLike], **kwargs) -> list[Clip]:
@@ -242,12 +262,15 @@ def write_clips(path: str | os.PathLike, clips: Sequence[Clip]) -> None:
     for c in clips:
         c.validate()
         if not c.name or c.name == "." or "/" in c.name:
-            raise ClipError(f"clip name '{c.name}' cannot be stored in HDF5: use a non-empty name "
-                            f"without '/' (and not '.')")
+            raise ClipError(
+                f"clip name '{c.name}' cannot be stored in HDF5: use a non-empty name without '/' (and not '.')"
+            )
         if c.body != first.body or c.joint_names != first.joint_names or c.qpos_dims != first.qpos_dims:
-            raise ClipError(f"clip '{c.name}' is for body '{c.body}' with joints {list(c.joint_names)}, "
-                            f"but '{first.name}' is for '{first.body}' with {list(first.joint_names)}; "
-                            f"write clips of different bodies to different files")
+            raise ClipError(
+                f"clip '{c.name}' is for body '{c.body}' with joints {list(c.joint_names)}, "
+                f"but '{first.name}' is for '{first.body}' with {list(first.joint_names)}; "
+                f"write clips of different bodies to different files"
+            )
     str_dt = h5py.string_dtype()
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = FORMAT_NAME

@@ -81,8 +81,9 @@ def _timeline(rng: np.random.Generator, budget: float) -> tuple[float, float, fl
     return delay, reach, hold, back, returns
 
 
-def make_reaching_clips(num_clips: int, seed: int, *, fps: float = 200.0, num_frames: int = 100,
-                        body: str = "mouse_forelimb") -> list[Clip]:
+def make_reaching_clips(
+    num_clips: int, seed: int, *, fps: float = 200.0, num_frames: int = 100, body: str = "mouse_forelimb"
+) -> list[Clip]:
     """Return ``num_clips`` validated synthetic reaching clips, deterministic for ``seed``.
 
     Clips are named ``reach_000``, ``reach_001``, ... Each has qpos/qvel of all
@@ -138,20 +139,22 @@ def make_reaching_clips(num_clips: int, seed: int, *, fps: float = 200.0, num_fr
             xpos[k] = data.xpos
             xquat[k] = data.xquat
 
-        clips.append(Clip(
-            name=f"reach_{i:03d}",
-            body=body,
-            fps=float(fps),
-            joint_names=joint_names,
-            qpos=qpos.astype(np.float32),
-            qvel=qvel.astype(np.float32),
-            body_names=body_names,
-            xpos=xpos.astype(np.float32),
-            xquat=xquat.astype(np.float32),
-            keypoint_names=kp_names,
-            keypoints=xpos[:, kp_index].astype(np.float32),
-            marker_offsets=np.zeros((len(kp_names), 3), np.float32),
-        ).validate())
+        clips.append(
+            Clip(
+                name=f"reach_{i:03d}",
+                body=body,
+                fps=float(fps),
+                joint_names=joint_names,
+                qpos=qpos.astype(np.float32),
+                qvel=qvel.astype(np.float32),
+                body_names=body_names,
+                xpos=xpos.astype(np.float32),
+                xquat=xquat.astype(np.float32),
+                keypoint_names=kp_names,
+                keypoints=xpos[:, kp_index].astype(np.float32),
+                marker_offsets=np.zeros((len(kp_names), 3), np.float32),
+            ).validate()
+        )
     return clips
 
 
@@ -165,8 +168,17 @@ def make_still_clip(body_name: str, *, num_frames: int = 100, fps: float = 50.0)
 
     model = get_body(body_name).compile_trainable()
     names = tuple(model.joint(j).name for j in range(model.njnt))
-    dims = tuple(int(model.jnt_qposadr[j + 1] if j + 1 < model.njnt else model.nq) - int(model.jnt_qposadr[j])
-                 for j in range(model.njnt))
+    dims = tuple(
+        int(model.jnt_qposadr[j + 1] if j + 1 < model.njnt else model.nq) - int(model.jnt_qposadr[j])
+        for j in range(model.njnt)
+    )
     qpos = np.tile(model.qpos0.astype(np.float32), (num_frames, 1))
-    return Clip(name=f"{body_name}_still", body=body_name, fps=float(fps), joint_names=names, qpos=qpos,
-                qvel=np.zeros((num_frames, model.nv), np.float32), joint_qpos_dims=dims)
+    return Clip(
+        name=f"{body_name}_still",
+        body=body_name,
+        fps=float(fps),
+        joint_names=names,
+        qpos=qpos,
+        qvel=np.zeros((num_frames, model.nv), np.float32),
+        joint_qpos_dims=dims,
+    )

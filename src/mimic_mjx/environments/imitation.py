@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -55,8 +55,14 @@ class EnvState:
 #: How the metrics record of a transition is named. Errors are in display
 #: units; ``episode/*`` entries describe the episode a transition ended (they
 #: are averaged over ended episodes, everything else over steps).
-ERROR_METRICS = ("error/joint_deg", "error/joint_vel_rad_s", "error/ee_mm", "error/body_mm", "error/root_mm",
-                 "error/root_angle_deg")
+ERROR_METRICS = (
+    "error/joint_deg",
+    "error/joint_vel_rad_s",
+    "error/ee_mm",
+    "error/body_mm",
+    "error/root_mm",
+    "error/root_angle_deg",
+)
 EPISODE_METRICS = ("episode/length", "episode/terminated", "episode/unstable")
 
 
@@ -68,17 +74,19 @@ def step_metrics(err: Errors, terms: dict, reward, steps, terminated, unstable) 
     """The metrics record of one transition (scalars)."""
     m = {f"reward/{k}": v for k, v in terms.items()}
     m["reward/total"] = reward
-    m.update({
-        "error/joint_deg": jnp.rad2deg(_rms(err.joint)),
-        "error/joint_vel_rad_s": _rms(err.joint_vel),
-        "error/ee_mm": 1e3 * jnp.mean(err.ee),
-        "error/body_mm": 1e3 * jnp.mean(err.body),
-        "error/root_mm": 1e3 * err.root_pos,
-        "error/root_angle_deg": jnp.rad2deg(err.root_angle),
-        "episode/length": steps.astype(jnp.float32),
-        "episode/terminated": terminated,
-        "episode/unstable": unstable,
-    })
+    m.update(
+        {
+            "error/joint_deg": jnp.rad2deg(_rms(err.joint)),
+            "error/joint_vel_rad_s": _rms(err.joint_vel),
+            "error/ee_mm": 1e3 * jnp.mean(err.ee),
+            "error/body_mm": 1e3 * jnp.mean(err.body),
+            "error/root_mm": 1e3 * err.root_pos,
+            "error/root_angle_deg": jnp.rad2deg(err.root_angle),
+            "episode/length": steps.astype(jnp.float32),
+            "episode/terminated": terminated,
+            "episode/unstable": unstable,
+        }
+    )
     return m
 
 
@@ -122,9 +130,16 @@ def reference_observation(ref_q, ref_body, q, body, heading=None, ref_root=None,
 class ImitationEnv:
     """Imitation of a bank of reference clips by one body, on one physics backend."""
 
-    def __init__(self, cfg: EnvConfig, bank: ReferenceBank, model: mujoco.MjModel,
-                 end_effectors: Sequence[str], tracked_bodies: Sequence[str] | None = None,
-                 reward: RewardConfig = RewardConfig(), termination: TerminationConfig = TerminationConfig()):
+    def __init__(
+        self,
+        cfg: EnvConfig,
+        bank: ReferenceBank,
+        model: mujoco.MjModel,
+        end_effectors: Sequence[str],
+        tracked_bodies: Sequence[str] | None = None,
+        reward: RewardConfig = RewardConfig(),
+        termination: TerminationConfig = TerminationConfig(),
+    ):
         self.cfg = cfg
         self.reward_cfg = reward
         self.term_cfg = termination
@@ -145,8 +160,10 @@ class ImitationEnv:
         self.ee_ids = body_ids(model, self.end_effectors)
         self.body_ids = body_ids(model, self.tracked_bodies)
         if bank.body_pos.shape[2] != len(self.tracked_bodies):
-            raise BindingError(f"the reference bank tracks {bank.body_pos.shape[2]} bodies but the task "
-                               f"tracks {len(self.tracked_bodies)}; bind the clips with the same tracked bodies")
+            raise BindingError(
+                f"the reference bank tracks {bank.body_pos.shape[2]} bodies but the task "
+                f"tracks {len(self.tracked_bodies)}; bind the clips with the same tracked bodies"
+            )
         self.layout = JointLayout.from_model(model)
         self.has_root = self.layout.free_root
         self.hinge_q, self.hinge_v = self.layout.hinge_qpos, self.layout.hinge_dof
@@ -162,7 +179,8 @@ class ImitationEnv:
         self.action_size = model.nu
         # For each activation state, the actuator it belongs to.
         self._act_of_actuator = np.asarray(
-            [a for a in range(model.nu) for _ in range(model.actuator_actnum[a])], dtype=np.int32)
+            [a for a in range(model.nu) for _ in range(model.actuator_actnum[a])], dtype=np.int32
+        )
 
     @functools.cached_property
     def state_shape(self) -> EnvState:
@@ -205,9 +223,14 @@ class ImitationEnv:
         body = phys.xpos[self.body_ids]
         ref_q = self.ref_qpos[clip, frames]
         ref_obs = reference_observation(
-            ref_q[:, self.hinge_q], self.ref_body[clip, frames], phys.qpos[self.hinge_q], body,
-            heading=heading, ref_root=ref_q[:, :7] if self.has_root else None,
-            root=root if self.has_root else None)
+            ref_q[:, self.hinge_q],
+            self.ref_body[clip, frames],
+            phys.qpos[self.hinge_q],
+            body,
+            heading=heading,
+            ref_root=ref_q[:, :7] if self.has_root else None,
+            root=root if self.has_root else None,
+        )
         to_local = jnp.eye(3) if heading is None else heading.T
         rel_body = (body - root[None, :3]) @ to_local.T * 1e3
         parts = [phys.qpos[self.hinge_q], phys.qvel[self.hinge_v]]
@@ -215,8 +238,7 @@ class ImitationEnv:
             rot = quat_to_mat(root[3:7])
             # Height, gravity direction and velocities in the root's own frame: all
             # independent of where the body is and which way it faces.
-            parts += [root[2:3] * 1e3, rot.T @ jnp.array([0.0, 0.0, -1.0]), rot.T @ phys.qvel[:3],
-                      phys.qvel[3:6]]
+            parts += [root[2:3] * 1e3, rot.T @ jnp.array([0.0, 0.0, -1.0]), rot.T @ phys.qvel[:3], phys.qvel[3:6]]
         parts += [phys.act, phys.actuator_force / self.force_scale, prev_ctrl, rel_body.ravel()]
         return ref_obs, jnp.concatenate(parts)
 
@@ -234,7 +256,8 @@ class ImitationEnv:
             joint=phys.qpos[self.hinge_q] - ref_q[self.hinge_q],
             joint_vel=phys.qvel[self.hinge_v] - ref_v[self.hinge_v],
             body=jnp.linalg.norm(rel(body, root) - rel(ref_body, ref_root), axis=-1),
-            ee=jnp.linalg.norm(rel(ee, root) - rel(ref_ee, ref_root), axis=-1))
+            ee=jnp.linalg.norm(rel(ee, root) - rel(ref_ee, ref_root), axis=-1),
+        )
 
     def reset_to(self, key, clip, frame) -> EnvState:
         """Start an episode at a given clip and frame, in the reference state."""
@@ -250,9 +273,20 @@ class ImitationEnv:
         err = jax.tree.map(jnp.zeros_like, self.errors(phys, clip, frame))
         terms = reward_terms(self.reward_cfg, StepQuantities(err, prev_ctrl, prev_ctrl, prev_ctrl), self.has_root)
         metrics = jax.tree.map(jnp.zeros_like, step_metrics(err, terms, zero, jnp.int32(0), zero, zero))
-        return EnvState(data=data, clip=jnp.int32(clip), frame=jnp.int32(frame), steps=jnp.int32(0),
-                        prev_ctrl=prev_ctrl, ref_obs=ref_obs, prop_obs=prop_obs, reward=zero,
-                        terminated=zero, truncated=zero, metrics=metrics, key=key)
+        return EnvState(
+            data=data,
+            clip=jnp.int32(clip),
+            frame=jnp.int32(frame),
+            steps=jnp.int32(0),
+            prev_ctrl=prev_ctrl,
+            ref_obs=ref_obs,
+            prop_obs=prop_obs,
+            reward=zero,
+            terminated=zero,
+            truncated=zero,
+            metrics=metrics,
+            key=key,
+        )
 
     def reset(self, key) -> EnvState:
         """Start an episode at a random clip and start frame."""
@@ -292,15 +326,26 @@ class ImitationEnv:
         metrics = step_metrics(err, terms, reward, state.steps + 1, terminated, unstable)
         metrics = {k: v if k.startswith("episode/") else sanitize(v) for k, v in metrics.items()}
         return state.replace(
-            data=data, frame=frame, steps=state.steps + 1, prev_ctrl=ctrl,
-            ref_obs=sanitize(ref_obs), prop_obs=sanitize(prop_obs), reward=sanitize(reward),
-            terminated=terminated, truncated=truncated.astype(jnp.float32), metrics=metrics)
+            data=data,
+            frame=frame,
+            steps=state.steps + 1,
+            prev_ctrl=ctrl,
+            ref_obs=sanitize(ref_obs),
+            prop_obs=sanitize(prop_obs),
+            reward=sanitize(reward),
+            terminated=terminated,
+            truncated=truncated.astype(jnp.float32),
+            metrics=metrics,
+        )
 
     def _lost(self, phys, err: Errors, clip, frame):
         """Whether tracking is lost (terminations other than non-finite physics)."""
         t = self.term_cfg
-        lost = (_rms(err.joint) > t.max_joint_error_rad) | (jnp.mean(err.ee) > t.max_ee_error_m) \
+        lost = (
+            (_rms(err.joint) > t.max_joint_error_rad)
+            | (jnp.mean(err.ee) > t.max_ee_error_m)
             | (jnp.mean(err.body) > t.max_body_error_m)
+        )
         if self.has_root:
             fallen = self.ref_qpos[clip, frame, 2] - phys.qpos[2] > t.max_root_drop_m
             lost = lost | (err.root_pos > t.max_root_error_m) | (err.root_angle > t.max_root_angle_rad) | fallen
@@ -313,5 +358,10 @@ class ImitationEnv:
         fresh = self.reset(nxt.key)
         # Keep the transition's outcome; take the state and observation of the new episode.
         merged = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, nxt)
-        return merged.replace(reward=nxt.reward, terminated=nxt.terminated, truncated=nxt.truncated,
-                              metrics=nxt.metrics, key=jnp.where(done, fresh.key, jax.random.split(nxt.key)[0]))
+        return merged.replace(
+            reward=nxt.reward,
+            terminated=nxt.terminated,
+            truncated=nxt.truncated,
+            metrics=nxt.metrics,
+            key=jnp.where(done, fresh.key, jax.random.split(nxt.key)[0]),
+        )

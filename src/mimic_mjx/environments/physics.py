@@ -38,13 +38,17 @@ from flax import struct
 from mimic_mjx.config import BACKENDS
 from mimic_mjx.errors import BackendError
 
-_BAD_STATE_WARNINGS = (int(mujoco.mjtWarning.mjWARN_BADQPOS), int(mujoco.mjtWarning.mjWARN_BADQVEL),
-                       int(mujoco.mjtWarning.mjWARN_BADQACC))
+_BAD_STATE_WARNINGS = (
+    int(mujoco.mjtWarning.mjWARN_BADQPOS),
+    int(mujoco.mjtWarning.mjWARN_BADQVEL),
+    int(mujoco.mjtWarning.mjWARN_BADQACC),
+)
 
 
 @struct.dataclass
 class Physics:
     """What the task reads from a physics state (one environment)."""
+
     qpos: jax.Array
     qvel: jax.Array
     act: jax.Array
@@ -94,9 +98,11 @@ def make_backend(name: str, model: mujoco.MjModel, body: str = "", threads: int 
         return MjxBackend(model, "jax", body)
     if name == "warp":
         if not warp_installed():
-            raise BackendError('backend "warp" needs NVIDIA Warp, which is not installed; install it with '
-                               'pip install "mujoco-mjx[warp]==3.17.0" (or .venv/bin/pip install -e ".[warp]"; an '
-                               'NVIDIA GPU is recommended), or use env.backend=mjx or env.backend=native')
+            raise BackendError(
+                'backend "warp" needs NVIDIA Warp, which is not installed; install it with '
+                'pip install "mujoco-mjx[warp]==3.17.0" (or .venv/bin/pip install -e ".[warp]"; an '
+                "NVIDIA GPU is recommended), or use env.backend=mjx or env.backend=native"
+            )
         return MjxBackend(model, "warp", body)
     raise BackendError(f"unknown physics backend '{name}'; choose one of {', '.join(BACKENDS)}")
 
@@ -134,8 +140,14 @@ class MjxBackend:
         # MJX 3.17 keeps actuator velocities in the implementation-specific part of Data.
         impl = getattr(data, "_impl", None)
         vel = impl.actuator_velocity if hasattr(impl, "actuator_velocity") else data.actuator_velocity
-        return Physics(qpos=data.qpos, qvel=data.qvel, act=data.act, xpos=data.xpos,
-                       actuator_force=data.actuator_force, actuator_velocity=vel)
+        return Physics(
+            qpos=data.qpos,
+            qvel=data.qvel,
+            act=data.act,
+            xpos=data.xpos,
+            actuator_force=data.actuator_force,
+            actuator_velocity=vel,
+        )
 
 
 class NativeBackend:
@@ -154,8 +166,15 @@ class NativeBackend:
         m = self.model
         # Per-environment shape of every NativeState field; the field names are
         # also MjData's, so a state is read straight off an MjData.
-        self._sizes = {"qpos": (m.nq,), "qvel": (m.nv,), "act": (m.na,), "qacc_warmstart": (m.nv,),
-                       "xpos": (m.nbody, 3), "actuator_force": (m.nu,), "actuator_velocity": (m.nu,)}
+        self._sizes = {
+            "qpos": (m.nq,),
+            "qvel": (m.nv,),
+            "act": (m.na,),
+            "qacc_warmstart": (m.nv,),
+            "xpos": (m.nbody, 3),
+            "actuator_force": (m.nu,),
+            "actuator_velocity": (m.nu,),
+        }
         assert tuple(self._sizes) == tuple(f.name for f in dataclasses.fields(NativeState))
 
     # -- host side ---------------------------------------------------------
@@ -191,8 +210,7 @@ class NativeBackend:
         m = self.model
         lead = qpos.shape[:-1]
         substeps = int(substeps)
-        qp, qv, ac, wa, ct = (np.asarray(x, np.float64).reshape(-1, x.shape[-1])
-                              for x in (qpos, qvel, act, warm, ctrl))
+        qp, qv, ac, wa, ct = (np.asarray(x, np.float64).reshape(-1, x.shape[-1]) for x in (qpos, qvel, act, warm, ctrl))
 
         def row(d, b):
             d.time = 0.0
@@ -229,16 +247,29 @@ class NativeBackend:
 
     def init(self, qpos, qvel) -> NativeState:
         # Under vmap, "broadcast_all" hands the callback the whole batch at once.
-        res = jax.pure_callback(self._host_init, self._result_shapes(), qpos, qvel,
-                                vmap_method="broadcast_all")
+        res = jax.pure_callback(self._host_init, self._result_shapes(), qpos, qvel, vmap_method="broadcast_all")
         return NativeState(*res)
 
     def step(self, state: NativeState, ctrl, act, substeps: int) -> NativeState:
         fn = lambda *a: self._host_step(*a, substeps)
-        res = jax.pure_callback(fn, self._result_shapes(), state.qpos, state.qvel, act,
-                                state.qacc_warmstart, ctrl, vmap_method="broadcast_all")
+        res = jax.pure_callback(
+            fn,
+            self._result_shapes(),
+            state.qpos,
+            state.qvel,
+            act,
+            state.qacc_warmstart,
+            ctrl,
+            vmap_method="broadcast_all",
+        )
         return NativeState(*res)
 
     def view(self, state: NativeState) -> Physics:
-        return Physics(qpos=state.qpos, qvel=state.qvel, act=state.act, xpos=state.xpos,
-                       actuator_force=state.actuator_force, actuator_velocity=state.actuator_velocity)
+        return Physics(
+            qpos=state.qpos,
+            qvel=state.qvel,
+            act=state.act,
+            xpos=state.xpos,
+            actuator_force=state.actuator_force,
+            actuator_velocity=state.actuator_velocity,
+        )

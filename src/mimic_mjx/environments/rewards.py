@@ -12,7 +12,8 @@ physical units (so a scale reads as "the error at which the reward drops to
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,7 @@ from mimic_mjx.config import RewardConfig
 
 class Errors(NamedTuple):
     """Tracking errors of one step, SI units."""
+
     root_pos: jax.Array  # () m
     root_angle: jax.Array  # () rad
     joint: jax.Array  # (nj,) rad
@@ -32,6 +34,7 @@ class Errors(NamedTuple):
 
 class StepQuantities(NamedTuple):
     """What the reward terms of one control step may look at."""
+
     err: Errors
     ctrl: jax.Array  # (nu,) controls applied this step
     prev_ctrl: jax.Array  # (nu,) controls of the previous step
@@ -39,7 +42,7 @@ class StepQuantities(NamedTuple):
 
 
 def _kernel(sq_err, scale):
-    return jnp.exp(-sq_err / scale ** 2)
+    return jnp.exp(-sq_err / scale**2)
 
 
 def joint(q: StepQuantities, c) -> jax.Array:
@@ -79,8 +82,15 @@ def energy(q: StepQuantities, c) -> jax.Array:
 
 
 TERMS: dict[str, Callable[[StepQuantities, object], jax.Array]] = {
-    "joint": joint, "joint_vel": joint_vel, "body": body, "end_effector": end_effector,
-    "root_pos": root_pos, "root_angle": root_angle, "ctrl": ctrl, "ctrl_change": ctrl_change, "energy": energy,
+    "joint": joint,
+    "joint_vel": joint_vel,
+    "body": body,
+    "end_effector": end_effector,
+    "root_pos": root_pos,
+    "root_angle": root_angle,
+    "ctrl": ctrl,
+    "ctrl_change": ctrl_change,
+    "energy": energy,
 }
 #: Terms that only exist for bodies with a free root.
 ROOT_TERMS = ("root_pos", "root_angle")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import mujoco
 import numpy as np
@@ -30,10 +30,19 @@ def expected_extent(model: mujoco.MjModel, bodies: list[str], offsets: np.ndarra
     """Largest distance between the mapped markers at the neutral pose (m)."""
     data = mujoco.MjData(model)
     mujoco.mj_kinematics(model, data)
-    pts = np.array([data.xpos[model.body(b).id] + data.xmat[model.body(b).id].reshape(3, 3) @ o
-                    for b, o in zip(bodies, offsets)])
-    fake = Keypoints(positions=pts[None], names=tuple(f"k{i}" for i in range(len(pts))), fps=1.0,
-                     confidence=np.ones((1, len(pts))), source="model")
+    pts = np.array(
+        [
+            data.xpos[model.body(b).id] + data.xmat[model.body(b).id].reshape(3, 3) @ o
+            for b, o in zip(bodies, offsets, strict=True)
+        ]
+    )
+    fake = Keypoints(
+        positions=pts[None],
+        names=tuple(f"k{i}" for i in range(len(pts))),
+        fps=1.0,
+        confidence=np.ones((1, len(pts))),
+        source="model",
+    )
     return body_extent(fake)
 
 
@@ -55,13 +64,20 @@ def estimate_scale(kp: np.ndarray, markers: np.ndarray, origin: np.ndarray, w: n
 def _scalable_base(body) -> float:
     param = inspect.signature(body.build_spec).parameters.get("scale")
     if param is None or param.default is inspect.Parameter.empty:
-        raise KeypointError(f"body '{body.name}' cannot be rescaled (its builder takes no scale); "
-                            f"register without fitting the scale")
+        raise KeypointError(
+            f"body '{body.name}' cannot be rescaled (its builder takes no scale); register without fitting the scale"
+        )
     return float(param.default)
 
 
-def register(kp: Keypoints, body_name: str, cfg: StacConfig = StacConfig(), *,
-             fit_scale: bool = False, log: Callable[[str], None] = print) -> Registration:
+def register(
+    kp: Keypoints,
+    body_name: str,
+    cfg: StacConfig = StacConfig(),
+    *,
+    fit_scale: bool = False,
+    log: Callable[[str], None] = print,
+) -> Registration:
     """Fit ``body_name`` to the keypoints; return the clip, raw result and a residual summary.
 
     ``fit_scale``: first fit poses at the body's default size, estimate one
@@ -72,12 +88,17 @@ def register(kp: Keypoints, body_name: str, cfg: StacConfig = StacConfig(), *,
     kmap = get_keypoint_map(body_name)  # BodyError for a body without a mapping
     unknown = [n for n in kp.names if n not in kmap.keypoints]
     if unknown:
-        raise KeypointError(f"{kp.source}: keypoint(s) {unknown} are not in the '{body_name}' keypoint mapping "
-                            f"(which knows {list(kmap.names)}); rename them with names=/--names or drop them")
+        raise KeypointError(
+            f"{kp.source}: keypoint(s) {unknown} are not in the '{body_name}' keypoint mapping "
+            f"(which knows {list(kmap.names)}); rename them with names=/--names or drop them"
+        )
     unused = [n for n in kmap.names if n not in kp.names]
     if unused:
-        warnings.warn(f"the '{body_name}' mapping's keypoints {unused} are not in {kp.source}; fitting without them",
-                      KeypointWarning, stacklevel=2)
+        warnings.warn(
+            f"the '{body_name}' mapping's keypoints {unused} are not in {kp.source}; fitting without them",
+            KeypointWarning,
+            stacklevel=2,
+        )
     names = list(kp.names)
     bodies = [kmap.keypoints[n][0] for n in names]
     offsets0 = np.array([kmap.keypoints[n][1] for n in names], np.float64)
@@ -87,18 +108,26 @@ def register(kp: Keypoints, body_name: str, cfg: StacConfig = StacConfig(), *,
     missing = np.isnan(kp.positions).any(axis=-1)
     empty_frames = int(missing.all(axis=1).sum())
     if empty_frames:
-        warnings.warn(f"{kp.source}: {empty_frames} frame(s) have no keypoints; their poses are filled in by "
-                      f"the smoothness term only", KeypointWarning, stacklevel=2)
+        warnings.warn(
+            f"{kp.source}: {empty_frames} frame(s) have no keypoints; their poses are filled in by "
+            f"the smoothness term only",
+            KeypointWarning,
+            stacklevel=2,
+        )
     weights = kp.confidence if cfg.weight_by_confidence else np.ones_like(kp.confidence)
     weights = np.where((kp.confidence > cfg.min_confidence) & ~missing, weights, 0.0)
     trunk = [names.index(n) for n in kmap.trunk_keypoints if n in names]
     lay = registration_layout(model)
     if lay.free_root and len(trunk) < 3:
-        raise KeypointError(f"{kp.source}: the root of '{body_name}' is aligned on its trunk keypoints "
-                            f"{list(kmap.trunk_keypoints)}, but only {len(trunk)} are present; need 3 or more")
+        raise KeypointError(
+            f"{kp.source}: the root of '{body_name}' is aligned on its trunk keypoints "
+            f"{list(kmap.trunk_keypoints)}, but only {len(trunk)} are present; need 3 or more"
+        )
 
-    log(f"registering {kp.num_frames} frames x {len(names)} keypoints ({kp.duration_s:.1f} s at {kp.fps:g} Hz) "
-        f"to '{body_name}' ({model.nq} qpos); the first round includes compilation")
+    log(
+        f"registering {kp.num_frames} frames x {len(names)} keypoints ({kp.duration_s:.1f} s at {kp.fps:g} Hz) "
+        f"to '{body_name}' ({model.nq} qpos); the first round includes compilation"
+    )
     scale = 1.0
     if fit_scale:
         base = _scalable_base(body)
@@ -117,27 +146,37 @@ def register(kp: Keypoints, body_name: str, cfg: StacConfig = StacConfig(), *,
     violations = int(((qh < lay.lo - 1e-6) | (qh > lay.hi + 1e-6)).sum())
     res_mm = 1e3 * result.residuals
     summary = {
-        "body": body_name, "frames": kp.num_frames, "keypoints": names, "fps": kp.fps,
+        "body": body_name,
+        "frames": kp.num_frames,
+        "keypoints": names,
+        "fps": kp.fps,
         "median_residual_mm": float(np.nanmedian(res_mm)),
         "p95_residual_mm": float(np.nanpercentile(res_mm, 95)),
-        "per_keypoint_median_mm": {n: float(np.nanmedian(res_mm[:, i])) if np.isfinite(res_mm[:, i]).any()
-                                   else float("nan") for i, n in enumerate(names)},
-        "per_keypoint_p95_mm": {n: float(np.nanpercentile(res_mm[:, i], 95)) if np.isfinite(res_mm[:, i]).any()
-                                else float("nan") for i, n in enumerate(names)},
+        "per_keypoint_median_mm": {
+            n: float(np.nanmedian(res_mm[:, i])) if np.isfinite(res_mm[:, i]).any() else float("nan")
+            for i, n in enumerate(names)
+        },
+        "per_keypoint_p95_mm": {
+            n: float(np.nanpercentile(res_mm[:, i], 95)) if np.isfinite(res_mm[:, i]).any() else float("nan")
+            for i, n in enumerate(names)
+        },
         "joint_limit_violations": violations,
         "body_scale": scale,
         "solve_s": result.seconds,
     }
     clip = Clip(
         name=kp.source.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "registered",
-        body=body_name, fps=kp.fps,
+        body=body_name,
+        fps=kp.fps,
         joint_names=tuple(model.joint(j).name for j in range(model.njnt)),
         joint_qpos_dims=joint_qpos_dims(model),
         qpos=result.qpos.astype(np.float32),
         qvel=reference_velocities(result.qpos, kp.fps, solver.layout).astype(np.float32),
         body_names=tuple(model.body(b).name for b in range(model.nbody)),
-        xpos=xpos.astype(np.float32), xquat=xquat.astype(np.float32),
-        keypoint_names=tuple(names), keypoints=kp.positions.astype(np.float32),
+        xpos=xpos.astype(np.float32),
+        xquat=xquat.astype(np.float32),
+        keypoint_names=tuple(names),
+        keypoints=kp.positions.astype(np.float32),
         marker_offsets=result.offsets.astype(np.float32),
         keypoint_residuals=result.residuals.astype(np.float32),
     ).validate()
@@ -150,20 +189,31 @@ def split_clip(clip: Clip, length: int) -> list[Clip]:
         raise KeypointError(f"clip length must be at least 2 frames, got {length}")
     if clip.num_frames < length:
         raise KeypointError(f"the recording has {clip.num_frames} frames, fewer than one clip of {length}")
+    cut = lambda a, sl: None if a is None else a[sl]
     out = []
     for i, s in enumerate(range(0, clip.num_frames - length + 1, length)):
         sl = slice(s, s + length)
-        cut = lambda a: None if a is None else a[sl]
-        out.append(dataclasses.replace(
-            clip, name=f"{clip.name}-{i:04d}", qpos=clip.qpos[sl], qvel=clip.qvel[sl], xpos=cut(clip.xpos),
-            xquat=cut(clip.xquat), keypoints=cut(clip.keypoints), keypoint_residuals=cut(clip.keypoint_residuals)))
+        out.append(
+            dataclasses.replace(
+                clip,
+                name=f"{clip.name}-{i:04d}",
+                qpos=clip.qpos[sl],
+                qvel=clip.qvel[sl],
+                xpos=cut(clip.xpos, sl),
+                xquat=cut(clip.xquat, sl),
+                keypoints=cut(clip.keypoints, sl),
+                keypoint_residuals=cut(clip.keypoint_residuals, sl),
+            )
+        )
     return out
 
 
 def format_residuals(summary: dict) -> str:
     lines = [f"{'keypoint':<12} {'median (mm)':>12} {'95th pct (mm)':>14}"]
     for n in summary["keypoints"]:
-        lines.append(f"{n:<12} {summary['per_keypoint_median_mm'][n]:>12.2f} {summary['per_keypoint_p95_mm'][n]:>14.2f}")
+        lines.append(
+            f"{n:<12} {summary['per_keypoint_median_mm'][n]:>12.2f} {summary['per_keypoint_p95_mm'][n]:>14.2f}"
+        )
     lines.append(f"{'all':<12} {summary['median_residual_mm']:>12.2f} {summary['p95_residual_mm']:>14.2f}")
     lines.append(f"joint-limit violations: {summary['joint_limit_violations']}")
     return "\n".join(lines)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -92,9 +92,15 @@ def project(layout: JointLayout, q):
 class StacSolver:
     """Fits one body (a compiled MjModel) to keypoints through a keypoint map."""
 
-    def __init__(self, model: mujoco.MjModel, keypoint_bodies: list[str], initial_offsets: np.ndarray,
-                 trunk: list[int], cfg: StacConfig = StacConfig(),
-                 log: Callable[[str], None] = lambda m: None):
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        keypoint_bodies: list[str],
+        initial_offsets: np.ndarray,
+        trunk: list[int],
+        cfg: StacConfig = StacConfig(),
+        log: Callable[[str], None] = lambda m: None,
+    ):
         self.model = model
         self.cfg = cfg
         self.log = log
@@ -200,7 +206,7 @@ class StacSolver:
             return r, (sqrt_w[..., None, None] * J).reshape(m.shape[0], -1, lay.nv)
 
         def total(rm, rr):
-            return jnp.sum(rm ** 2, axis=1) + jnp.sum(rr ** 2, axis=1)
+            return jnp.sum(rm**2, axis=1) + jnp.sum(rr**2, axis=1)
 
         m, J = evaluate(q, offsets)
         rm, Jm = marker_terms(m, J)
@@ -225,7 +231,7 @@ class StacSolver:
 
         lam0 = jnp.full(q.shape[0], 1e-2)
         q, rm, _, _ = jax.lax.fori_loop(0, self.cfg.lm_iterations, body, (q, rm, Jm, lam0))
-        return q, jnp.sum(rm ** 2, axis=1)
+        return q, jnp.sum(rm**2, axis=1)
 
     # -- closed-form parts --------------------------------------------------
     def align_root(self, kp: np.ndarray, w: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -272,8 +278,12 @@ class StacSolver:
         out, costs = [], []
         B = self.cfg.batch_frames
         for s in range(0, q.shape[0], B):
-            qb, cb = self._pose_round(jnp.asarray(q[s:s + B]), jnp.asarray(np.nan_to_num(kp[s:s + B])),
-                                      jnp.asarray(sqrt_w[s:s + B]), jnp.asarray(offsets))
+            qb, cb = self._pose_round(
+                jnp.asarray(q[s : s + B]),
+                jnp.asarray(np.nan_to_num(kp[s : s + B])),
+                jnp.asarray(sqrt_w[s : s + B]),
+                jnp.asarray(offsets),
+            )
             out.append(np.asarray(qb))
             costs.append(np.asarray(cb))
         return np.concatenate(out), np.concatenate(costs)
@@ -287,15 +297,18 @@ class StacSolver:
         for r in range(self.cfg.rounds + 1):
             q, cost = self._solve_poses(q, kp, w, offsets)
             med = self._median_residual(q, kp, w, offsets)
-            self.log(f"pose round {r + 1}/{self.cfg.rounds + 1}: median keypoint residual {1e3 * med:.2f} mm "
-                     f"({time.perf_counter() - t0:.0f} s)")
+            self.log(
+                f"pose round {r + 1}/{self.cfg.rounds + 1}: median keypoint residual {1e3 * med:.2f} mm "
+                f"({time.perf_counter() - t0:.0f} s)"
+            )
             if r < self.cfg.rounds:
                 offsets = self.fit_offsets(q, kp, w)
         markers = np.asarray(jax.vmap(self._markers, in_axes=(0, None))(jnp.asarray(q), jnp.asarray(offsets)))
         residuals = np.linalg.norm(markers - kp, axis=-1)
         residuals = np.where(w > 0, residuals, np.nan)
-        return StacResult(qpos=q, offsets=offsets, markers=markers, residuals=residuals, weights=w,
-                          seconds=time.perf_counter() - t0)
+        return StacResult(
+            qpos=q, offsets=offsets, markers=markers, residuals=residuals, weights=w, seconds=time.perf_counter() - t0
+        )
 
     def _median_residual(self, q, kp, w, offsets) -> float:
         m = np.asarray(jax.vmap(self._markers, in_axes=(0, None))(jnp.asarray(q), jnp.asarray(offsets)))

@@ -28,9 +28,11 @@ from mimic_mjx.errors import RunDirError
 
 #: Version of the checkpoint layout; bump when what is stored changes shape.
 LAYOUT = 2
-_OLD_LAYOUT = ("was written by an earlier mimic-mjx (before checkpoint layout {layout}: no separate policy); "
-               "retrain it with this version (`mimic train --config {run}/config.json --clips ... --run-dir NEW`) "
-               "or evaluate it with mimic-mjx 0.1.0")
+_OLD_LAYOUT = (
+    "was written by an earlier mimic-mjx (before checkpoint layout {layout}: no separate policy); "
+    "retrain it with this version (`mimic train --config {run}/config.json --clips ... --run-dir NEW`) "
+    "or evaluate it with mimic-mjx 0.1.0"
+)
 
 
 def _as_dict(tree) -> dict:
@@ -40,21 +42,28 @@ def _as_dict(tree) -> dict:
 
 def _check_layout(directory: Path, step: int) -> None:
     if not (Path(directory) / str(step) / "meta").is_dir():
-        raise RunDirError(f"the checkpoint {Path(directory) / str(step)} "
-                          + _OLD_LAYOUT.format(layout=LAYOUT, run=Path(directory).parent))
+        raise RunDirError(
+            f"the checkpoint {Path(directory) / str(step)} "
+            + _OLD_LAYOUT.format(layout=LAYOUT, run=Path(directory).parent)
+        )
 
 
 def _handlers():
-    return {"policy": ocp.StandardCheckpointHandler(), "train": ocp.StandardCheckpointHandler(),
-            "meta": ocp.JsonCheckpointHandler()}
+    return {
+        "policy": ocp.StandardCheckpointHandler(),
+        "train": ocp.StandardCheckpointHandler(),
+        "meta": ocp.JsonCheckpointHandler(),
+    }
 
 
 class Checkpoints:
     def __init__(self, directory: str | Path, max_to_keep: int = 3):
         self.directory = Path(directory).absolute()
         self.manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-            item_handlers=_handlers())
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            item_handlers=_handlers(),
+        )
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -67,8 +76,12 @@ class Checkpoints:
         # without contacts); they carry no information and are rebuilt on restore.
         rest = {k: v for k, v in _as_dict(state.replace(policy=None)).items() if np.size(v)}
         meta = {**meta, "layout": LAYOUT, "update": int(step)}
-        self.manager.save(step, args=ocp.args.Composite(
-            policy=ocp.args.StandardSave(policy), train=ocp.args.StandardSave(rest), meta=ocp.args.JsonSave(meta)))
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                policy=ocp.args.StandardSave(policy), train=ocp.args.StandardSave(rest), meta=ocp.args.JsonSave(meta)
+            ),
+        )
         self.manager.wait_until_finished()
 
     def restore(self, template, step: int | None = None):
@@ -81,16 +94,24 @@ class Checkpoints:
         pol_template = serialization.to_state_dict(template.policy)
         rest_template = template.replace(policy=None)
         try:
-            restored = self.manager.restore(step, args=ocp.args.Composite(
-                policy=ocp.args.StandardRestore(jax.tree.map(lambda v: np.zeros(v.shape, v.dtype), pol_template)),
-                train=ocp.args.StandardRestore(zeros(rest_template))))
+            restored = self.manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    policy=ocp.args.StandardRestore(jax.tree.map(lambda v: np.zeros(v.shape, v.dtype), pol_template)),
+                    train=ocp.args.StandardRestore(zeros(rest_template)),
+                ),
+            )
         except (ValueError, KeyError, TypeError) as exc:
-            raise RunDirError(f"checkpoint {self.directory}/{step} does not match this experiment's "
-                              f"state ({exc}); was it written by another config or version?") from None
+            raise RunDirError(
+                f"checkpoint {self.directory}/{step} does not match this experiment's "
+                f"state ({exc}); was it written by another config or version?"
+            ) from None
         policy = serialization.from_state_dict(template.policy, restored["policy"])
         leaves, treedef = jax.tree_util.tree_flatten_with_path(rest_template)
-        values = [restored["train"].get(k, np.zeros(v.shape, v.dtype)) for k, v in
-                  ((jax.tree_util.keystr(p), leaf) for p, leaf in leaves)]
+        values = [
+            restored["train"].get(k, np.zeros(v.shape, v.dtype))
+            for k, v in ((jax.tree_util.keystr(p), leaf) for p, leaf in leaves)
+        ]
         return jax.tree_util.tree_unflatten(treedef, values).replace(policy=policy)
 
     def close(self):
@@ -109,14 +130,16 @@ def read_policy(directory: str | Path, step: int | None = None) -> tuple[PolicyP
             raise RunDirError(f"{directory.parent} holds no checkpoint yet; train it first")
         _check_layout(directory, step)
         try:
-            restored = manager.restore(step, args=ocp.args.Composite(
-                policy=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+            restored = manager.restore(
+                step, args=ocp.args.Composite(policy=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
+            )
         except (ValueError, KeyError, FileNotFoundError) as exc:
             raise RunDirError(f"checkpoint {directory}/{step} cannot be read ({exc})") from None
     finally:
         manager.close()
     tree = jax.tree.map(jnp.asarray, restored["policy"])
     stats = lambda d: RunningStats(count=d["count"], mean=d["mean"], m2=d["m2"])
-    params = PolicyParams(params=tree["params"], ref_stats=stats(tree["ref_stats"]),
-                          prop_stats=stats(tree["prop_stats"]))
+    params = PolicyParams(
+        params=tree["params"], ref_stats=stats(tree["ref_stats"]), prop_stats=stats(tree["prop_stats"])
+    )
     return params, dict(restored["meta"])

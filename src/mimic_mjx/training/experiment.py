@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from mimic_mjx.bodies import get_body
 from mimic_mjx.config import ExperimentConfig
@@ -16,7 +16,13 @@ def build_env(cfg: ExperimentConfig, clips: Sequence[Clip]) -> ImitationEnv:
     # The trainable variant: same names as the registration model, simulation set up for speed.
     model = body.compile_trainable()
     e = cfg.env
-    bank = bind_clips(clips, model, body.name, body.end_effectors,
-                      min_frames=e.horizon * e.control_every + 1, pad=e.horizon * e.control_every,
-                      tracked_bodies=body.tracked())
+    bank = bind_clips(
+        clips,
+        model,
+        body.name,
+        body.end_effectors,
+        min_frames=e.horizon * e.control_every + 1,
+        pad=e.horizon * e.control_every,
+        tracked_bodies=body.tracked(),
+    )
     return ImitationEnv(e, bank, model, body.end_effectors, body.tracked(), cfg.reward, cfg.termination)

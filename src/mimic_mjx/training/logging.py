@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from mimic_mjx.data.atomic import write_text
 from mimic_mjx.errors import ConfigError
@@ -56,7 +57,7 @@ def _truncate(path: Path, upto_update: int) -> list[dict]:
             keep.append(line)
         else:
             dropped.append(rec)
-    write_text(path, "".join(l + "\n" for l in keep))
+    write_text(path, "".join(line + "\n" for line in keep))
     return dropped
 
 
@@ -94,9 +95,17 @@ class MetricsLog:
             (its id is kept in ``run_dir/wandb_id.txt``).
     """
 
-    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True, wandb: bool = False,
-                 wandb_project: str = "mimic-mjx", wandb_run_name: str | None = None,
-                 config: Mapping[str, Any] | None = None, resume_from_update: int | None = None):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        tensorboard: bool = True,
+        wandb: bool = False,
+        wandb_project: str = "mimic-mjx",
+        wandb_run_name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        resume_from_update: int | None = None,
+    ):
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / METRICS_FILE
         self._file = None
@@ -110,17 +119,19 @@ class MetricsLog:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         dropped = _truncate(self.metrics_path, resume_from_update) if resume_from_update is not None else []
         try:
-            self._file = open(self.metrics_path, "a", buffering=1)
+            self._file = open(self.metrics_path, "a", buffering=1)  # noqa: SIM115 (held open until close())
             if tbx is not None:
                 # Steps logged by the interrupted run past the checkpoint are superseded:
                 # TensorBoard purges events at or after purge_step.
                 dropped_steps = [r["env_steps"] for r in dropped if isinstance(r.get("env_steps"), (int, float))]
                 purge_step = int(min(dropped_steps)) if dropped_steps else None
-                self._tb = tbx.SummaryWriter(logdir=str(self.run_dir / TENSORBOARD_DIR),
-                                             purge_step=purge_step, flush_secs=30)
+                self._tb = tbx.SummaryWriter(
+                    logdir=str(self.run_dir / TENSORBOARD_DIR), purge_step=purge_step, flush_secs=30
+                )
             if wandb_mod is not None:
-                self._wandb_run = self._start_wandb(wandb_mod, wandb_project, wandb_run_name, config,
-                                                    resume=resume_from_update is not None)
+                self._wandb_run = self._start_wandb(
+                    wandb_mod, wandb_project, wandb_run_name, config, resume=resume_from_update is not None
+                )
         except BaseException:
             self.close()
             raise
@@ -132,12 +143,14 @@ class MetricsLog:
             run_id = uuid.uuid4().hex[:16]
             write_text(id_path, run_id + "\n")
         try:
-            return wandb_mod.init(project=project, name=name, config=dict(config or {}),
-                                  dir=str(self.run_dir), resume="allow", id=run_id)
+            return wandb_mod.init(
+                project=project, name=name, config=dict(config or {}), dir=str(self.run_dir), resume="allow", id=run_id
+            )
         except Exception as e:  # network, login, bad project name, ...
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise ConfigError(f"could not start the Weights & Biases run: {first} "
-                              f"(run `wandb login`, or set WANDB_MODE=offline)") from e
+            raise ConfigError(
+                f"could not start the Weights & Biases run: {first} (run `wandb login`, or set WANDB_MODE=offline)"
+            ) from e
 
     def log(self, update: int, env_steps: int, metrics: Mapping[str, Any]) -> None:
         """Record the metrics of one update; ``env_steps`` is the global step for TensorBoard/W&B."""
@@ -150,8 +163,11 @@ class MetricsLog:
                 record[str(k)] = _json_value(v)
         self._file.write(json.dumps(record, allow_nan=False) + "\n")
 
-        scalars = {k: float(v) for k, v in record.items()
-                   if k not in _STEP_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        scalars = {
+            k: float(v)
+            for k, v in record.items()
+            if k not in _STEP_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         if self._tb is not None:
             for tag, value in scalars.items():
                 self._tb.add_scalar(tag, value, global_step=env_steps)
@@ -179,7 +195,7 @@ class MetricsLog:
             if file is not None:
                 file.close()
 
-    def __enter__(self) -> "MetricsLog":
+    def __enter__(self) -> MetricsLog:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -190,8 +206,9 @@ def _import_wandb():
     try:
         import wandb
     except ImportError as e:
-        raise ConfigError(f"Weights & Biases logging needs the wandb package, which is not installed: "
-                          f"{WANDB_INSTALL_HINT}") from e
+        raise ConfigError(
+            f"Weights & Biases logging needs the wandb package, which is not installed: {WANDB_INSTALL_HINT}"
+        ) from e
     return wandb
 
 
@@ -199,6 +216,8 @@ def _import_tensorboardx():
     try:
         import tensorboardX
     except ImportError as e:
-        raise ConfigError("TensorBoard logging needs tensorboardX, which is not installed: "
-                          ".venv/bin/pip install -e . (or pass tensorboard=False)") from e
+        raise ConfigError(
+            "TensorBoard logging needs tensorboardX, which is not installed: "
+            ".venv/bin/pip install -e . (or pass tensorboard=False)"
+        ) from e
     return tensorboardX

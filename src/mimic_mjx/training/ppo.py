@@ -16,8 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from mimic_mjx.agents.networks import (gaussian_entropy, gaussian_log_prob, init_params, kl_to_ar1_prior,
-                                       make_agent)
+from mimic_mjx.agents.networks import gaussian_entropy, gaussian_log_prob, init_params, kl_to_ar1_prior, make_agent
 from mimic_mjx.agents.normalizer import RunningStats
 from mimic_mjx.agents.policy import PolicyParams, network_outputs
 from mimic_mjx.config import ExperimentConfig
@@ -75,25 +74,41 @@ def clipped_surrogate_loss(ratio, advantages, clip_epsilon):
     return -jnp.mean(jnp.minimum(ratio * advantages, clipped * advantages))
 
 
-def compute_ppo_loss(params, agent, ref_stats, prop_stats, batch: Transition, advantages, returns, *,
-                     clip_epsilon, value_cost, entropy_cost, kl_weight, ar1_alpha):
+def compute_ppo_loss(
+    params,
+    agent,
+    ref_stats,
+    prop_stats,
+    batch: Transition,
+    advantages,
+    returns,
+    *,
+    clip_epsilon,
+    value_cost,
+    entropy_cost,
+    kl_weight,
+    ar1_alpha,
+):
     """PPO loss of a minibatch plus the latent KL to the AR(1) prior; returns (loss, info).
 
     Pure: every hyperparameter is an argument. Advantages are normalised per minibatch.
     """
-    out = network_outputs(agent, PolicyParams(params, ref_stats, prop_stats), batch.ref_obs, batch.prop_obs,
-                          batch.eps)
+    out = network_outputs(agent, PolicyParams(params, ref_stats, prop_stats), batch.ref_obs, batch.prop_obs, batch.eps)
     log_prob = gaussian_log_prob(batch.action, out["action_mean"], out["action_log_std"])
     ratio = jnp.exp(log_prob - batch.log_prob)
     adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     pg_loss = clipped_surrogate_loss(ratio, adv, clip_epsilon)
     v_loss = 0.5 * jnp.mean(jnp.square(out["value"] - returns))
     entropy = jnp.mean(gaussian_entropy(out["action_log_std"]))
-    kl = jnp.mean(kl_to_ar1_prior(out["latent_mean"], out["latent_log_var"], batch.prev_latent, batch.first,
-                                  ar1_alpha))
+    kl = jnp.mean(kl_to_ar1_prior(out["latent_mean"], out["latent_log_var"], batch.prev_latent, batch.first, ar1_alpha))
     loss = pg_loss + value_cost * v_loss - entropy_cost * entropy + kl_weight * kl
-    return loss, {"loss/policy": pg_loss, "loss/value": v_loss, "loss/latent_kl": kl, "policy/entropy": entropy,
-                  "policy/approx_kl": jnp.mean((ratio - 1) - jnp.log(ratio))}
+    return loss, {
+        "loss/policy": pg_loss,
+        "loss/value": v_loss,
+        "loss/latent_kl": kl,
+        "policy/entropy": entropy,
+        "policy/approx_kl": jnp.mean((ratio - 1) - jnp.log(ratio)),
+    }
 
 
 def kl_weight_at(env_steps, kl_weight, ramp_steps):
@@ -125,9 +140,14 @@ class PPOTrainer:
         env_state = self._vreset(jax.random.split(k_env, p.num_envs))
         ref_stats = RunningStats.create(env.ref_obs_size).update(env_state.ref_obs)
         prop_stats = RunningStats.create(env.prop_obs_size).update(env_state.prop_obs)
-        return TrainState(policy=PolicyParams(params, ref_stats, prop_stats), opt_state=self.optimizer.init(params),
-                          env_state=env_state, prev_latent=jnp.zeros((p.num_envs, a.latent_dim)), key=k_run,
-                          updates=jnp.zeros((), jnp.int32))
+        return TrainState(
+            policy=PolicyParams(params, ref_stats, prop_stats),
+            opt_state=self.optimizer.init(params),
+            env_state=env_state,
+            prev_latent=jnp.zeros((p.num_envs, a.latent_dim)),
+            key=k_run,
+            updates=jnp.zeros((), jnp.int32),
+        )
 
     # -- rollout -----------------------------------------------------------
     def _rollout(self, ts: TrainState, key):
@@ -143,10 +163,19 @@ class PPOTrainer:
             log_prob = gaussian_log_prob(action, a_mean, a_log_std)
             first = env_state.steps == 0
             nxt = self._vstep(env_state, action)
-            tr = Transition(ref_obs=env_state.ref_obs, prop_obs=env_state.prop_obs, eps=eps,
-                            prev_latent=prev_latent, first=first, action=action, log_prob=log_prob,
-                            reward=nxt.reward, terminated=nxt.terminated, truncated=nxt.truncated,
-                            metrics=nxt.metrics)
+            tr = Transition(
+                ref_obs=env_state.ref_obs,
+                prop_obs=env_state.prop_obs,
+                eps=eps,
+                prev_latent=prev_latent,
+                first=first,
+                action=action,
+                log_prob=log_prob,
+                reward=nxt.reward,
+                terminated=nxt.terminated,
+                truncated=nxt.truncated,
+                metrics=nxt.metrics,
+            )
             return (nxt, out["latent"]), tr
 
         keys = jax.random.split(key, p.unroll_length)
@@ -166,18 +195,29 @@ class PPOTrainer:
         pol = pol.replace(ref_stats=pol.ref_stats.update(traj.ref_obs), prop_stats=pol.prop_stats.update(traj.prop_obs))
 
         values = network_outputs(self.agent, pol, traj.ref_obs, traj.prop_obs, traj.eps)["value"]
-        bootstrap = network_outputs(self.agent, pol, env_state.ref_obs, env_state.prop_obs,
-                                    jnp.zeros_like(prev_latent))["value"]
-        adv, ret = compute_gae(traj.reward * p.reward_scaling, values, bootstrap, traj.terminated, traj.truncated,
-                               p.discount, p.gae_lambda)
+        bootstrap = network_outputs(
+            self.agent, pol, env_state.ref_obs, env_state.prop_obs, jnp.zeros_like(prev_latent)
+        )["value"]
+        adv, ret = compute_gae(
+            traj.reward * p.reward_scaling, values, bootstrap, traj.terminated, traj.truncated, p.discount, p.gae_lambda
+        )
 
         n = self.steps_per_update
         batch = traj._replace(metrics={})
         flat = jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), (batch, adv, ret))
         kl_weight = self.kl_weight(ts.updates)
         loss_fn = lambda params, mb: compute_ppo_loss(
-            params, self.agent, pol.ref_stats, pol.prop_stats, *mb, clip_epsilon=p.clip_epsilon,
-            value_cost=p.value_cost, entropy_cost=p.entropy_cost, kl_weight=kl_weight, ar1_alpha=a.ar1_alpha)
+            params,
+            self.agent,
+            pol.ref_stats,
+            pol.prop_stats,
+            *mb,
+            clip_epsilon=p.clip_epsilon,
+            value_cost=p.value_cost,
+            entropy_cost=p.entropy_cost,
+            kl_weight=kl_weight,
+            ar1_alpha=a.ar1_alpha,
+        )
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
         def sgd_epoch(carry, k):
@@ -193,11 +233,18 @@ class PPOTrainer:
             return jax.lax.scan(sgd_step, carry, mbs)
 
         (params, opt_state), infos = jax.lax.scan(
-            sgd_epoch, (pol.params, ts.opt_state), jax.random.split(k_perm, p.update_epochs))
+            sgd_epoch, (pol.params, ts.opt_state), jax.random.split(k_perm, p.update_epochs)
+        )
 
         metrics = {k: jnp.mean(v) for k, v in infos.items()}
         metrics.update(aggregate_metrics(traj.metrics, jnp.maximum(traj.terminated, traj.truncated)))
         metrics["policy/kl_weight"] = kl_weight
-        new = ts.replace(policy=pol.replace(params=params), opt_state=opt_state, env_state=env_state,
-                         prev_latent=prev_latent, key=key, updates=ts.updates + 1)
+        new = ts.replace(
+            policy=pol.replace(params=params),
+            opt_state=opt_state,
+            env_state=env_state,
+            prev_latent=prev_latent,
+            key=key,
+            updates=ts.updates + 1,
+        )
         return new, metrics

@@ -41,8 +41,10 @@ def stored_config(run_dir: Path) -> config_lib.ExperimentConfig:
         return config_lib.from_dict(values)
     except config_lib.ConfigError as exc:
         if "was renamed" in str(exc):
-            raise RunDirError(f"{run_dir} was written by an earlier mimic-mjx whose config layout differs ({exc}); "
-                              f"retrain it with this version, starting from an updated copy of its config") from None
+            raise RunDirError(
+                f"{run_dir} was written by an earlier mimic-mjx whose config layout differs ({exc}); "
+                f"retrain it with this version, starting from an updated copy of its config"
+            ) from None
         raise RunDirError(f"{path}: {exc}") from None
 
 
@@ -55,11 +57,13 @@ def prepare_run_dir(run_dir: Path, cfg: config_lib.ExperimentConfig, resume: boo
         diffs = [d for d in _diff(old.to_dict(), cfg.to_dict()) if d not in RESUMABLE_CHANGES]
         if diffs:
             keys = ", ".join(".".join(map(str, d)) for d in diffs)
-            raise RunDirError(f"{run_dir} already holds a different experiment (differs in: {keys}); "
-                              f"choose another --run-dir")
+            raise RunDirError(
+                f"{run_dir} already holds a different experiment (differs in: {keys}); choose another --run-dir"
+            )
         if not resume:
-            raise RunDirError(f"{run_dir} already holds this experiment; pass --resume to continue it "
-                              f"or choose another --run-dir")
+            raise RunDirError(
+                f"{run_dir} already holds this experiment; pass --resume to continue it or choose another --run-dir"
+            )
     else:
         if resume:
             raise RunDirError(f"nothing to resume in {run_dir}: it holds no run (no config.json)")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -28,14 +28,22 @@ def _fmt_time(seconds: float) -> str:
 
 
 #: Error metrics the progress line shows, with their labels (others go to the logs only).
-_SHOWN_ERRORS = {"error/joint_deg": ("joint err", "deg", 2), "error/ee_mm": ("end-effector err", "mm", 3),
-                 "error/body_mm": ("body err", "mm", 1), "error/root_mm": ("root err", "mm", 1)}
+_SHOWN_ERRORS = {
+    "error/joint_deg": ("joint err", "deg", 2),
+    "error/ee_mm": ("end-effector err", "mm", 3),
+    "error/body_mm": ("body err", "mm", 1),
+    "error/root_mm": ("root err", "mm", 1),
+}
 
 
 def progress_line(update, total_updates, env_steps, steps_per_s, metrics, eta_s) -> str:
     """One line per logged update, read from the metrics record."""
-    parts = [f"update {update}/{total_updates}", f"{env_steps / 1e6:.2f}M steps", f"{steps_per_s:,.0f} steps/s",
-             f"reward {metrics.get('reward/total', float('nan')):.3f}"]
+    parts = [
+        f"update {update}/{total_updates}",
+        f"{env_steps / 1e6:.2f}M steps",
+        f"{steps_per_s:,.0f} steps/s",
+        f"reward {metrics.get('reward/total', float('nan')):.3f}",
+    ]
     free_root = bool(metrics.get("error/root_mm"))
     for key, (label, unit, digits) in _SHOWN_ERRORS.items():
         # Body and root errors only for free-root bodies (a fixed base tracks its end effectors).
@@ -60,13 +68,24 @@ def time_left(total_updates, upd, done_since, elapsed, deadline_left_s=None) -> 
 
 def checkpoint_meta(cfg: ExperimentConfig, env) -> dict:
     """Sizes that rebuild the network from a checkpoint without an environment."""
-    return {"ref_obs_size": int(env.ref_obs_size), "prop_obs_size": int(env.prop_obs_size),
-            "action_size": int(env.action_size), "latent_dim": cfg.agent.latent_dim, "body": cfg.env.body,
-            "metric_names": list(env.metric_names)}
+    return {
+        "ref_obs_size": int(env.ref_obs_size),
+        "prop_obs_size": int(env.prop_obs_size),
+        "action_size": int(env.action_size),
+        "latent_dim": cfg.agent.latent_dim,
+        "body": cfg.env.body,
+        "metric_names": list(env.metric_names),
+    }
 
 
-def train(cfg: ExperimentConfig, run_dir: str | Path, clips: Sequence[Clip] | None = None, *,
-          resume: bool = False, log: Callable[[str], None] = print) -> dict:
+def train(
+    cfg: ExperimentConfig,
+    run_dir: str | Path,
+    clips: Sequence[Clip] | None = None,
+    *,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Train (or resume) an experiment in ``run_dir``; returns a summary dict.
 
     ``clips`` are the training clips for a new run; a resumed run reads the
@@ -101,13 +120,21 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, clips: Sequence[Clip] | No
         log(f"resumed from update {int(state.updates)} ({int(state.updates) * trainer.steps_per_update:,} steps)")
     start_update = int(state.updates)
     meta = checkpoint_meta(cfg, env)
-    mlog = MetricsLog(run_dir, tensorboard=cfg.train.tensorboard, wandb=cfg.train.wandb,
-                      wandb_project=cfg.train.wandb_project, wandb_run_name=cfg.name, config=cfg.to_dict(),
-                      resume_from_update=start_update if resume else None)
+    mlog = MetricsLog(
+        run_dir,
+        tensorboard=cfg.train.tensorboard,
+        wandb=cfg.train.wandb,
+        wandb_project=cfg.train.wandb_project,
+        wandb_run_name=cfg.name,
+        config=cfg.to_dict(),
+        resume_from_update=start_update if resume else None,
+    )
 
-    log(f"training {cfg.name}: body {cfg.env.body}, {len(clips)} clips, {p.num_envs} envs x "
+    log(
+        f"training {cfg.name}: body {cfg.env.body}, {len(clips)} clips, {p.num_envs} envs x "
         f"{p.unroll_length} steps per update, {total_updates} updates on {jax.default_backend()} "
-        f"({', '.join(str(d) for d in jax.devices())}); compiling...")
+        f"({', '.join(str(d) for d in jax.devices())}); compiling..."
+    )
     compile_s = None
     t_loop = None
     deadline = t0 + 60 * cfg.train.max_minutes if cfg.train.max_minutes else None
@@ -127,8 +154,7 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, clips: Sequence[Clip] | No
                 now = time.perf_counter()
                 elapsed, done_since = now - t_loop, upd - loop_start_update
                 sps = done_since * trainer.steps_per_update / elapsed if done_since else float("nan")
-                eta = time_left(total_updates, upd, done_since, elapsed,
-                                None if deadline is None else deadline - now)
+                eta = time_left(total_updates, upd, done_since, elapsed, None if deadline is None else deadline - now)
                 m.update({"train/steps_per_s": sps, "train/wall_s": now - t0})
                 mlog.log(upd, upd * trainer.steps_per_update, m)
                 log(progress_line(upd, total_updates, upd * trainer.steps_per_update, sps, m, eta))
@@ -149,10 +175,15 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, clips: Sequence[Clip] | No
     loop_s = time.perf_counter() - t_loop if t_loop else 0.0
     steady = (upd - loop_start_update) * trainer.steps_per_update / loop_s if t_loop and loop_s > 0 else float("nan")
     return {
-        "run_dir": str(run_dir), "updates": upd, "env_steps": upd * trainer.steps_per_update,
-        "wall_s": wall, "compile_s": compile_s or 0.0,
-        "steps_per_s": steady, "steps_this_run": run_updates * trainer.steps_per_update,
-        "stopped_early": stopped_early, "last_metrics": last,
+        "run_dir": str(run_dir),
+        "updates": upd,
+        "env_steps": upd * trainer.steps_per_update,
+        "wall_s": wall,
+        "compile_s": compile_s or 0.0,
+        "steps_per_s": steady,
+        "steps_this_run": run_updates * trainer.steps_per_update,
+        "stopped_early": stopped_early,
+        "last_metrics": last,
     }
 
 

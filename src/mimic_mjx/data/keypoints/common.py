@@ -14,8 +14,8 @@ import dataclasses
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 import numpy as np
@@ -62,7 +62,7 @@ class Keypoints:
     def duration_s(self) -> float:
         return self.num_frames / self.fps
 
-    def validate(self) -> "Keypoints":
+    def validate(self) -> Keypoints:
         """Check shapes, names, rate and values; raise KeypointError naming the problem."""
         where = self.source or "keypoints"
         pos = self.positions
@@ -72,16 +72,16 @@ class Keypoints:
         if T == 0 or K == 0:
             raise KeypointError(f"{where}: holds {T} frame(s) of {K} keypoint(s); nothing to use")
         if len(self.names) != K:
-            raise KeypointError(f"{where}: {len(self.names)} keypoint names for {K} keypoints; "
-                                f"give one name per keypoint")
+            raise KeypointError(
+                f"{where}: {len(self.names)} keypoint names for {K} keypoints; give one name per keypoint"
+            )
         if any(not isinstance(n, str) or not n for n in self.names):
             raise KeypointError(f"{where}: keypoint names must be non-empty strings, got {list(self.names)}")
         if len(set(self.names)) != K:
             repeated = sorted({n for n in self.names if self.names.count(n) > 1})
             raise KeypointError(f"{where}: keypoint names repeat: {repeated}; each keypoint needs its own name")
         if not np.isfinite(self.fps) or self.fps <= 0:
-            raise KeypointError(f"{where}: frame rate must be a positive number of frames per second, "
-                                f"got {self.fps}")
+            raise KeypointError(f"{where}: frame rate must be a positive number of frames per second, got {self.fps}")
         if np.shape(self.confidence) != (T, K):
             raise KeypointError(f"{where}: confidence has shape {np.shape(self.confidence)}, expected ({T}, {K})")
         conf = self.confidence
@@ -93,19 +93,25 @@ class Keypoints:
         inf = np.isinf(pos)
         if inf.any():
             t, k = np.argwhere(inf)[0][:2]
-            raise KeypointError(f"{where}: {int(inf.sum())} infinite coordinate(s), first at frame {t} "
-                                f"keypoint '{self.names[k]}'; mark missing values as NaN instead")
+            raise KeypointError(
+                f"{where}: {int(inf.sum())} infinite coordinate(s), first at frame {t} "
+                f"keypoint '{self.names[k]}'; mark missing values as NaN instead"
+            )
         missing = np.isnan(pos).any(axis=2)
         if missing.all():
-            raise KeypointError(f"{where}: holds no keypoint positions: every value is NaN (missing). "
-                                f"Check that tracking/triangulation succeeded for this recording.")
+            raise KeypointError(
+                f"{where}: holds no keypoint positions: every value is NaN (missing). "
+                f"Check that tracking/triangulation succeeded for this recording."
+            )
         never = [self.names[k] for k in np.nonzero(missing.all(axis=0))[0]]
         if never:
-            raise KeypointError(f"{where}: keypoint(s) {never} are missing (NaN) in every frame. Re-run tracking "
-                                f"for them, or drop their columns/series from the file.")
+            raise KeypointError(
+                f"{where}: keypoint(s) {never} are missing (NaN) in every frame. Re-run tracking "
+                f"for them, or drop their columns/series from the file."
+            )
         return self
 
-    def subset(self, names: Sequence[str]) -> "Keypoints":
+    def subset(self, names: Sequence[str]) -> Keypoints:
         """The named keypoints, in the given order (skeleton edges between them are kept)."""
         names = [names] if isinstance(names, str) else list(names)
         unknown = [n for n in names if n not in self.names]
@@ -116,8 +122,13 @@ class Keypoints:
         idx = [self.names.index(n) for n in names]
         new_index = {old: new for new, old in enumerate(idx)}
         edges = tuple((new_index[a], new_index[b]) for a, b in self.edges if a in new_index and b in new_index)
-        return dataclasses.replace(self, positions=self.positions[:, idx].copy(), names=tuple(names),
-                                   confidence=self.confidence[:, idx].copy(), edges=edges).validate()
+        return dataclasses.replace(
+            self,
+            positions=self.positions[:, idx].copy(),
+            names=tuple(names),
+            confidence=self.confidence[:, idx].copy(),
+            edges=edges,
+        ).validate()
 
 
 # ---------------------------------------------------------------------------

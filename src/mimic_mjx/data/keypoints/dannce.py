@@ -9,8 +9,8 @@ names is the rat23 skeleton (mimic_mjx.data.skeletons).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 import numpy as np
@@ -37,7 +37,7 @@ def _load_mat(path: Path, keys: Sequence[str]) -> tuple[dict, list[str]]:
     """The requested variables found in a .mat file, and the names of all its variables."""
     if h5py.is_hdf5(path):  # MATLAB v7.3
         with _open_h5(path) as f:
-            present = [k for k in f.keys() if not k.startswith("#")]
+            present = [k for k in f if not k.startswith("#")]
             return {k: _h5_mat_value(f, f[k]) for k in keys if k in f}, present
     import scipy.io
 
@@ -55,11 +55,14 @@ def read_skeleton(path: str | os.PathLike) -> tuple[tuple[str, ...], tuple[tuple
     try:
         data, present = _load_mat(path, ("joint_names", "joints_idx"))
     except (OSError, ValueError, TypeError, KeyError, NotImplementedError) as exc:
-        raise KeypointError(f"cannot read skeleton {path} as a MATLAB file ({exc}); pass a .mat with "
-                            f"'joint_names' and 'joints_idx'") from None
+        raise KeypointError(
+            f"cannot read skeleton {path} as a MATLAB file ({exc}); pass a .mat with 'joint_names' and 'joints_idx'"
+        ) from None
     if "joint_names" not in data:
-        raise KeypointError(f"skeleton {path} has no 'joint_names' (it holds {present}); a skeleton .mat needs "
-                            f"'joint_names' (keypoint names) and optionally 'joints_idx' (edges)")
+        raise KeypointError(
+            f"skeleton {path} has no 'joint_names' (it holds {present}); a skeleton .mat needs "
+            f"'joint_names' (keypoint names) and optionally 'joints_idx' (edges)"
+        )
     names = _as_names(data["joint_names"])
     edges: tuple[tuple[int, int], ...] = ()
     if "joints_idx" in data:
@@ -70,8 +73,9 @@ def read_skeleton(path: str | os.PathLike) -> tuple[tuple[str, ...], tuple[tuple
             # MATLAB indices are 1-based; a file that uses 0 was written 0-based.
             idx = idx.astype(int) - (0 if idx.min() == 0 else 1)
             if idx.min() < 0 or idx.max() >= len(names):
-                raise KeypointError(f"skeleton {path}: 'joints_idx' refers to keypoints outside its "
-                                    f"{len(names)} joint names")
+                raise KeypointError(
+                    f"skeleton {path}: 'joints_idx' refers to keypoints outside its {len(names)} joint names"
+                )
             edges = tuple((int(a), int(b)) for a, b in idx)
     return names, edges
 
@@ -81,8 +85,10 @@ def _dannce_layout(pred: np.ndarray, path: Path) -> np.ndarray:
     if pred.ndim == 4 and pred.shape[1] == 1:  # (frames, 1 animal, 3, K)
         pred = pred[:, 0]
     if pred.ndim != 3 or 3 not in pred.shape[1:]:
-        raise KeypointError(f"{path}: 'pred' has shape {pred.shape}; expected DANNCE predictions "
-                            f"(frames, 3, keypoints) or (frames, keypoints, 3)")
+        raise KeypointError(
+            f"{path}: 'pred' has shape {pred.shape}; expected DANNCE predictions "
+            f"(frames, 3, keypoints) or (frames, keypoints, 3)"
+        )
     if pred.shape[1] == 3 and pred.shape[2] == 3:
         _warn(f"{path}: 'pred' has shape {pred.shape}; reading it as DANNCE's (frames, 3 xyz, 3 keypoints)")
     if pred.shape[1] == 3:
@@ -93,8 +99,11 @@ def _dannce_layout(pred: np.ndarray, path: Path) -> np.ndarray:
 def _read_dannce(path: Path) -> _Raw:
     data, present = _load_mat(path, ("pred", "p_max", "joint_names"))
     if "pred" not in data:
-        hint = (" This looks like a skeleton file: pass it as skeleton= (--skeleton) with the predictions file."
-                if "joint_names" in present else "")
+        hint = (
+            " This looks like a skeleton file: pass it as skeleton= (--skeleton) with the predictions file."
+            if "joint_names" in present
+            else ""
+        )
         raise KeypointError(f"{path}: no 'pred' variable (DANNCE 3D predictions); the file holds {present}.{hint}")
     pred = _dannce_layout(np.asarray(data["pred"], dtype=np.float64), path)
     T, K = pred.shape[:2]
@@ -106,6 +115,12 @@ def _read_dannce(path: Path) -> _Raw:
         else:
             _warn(f"{path}: ignoring 'p_max' of shape {p_max.shape} (expected ({T}, {K})); confidence set to 1")
     names = _as_names(data["joint_names"]) if "joint_names" in data else None
-    return _Raw(positions=pred, what="DANNCE .mat files", confidence=confidence, names=names,
-                default_unit="mm", warn_default_unit=False,  # DANNCE works in millimetres
-                fallback_names=(RAT23_NAMES, RAT23_EDGES) if K == len(RAT23_NAMES) else None)
+    return _Raw(
+        positions=pred,
+        what="DANNCE .mat files",
+        confidence=confidence,
+        names=names,
+        default_unit="mm",
+        warn_default_unit=False,  # DANNCE works in millimetres
+        fallback_names=(RAT23_NAMES, RAT23_EDGES) if K == len(RAT23_NAMES) else None,
+    )

@@ -21,8 +21,10 @@ MOUSE_ARM_DEFAULT_FPS = REGISTRATION_LAYOUT_DEFAULT_FPS
 def _read_mouse_arm_h5(path: Path) -> _Raw:
     with _open_h5(path) as f:
         if "kp_data" not in f:
-            raise KeypointError(f"{path}: no 'kp_data' dataset; expected a registration file with 'kp_data' "
-                                f"(frames, 3 x keypoints) and 'kp_names'")
+            raise KeypointError(
+                f"{path}: no 'kp_data' dataset; expected a registration file with 'kp_data' "
+                f"(frames, 3 x keypoints) and 'kp_names'"
+            )
         kp = np.asarray(f["kp_data"][()], dtype=np.float64)
         names = _as_names(f["kp_names"][()]) if "kp_names" in f else None
     if kp.ndim == 3 and kp.shape[2] == 3:
@@ -32,7 +34,9 @@ def _read_mouse_arm_h5(path: Path) -> _Raw:
     else:
         raise KeypointError(f"{path}: 'kp_data' has shape {kp.shape}; expected (frames, 3 x keypoints)")
     if names is not None and len(names) != positions.shape[1]:
-        raise KeypointError(f"{path}: 'kp_names' lists {len(names)} names but 'kp_data' holds "
-                            f"{positions.shape[1]} keypoints")
-    return _Raw(positions=positions, what="mouse-arm registration files", names=names,
-                file_unit="m", fps=MOUSE_ARM_DEFAULT_FPS)
+        raise KeypointError(
+            f"{path}: 'kp_names' lists {len(names)} names but 'kp_data' holds {positions.shape[1]} keypoints"
+        )
+    return _Raw(
+        positions=positions, what="mouse-arm registration files", names=names, file_unit="m", fps=MOUSE_ARM_DEFAULT_FPS
+    )

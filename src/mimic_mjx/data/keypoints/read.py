@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -17,8 +17,15 @@ from mimic_mjx.data.keypoints.common import Keypoints, _ntype, _open_h5, _warn
 from mimic_mjx.data.keypoints.dannce import _read_dannce
 from mimic_mjx.data.keypoints.mouse_arm import _read_mouse_arm_h5
 from mimic_mjx.data.keypoints.nwb import _read_nwb
-from mimic_mjx.data.keypoints.resolve import (_PER_METRE, UNIT_SCALE, _canonical_unit, _confidence,
-                                              _resolve_fps, _resolve_names, _resolve_units)
+from mimic_mjx.data.keypoints.resolve import (
+    _PER_METRE,
+    UNIT_SCALE,
+    _canonical_unit,
+    _confidence,
+    _resolve_fps,
+    _resolve_names,
+    _resolve_units,
+)
 from mimic_mjx.data.keypoints.sleap import _read_sleap_h5, _read_slp
 from mimic_mjx.data.keypoints.tabular import _read_csv
 from mimic_mjx.errors import KeypointError
@@ -42,10 +49,12 @@ def _detect_format(path: Path) -> str:
     if ext in _EXTENSIONS:
         return _EXTENSIONS[ext]
     if ext not in _HDF5_EXTENSIONS:
-        raise KeypointError(f"{path}: unknown keypoint file type '{ext or path.name}'. mimic-mjx reads "
-                            f".mat (DANNCE), .nwb (ndx-pose), .h5 (SLEAP/sleap-anipose or mouse-arm "
-                            f"registration), .slp and .csv (Anipose, DeepLabCut); pass format= "
-                            f"(one of {list(FORMATS)}) if the extension is misleading")
+        raise KeypointError(
+            f"{path}: unknown keypoint file type '{ext or path.name}'. mimic-mjx reads "
+            f".mat (DANNCE), .nwb (ndx-pose), .h5 (SLEAP/sleap-anipose or mouse-arm "
+            f"registration), .slp and .csv (Anipose, DeepLabCut); pass format= "
+            f"(one of {list(FORMATS)}) if the extension is misleading"
+        )
     with _open_h5(path) as f:
         if "kp_data" in f:
             return "mouse_arm_h5"
@@ -56,11 +65,15 @@ def _detect_format(path: Path) -> str:
         if _ntype(f) == "NWBFile":
             return "nwb"
         if "df_with_missing" in f:
-            raise KeypointError(f"{path}: a DeepLabCut pandas HDF5 file; pass the .csv DeepLabCut writes beside "
-                                f"it (or export one with pandas: pd.read_hdf(path).to_csv(...))")
-        raise KeypointError(f"{path}: an HDF5 file with none of the datasets mimic-mjx reads ('tracks' for "
-                            f"SLEAP, 'kp_data' for registration files, 'pred' for DANNCE); it holds "
-                            f"{list(f.keys())}")
+            raise KeypointError(
+                f"{path}: a DeepLabCut pandas HDF5 file; pass the .csv DeepLabCut writes beside "
+                f"it (or export one with pandas: pd.read_hdf(path).to_csv(...))"
+            )
+        raise KeypointError(
+            f"{path}: an HDF5 file with none of the datasets mimic-mjx reads ('tracks' for "
+            f"SLEAP, 'kp_data' for registration files, 'pred' for DANNCE); it holds "
+            f"{list(f.keys())}"
+        )
 
 
 def _check_arguments(format, units, fps) -> tuple[str | None, str | None, float | None]:
@@ -81,9 +94,15 @@ def _check_arguments(format, units, fps) -> tuple[str | None, str | None, float 
     return format, units, fps
 
 
-def read_keypoints(path: str | os.PathLike, *, format: str | None = None, units: str | None = None,
-                   fps: float | None = None, names: Sequence[str] | None = None,
-                   skeleton: str | os.PathLike | None = None) -> Keypoints:
+def read_keypoints(
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    units: str | None = None,
+    fps: float | None = None,
+    names: Sequence[str] | None = None,
+    skeleton: str | os.PathLike | None = None,
+) -> Keypoints:
     """Read a 3D keypoint recording as metres.
 
     ``format`` is one of FORMATS (default: from the extension and contents).
@@ -105,19 +124,35 @@ def read_keypoints(path: str | os.PathLike, *, format: str | None = None, units:
         raw = _READERS[fmt](path)
     except KeypointError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError, NotImplementedError,
-            csv.Error) as exc:  # the libraries' own errors for a malformed file
-        raise KeypointError(f"cannot read {path} as '{fmt}' keypoints ({type(exc).__name__}: {exc}); check the "
-                            f"file, or pass format= (one of {list(FORMATS)})") from exc
+    except (
+        OSError,
+        KeyError,
+        ValueError,
+        TypeError,
+        IndexError,
+        AttributeError,
+        NotImplementedError,
+        csv.Error,
+    ) as exc:  # the libraries' own errors for a malformed file
+        raise KeypointError(
+            f"cannot read {path} as '{fmt}' keypoints ({type(exc).__name__}: {exc}); check the "
+            f"file, or pass format= (one of {list(FORMATS)})"
+        ) from exc
     rate = _resolve_fps(raw, path, fps)  # first: a missing rate is fatal, so warn about nothing else before
     kp_names, edges = _resolve_names(raw, path, names, skeleton)
     unit = _resolve_units(raw, path, units)
     positions = np.array(raw.positions, dtype=np.float64) / _PER_METRE[unit]
     missing = np.isnan(positions).any(axis=2)
     positions[missing] = np.nan  # a point with any missing coordinate is missing
-    kp = Keypoints(positions=positions, names=tuple(kp_names), fps=rate,
-                   confidence=_confidence(raw, missing, path), source=f"{fmt}:{path}",
-                   edges=tuple(edges), input_units=unit).validate()
+    kp = Keypoints(
+        positions=positions,
+        names=tuple(kp_names),
+        fps=rate,
+        confidence=_confidence(raw, missing, path),
+        source=f"{fmt}:{path}",
+        edges=tuple(edges),
+        input_units=unit,
+    ).validate()
     empty = int(missing.all(axis=1).sum())
     if empty:
         _warn(f"{path}: {empty} of {kp.num_frames} frames have no keypoints (all NaN); registration skips them")

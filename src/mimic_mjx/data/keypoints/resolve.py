@@ -22,9 +22,21 @@ UNIT_SCALE = {"m": 1.0, "cm": 0.01, "mm": 0.001}  # metres per unit
 _PER_METRE = {"m": 1.0, "cm": 100.0, "mm": 1000.0}  # divide by these: exact for values/1000
 _UNIT_WORDS = {"m": "metres", "cm": "centimetres", "mm": "millimetres"}
 _UNIT_ALIASES = {
-    "m": "m", "meter": "m", "meters": "m", "metre": "m", "metres": "m",
-    "cm": "cm", "centimeter": "cm", "centimeters": "cm", "centimetre": "cm", "centimetres": "cm",
-    "mm": "mm", "millimeter": "mm", "millimeters": "mm", "millimetre": "mm", "millimetres": "mm",
+    "m": "m",
+    "meter": "m",
+    "meters": "m",
+    "metre": "m",
+    "metres": "m",
+    "cm": "cm",
+    "centimeter": "cm",
+    "centimeters": "cm",
+    "centimetre": "cm",
+    "centimetres": "cm",
+    "mm": "mm",
+    "millimeter": "mm",
+    "millimeters": "mm",
+    "millimetre": "mm",
+    "millimetres": "mm",
 }
 
 
@@ -41,21 +53,29 @@ def _resolve_names(raw: _Raw, path: Path, names, skeleton) -> tuple[tuple[str, .
     if names is not None:
         names = tuple(n.strip() for n in names.split(",")) if isinstance(names, str) else tuple(map(str, names))
         if len(names) != K:
-            raise KeypointError(f"{path}: {len(names)} keypoint names given for the file's {K} keypoints; give "
-                                f"one name per keypoint, in the file's order")
+            raise KeypointError(
+                f"{path}: {len(names)} keypoint names given for the file's {K} keypoints; give "
+                f"one name per keypoint, in the file's order"
+            )
         if file_names and names != file_names and sorted(names) == sorted(file_names):
-            raise KeypointError(f"{path}: the names given are the file's own names in another order, but names "
-                                f"rename keypoints by position (so they would be swapped). To reorder, read "
-                                f"without names and use Keypoints.subset({list(names)})")
+            raise KeypointError(
+                f"{path}: the names given are the file's own names in another order, but names "
+                f"rename keypoints by position (so they would be swapped). To reorder, read "
+                f"without names and use Keypoints.subset({list(names)})"
+            )
         file_names = names
     if skeleton is not None:
         sk_names, sk_edges = read_skeleton(skeleton)
         if len(sk_names) != K:
-            raise KeypointError(f"{path}: the skeleton {skeleton} names {len(sk_names)} keypoints but the file "
-                                f"holds {K}; pass the skeleton this recording was tracked with")
+            raise KeypointError(
+                f"{path}: the skeleton {skeleton} names {len(sk_names)} keypoints but the file "
+                f"holds {K}; pass the skeleton this recording was tracked with"
+            )
         if file_names and sorted(file_names) != sorted(sk_names):
-            raise KeypointError(f"{path}: its keypoints {list(file_names)} are not the skeleton's "
-                                f"{list(sk_names)}; pass a matching skeleton, or names= to rename them")
+            raise KeypointError(
+                f"{path}: its keypoints {list(file_names)} are not the skeleton's "
+                f"{list(sk_names)}; pass a matching skeleton, or names= to rename them"
+            )
         if file_names:  # the same keypoints: put them in the skeleton's order
             perm = [file_names.index(n) for n in sk_names]
             raw.positions = raw.positions[:, perm]
@@ -66,8 +86,10 @@ def _resolve_names(raw: _Raw, path: Path, names, skeleton) -> tuple[tuple[str, .
         return tuple(file_names), edges
     if raw.fallback_names is not None:
         return raw.fallback_names
-    _warn(f"{path}: the file names none of its {K} keypoints; calling them kp0..kp{K - 1}. Pass names= or "
-          f"skeleton= (--skeleton) to name them")
+    _warn(
+        f"{path}: the file names none of its {K} keypoints; calling them kp0..kp{K - 1}. Pass names= or "
+        f"skeleton= (--skeleton) to name them"
+    )
     return tuple(f"kp{k}" for k in range(K)), edges
 
 
@@ -81,12 +103,16 @@ def _resolve_units(raw: _Raw, path: Path, units: str | None) -> str:
     if canonical:
         return canonical
     if file_unit:
-        raise KeypointError(f"{path}: the file gives its unit as '{file_unit}', not a length unit (metres, "
-                            f"centimetres or millimetres). If the values are lengths, pass their unit "
-                            f"(e.g. units='mm', --units mm)")
+        raise KeypointError(
+            f"{path}: the file gives its unit as '{file_unit}', not a length unit (metres, "
+            f"centimetres or millimetres). If the values are lengths, pass their unit "
+            f"(e.g. units='mm', --units mm)"
+        )
     if raw.warn_default_unit:
-        _warn(f"{path}: {raw.what} record no length unit; assuming {_UNIT_WORDS[raw.default_unit]}. Pass "
-              f"units= (--units m/cm/mm) to say otherwise")
+        _warn(
+            f"{path}: {raw.what} record no length unit; assuming {_UNIT_WORDS[raw.default_unit]}. Pass "
+            f"units= (--units m/cm/mm) to say otherwise"
+        )
     return raw.default_unit
 
 
@@ -95,8 +121,9 @@ def _resolve_fps(raw: _Raw, path: Path, fps: float | None) -> float:
         return fps
     if raw.fps is not None:
         return float(raw.fps)
-    raise KeypointError(f"{path}: {raw.what} record no frame rate; pass the recording's frame rate "
-                        f"(e.g. fps=50, --fps 50)")
+    raise KeypointError(
+        f"{path}: {raw.what} record no frame rate; pass the recording's frame rate (e.g. fps=50, --fps 50)"
+    )
 
 
 def _confidence(raw: _Raw, missing: np.ndarray, path: Path) -> np.ndarray:

@@ -31,8 +31,9 @@ def body_extent(kp: Keypoints) -> float:
     return float(np.median(widest)) if widest.size else float("nan")
 
 
-def check_plausible_size(kp: Keypoints, expected_extent_m: float, *, body: str = "the body",
-                         tolerance: float = 30.0) -> float:
+def check_plausible_size(
+    kp: Keypoints, expected_extent_m: float, *, body: str = "the body", tolerance: float = 30.0
+) -> float:
     """Raise KeypointError if the keypoints' extent is off from the body's by more than ``tolerance``x.
 
     Returns the measured extent (m). A factor of 10-1000 off almost always
@@ -52,9 +53,13 @@ def check_plausible_size(kp: Keypoints, expected_extent_m: float, *, body: str =
     how = "larger" if ratio > 1 else "smaller"
     factor = ratio if ratio > 1 else 1.0 / ratio
     if best != read_as and 1.0 / tolerance <= raw_extent * UNIT_SCALE[best] / expected_extent_m <= tolerance:
-        advice = (f"The length unit is probably wrong: the values were read as {_UNIT_WORDS[read_as]} but look "
-                  f"like {_UNIT_WORDS[best]}; pass units='{best}' (--units {best})")
+        advice = (
+            f"The length unit is probably wrong: the values were read as {_UNIT_WORDS[read_as]} but look "
+            f"like {_UNIT_WORDS[best]}; pass units='{best}' (--units {best})"
+        )
     else:
         advice = "No length unit explains this; check the file's units and that it records this body"
-    raise KeypointError(f"{kp.source}: the keypoints span about {extent:.3g} m, but {body} spans about "
-                        f"{expected_extent_m:.3g} m ({factor:.0f}x {how}). {advice}.")
+    raise KeypointError(
+        f"{kp.source}: the keypoints span about {extent:.3g} m, but {body} spans about "
+        f"{expected_extent_m:.3g} m ({factor:.0f}x {how}). {advice}."
+    )

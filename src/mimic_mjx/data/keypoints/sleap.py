@@ -18,9 +18,11 @@ from mimic_mjx.errors import KeypointError
 
 def _sleap_tracks(tracks: np.ndarray, path: Path) -> tuple[np.ndarray, int, bool]:
     """tracks -> ((frames, tracks, K, 3), number of tracks, whether it came transposed)."""
-    two_d = KeypointError(f"{path}: 'tracks' has shape {tracks.shape}: 2D keypoints (x, y), as in a SLEAP "
-                          f"analysis file. mimic-mjx needs 3D keypoints: triangulate the camera views first "
-                          f"(e.g. sleap-anipose) and pass its points3d.h5.")
+    two_d = KeypointError(
+        f"{path}: 'tracks' has shape {tracks.shape}: 2D keypoints (x, y), as in a SLEAP "
+        f"analysis file. mimic-mjx needs 3D keypoints: triangulate the camera views first "
+        f"(e.g. sleap-anipose) and pass its points3d.h5."
+    )
     if tracks.ndim == 3:  # (frames, K, xyz)
         if tracks.shape[2] == 2:
             raise two_d
@@ -33,15 +35,17 @@ def _sleap_tracks(tracks: np.ndarray, path: Path) -> tuple[np.ndarray, int, bool
             raise two_d
         if tracks.shape[1] == 3:  # SLEAP analysis layout, stored transposed: (tracks, xyz, K, frames)
             return tracks.transpose(3, 0, 2, 1), tracks.shape[0], True
-    raise KeypointError(f"{path}: 'tracks' has shape {tracks.shape}; expected (frames, tracks, keypoints, 3) "
-                        f"or (frames, keypoints, 3)")
+    raise KeypointError(
+        f"{path}: 'tracks' has shape {tracks.shape}; expected (frames, tracks, keypoints, 3) or (frames, keypoints, 3)"
+    )
 
 
 def _read_sleap_h5(path: Path) -> _Raw:
     with _open_h5(path) as f:
         if "tracks" not in f:
-            raise KeypointError(f"{path}: no 'tracks' dataset; expected a SLEAP/sleap-anipose HDF5 file "
-                                f"(it holds {list(f.keys())})")
+            raise KeypointError(
+                f"{path}: no 'tracks' dataset; expected a SLEAP/sleap-anipose HDF5 file (it holds {list(f.keys())})"
+            )
         tracks, n_tracks, transposed = _sleap_tracks(np.asarray(f["tracks"][()], dtype=np.float64), path)
         if n_tracks > 1:
             _warn(f"{path}: holds {n_tracks} tracks (animals); reading the first one")
@@ -89,9 +93,11 @@ def _read_slp(path: Path) -> _Raw:
         if found:
             sessions.append((found, multi))
     if not sessions:
-        raise KeypointError(f"{path}: this .slp file holds 2D keypoints (x, y per camera view) and no triangulated "
-                            f"3D points; mimic-mjx needs 3D keypoints. Triangulate first (e.g. sleap-anipose) and "
-                            f"pass its 3D output (points3d.h5).")
+        raise KeypointError(
+            f"{path}: this .slp file holds 2D keypoints (x, y per camera view) and no triangulated "
+            f"3D points; mimic-mjx needs 3D keypoints. Triangulate first (e.g. sleap-anipose) and "
+            f"pass its 3D output (points3d.h5)."
+        )
     found, multi = sessions[0]
     if len(sessions) > 1:
         _warn(f"{path}: holds {len(sessions)} recording sessions with 3D points; reading the first")
@@ -107,6 +113,11 @@ def _read_slp(path: Path) -> _Raw:
         scores = getattr(inst, "point_scores", None)
         confidence[frame_idx - first] = 1.0 if scores is None else np.asarray(scores, dtype=np.float64)
     fps = labels.videos[0].fps if labels.videos else None
-    return _Raw(positions=positions, what=".slp files", confidence=confidence,
-                names=tuple(skeleton.node_names), edges=tuple((int(a), int(b)) for a, b in skeleton.edge_inds),
-                fps=_positive_fps(fps))
+    return _Raw(
+        positions=positions,
+        what=".slp files",
+        confidence=confidence,
+        names=tuple(skeleton.node_names),
+        edges=tuple((int(a), int(b)) for a, b in skeleton.edge_inds),
+        fps=_positive_fps(fps),
+    )

@@ -22,13 +22,16 @@ def _float_table(rows: list[list[str]], path: Path, first_line: int) -> np.ndarr
     widths = {len(r) for r in rows}
     if len(widths) != 1:
         bad = next(i for i, r in enumerate(rows) if len(r) != len(rows[0]))
-        raise KeypointError(f"{path}: line {first_line + bad} has {len(rows[bad])} values, but line "
-                            f"{first_line} has {len(rows[0])}; the CSV table is ragged")
+        raise KeypointError(
+            f"{path}: line {first_line + bad} has {len(rows[bad])} values, but line "
+            f"{first_line} has {len(rows[0])}; the CSV table is ragged"
+        )
     try:
         return np.array([[v.strip() or "nan" for v in r] for r in rows]).astype(np.float64)
     except ValueError as exc:
-        raise KeypointError(f"{path}: a value is not a number ({exc}); keypoint CSV cells must be numbers "
-                            f"or empty") from None
+        raise KeypointError(
+            f"{path}: a value is not a number ({exc}); keypoint CSV cells must be numbers or empty"
+        ) from None
 
 
 def _read_csv(path: Path) -> _Raw:
@@ -45,12 +48,16 @@ def _read_anipose_csv(path: Path, rows: list[list[str]]) -> _Raw:
     header = [c.strip() for c in rows[0]]
     names = [c[:-2] for c in header if c.endswith("_x")]
     if not names:
-        raise KeypointError(f"{path}: not a keypoint CSV mimic-mjx knows: expected Anipose 3D columns "
-                            f"'<keypoint>_x, _y, _z' or a DeepLabCut CSV whose first cell is 'scorer'")
+        raise KeypointError(
+            f"{path}: not a keypoint CSV mimic-mjx knows: expected Anipose 3D columns "
+            f"'<keypoint>_x, _y, _z' or a DeepLabCut CSV whose first cell is 'scorer'"
+        )
     flat = [n for n in names if f"{n}_z" not in header]
     if flat:
-        raise KeypointError(f"{path}: keypoint(s) {flat} have no '_z' column: 2D keypoints. mimic-mjx needs 3D "
-                            f"keypoints: triangulate first (e.g. anipose triangulate)")
+        raise KeypointError(
+            f"{path}: keypoint(s) {flat} have no '_z' column: 2D keypoints. mimic-mjx needs 3D "
+            f"keypoints: triangulate first (e.g. anipose triangulate)"
+        )
     missing_y = [n for n in names if f"{n}_y" not in header]
     if missing_y:
         raise KeypointError(f"{path}: keypoint(s) {missing_y} have '_x' and '_z' but no '_y' column")
@@ -90,8 +97,9 @@ def _read_dlc_csv(path: Path, rows: list[list[str]]) -> _Raw:
         labels[key] = [c.strip() for c in r]
         n_header += 1
     if "bodyparts" not in labels or "coords" not in labels:
-        raise KeypointError(f"{path}: a DeepLabCut CSV needs header rows 'scorer', 'bodyparts' and 'coords'; "
-                            f"found {list(labels)}")
+        raise KeypointError(
+            f"{path}: a DeepLabCut CSV needs header rows 'scorer', 'bodyparts' and 'coords'; found {list(labels)}"
+        )
     coords = labels["coords"]
     width = len(coords)
     individuals = labels.get("individuals", [""] * width)
@@ -104,8 +112,10 @@ def _read_dlc_csv(path: Path, rows: list[list[str]]) -> _Raw:
         raise KeypointError(f"{path}: the DeepLabCut 'coords' row names no x/y/z columns")
     flat = [bp for (_, bp), c in columns.items() if "z" not in c]
     if flat:
-        raise KeypointError(f"{path}: DeepLabCut keypoint(s) {flat} have no 'z' coordinate: 2D output. mimic-mjx "
-                            f"needs 3D keypoints: triangulate first (DeepLabCut 3D or anipose)")
+        raise KeypointError(
+            f"{path}: DeepLabCut keypoint(s) {flat} have no 'z' coordinate: 2D output. mimic-mjx "
+            f"needs 3D keypoints: triangulate first (DeepLabCut 3D or anipose)"
+        )
     animals = list(dict.fromkeys(ind for ind, _ in columns))
     if len(animals) > 1:
         _warn(f"{path}: holds {len(animals)} individuals {animals}; reading the first, '{animals[0]}'")
@@ -117,5 +127,6 @@ def _read_dlc_csv(path: Path, rows: list[list[str]]) -> _Raw:
     positions = np.stack([table[:, [c["x"], c["y"], c["z"]]] for _, c in parts], axis=1)
     has_likelihood = all("likelihood" in c for _, c in parts)
     confidence = np.stack([table[:, c["likelihood"]] for _, c in parts], axis=1) if has_likelihood else None
-    return _Raw(positions=positions, what="DeepLabCut CSV files", confidence=confidence,
-                names=tuple(bp for bp, _ in parts))
+    return _Raw(
+        positions=positions, what="DeepLabCut CSV files", confidence=confidence, names=tuple(bp for bp, _ in parts)
+    )
