@@ -39,3 +39,12 @@ import io as _io  # noqa: E402
 if _ilu.find_spec("warp") is None:
     with _contextlib.redirect_stdout(_io.StringIO()):
         import mujoco.mjx  # noqa: F401
+
+
+def __getattr__(name):
+    # ``mimic_mjx.load_policy`` without importing flax and the agents on ``import mimic_mjx``.
+    if name == "load_policy":
+        from mimic_mjx.agents.policy import load_policy
+
+        return load_policy
+    raise AttributeError(f"module 'mimic_mjx' has no attribute {name!r}")

@@ -53,6 +53,7 @@ class Physics:
     qvel: jax.Array
     act: jax.Array
     xpos: jax.Array  # (nbody, 3) world positions of every body, m
+    xquat: jax.Array  # (nbody, 4) world orientations of every body (wxyz)
     actuator_force: jax.Array
     actuator_velocity: jax.Array
 
@@ -64,6 +65,7 @@ class NativeState:
     act: jax.Array
     qacc_warmstart: jax.Array
     xpos: jax.Array
+    xquat: jax.Array
     actuator_force: jax.Array
     actuator_velocity: jax.Array
 
@@ -145,6 +147,7 @@ class MjxBackend:
             qvel=data.qvel,
             act=data.act,
             xpos=data.xpos,
+            xquat=data.xquat,
             actuator_force=data.actuator_force,
             actuator_velocity=vel,
         )
@@ -172,6 +175,7 @@ class NativeBackend:
             "act": (m.na,),
             "qacc_warmstart": (m.nv,),
             "xpos": (m.nbody, 3),
+            "xquat": (m.nbody, 4),
             "actuator_force": (m.nu,),
             "actuator_velocity": (m.nu,),
         }
@@ -270,6 +274,7 @@ class NativeBackend:
             qvel=state.qvel,
             act=state.act,
             xpos=state.xpos,
+            xquat=state.xquat,
             actuator_force=state.actuator_force,
             actuator_velocity=state.actuator_velocity,
         )
