@@ -96,7 +96,7 @@ def test_reward_and_termination_groups():
         (
             {"reward": {"posture": {"weight": 1.0}}},
             "unknown reward term 'reward.posture'; known: body, ctrl, ctrl_change, end_effector, energy, joint, "
-            "joint_vel, root_angle, root_pos",
+            "joint_vel, keypoint, root_angle, root_pos",
         ),
         (
             {"reward": {"joint": {"scale_m": 1.0}}},

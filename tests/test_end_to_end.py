@@ -244,3 +244,21 @@ def test_progress_line_time_left_respects_the_time_limit():
         240.0,
     )
     assert "left 4m00s" in line and "joint err 3.00 deg" in line and "root err" not in line
+
+
+@pytest.mark.slow
+def test_evaluation_scores_markers_against_recorded_keypoints(runs, clips, tmp_path):
+    root, *_ = runs
+    summary = evaluate(root / "full", clips[1], tmp_path / "eval")
+    c = summary["clips"][0]
+    assert summary["keypoint_names"] == ["Shoulder", "Elbow", "Wrist"]
+    assert set(c["keypoint_error_mm_per_keypoint"]) == {"Shoulder", "Elbow", "Wrist"}
+    # Synthetic reaches put the wrist keypoint on the wrist body: both scores agree.
+    assert c["keypoint_error_mm_per_keypoint"]["Wrist"] == pytest.approx(c["ee_error_mm"], rel=1e-4)
+    assert summary["mean_keypoint_error_mm"] == pytest.approx(c["keypoint_error_mm"])
+    with h5py.File(tmp_path / "eval" / "rollouts.h5") as f:
+        g = f["clips"][clips[1][0].name]
+        steps = g["qpos"].shape[0]
+        assert g["markers"].shape == (steps, 3, 3) and g["keypoint_error"].shape == (steps, 3)
+        assert g["reference_keypoints"].shape == (clips[1][0].num_frames, 3, 3)
+        assert [n.decode() for n in f["keypoint_names"][()]] == ["Shoulder", "Elbow", "Wrist"]

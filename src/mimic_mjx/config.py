@@ -84,6 +84,8 @@ class RewardConfig:
     joint_vel: AngularSpeedKernel = AngularSpeedKernel(0.0, 5.0)  # RMS hinge-velocity error
     body: DistanceKernel = DistanceKernel(0.0, 0.01)  # tracked bodies relative to the root
     end_effector: DistanceKernel = DistanceKernel(1.0, 0.0005)  # end effectors relative to the root
+    # Registered markers vs the recorded keypoints (world frame): what was measured.
+    keypoint: DistanceKernel = DistanceKernel(0.0, 0.001)
     root_pos: DistanceKernel = DistanceKernel(0.0, 0.02)  # free-root bodies only
     root_angle: AngleKernel = AngleKernel(0.0, 0.3)  # free-root bodies only
     ctrl: Cost = Cost(0.02)  # per mean squared control
@@ -112,9 +114,14 @@ class TerminationConfig:
     max_root_error_m: float = 1.0  # root distance from the reference (free-root bodies)
     max_root_angle_rad: float = 4.0  # root orientation error (above pi: never)
     max_root_drop_m: float = 1.0  # falling: root below the reference root by more than this
+    max_keypoint_error_m: float = 1.0  # mean marker distance to the recorded keypoints
+    # Joint angles are inferred from keypoints; some (e.g. rotation of a straight limb
+    # about its own axis) are unobservable. Where a clip has recorded keypoints, a
+    # joint error alone does not end an episode while the keypoints are tracked.
+    joints_only_with_keypoints_lost: bool = True
 
     def validate(self) -> None:
-        _positive(self, *(f.name for f in dataclasses.fields(self)))
+        _positive(self, *(f.name for f in dataclasses.fields(self) if f.name.startswith("max_")))
 
 
 # Keys of earlier releases and where they live now.

@@ -56,6 +56,9 @@ def _rollout_fn(policy: Policy, env: ImitationEnv, num_steps: int):
                 "ee_error": err.ee,
                 "body_error": err.body,
                 "root_error": err.root_pos,
+                "markers": env.markers(phys, clip),
+                "keypoint_error": err.keypoint,
+                "keypoint_valid": err.keypoint_valid,
                 "valid": keep,
                 "tracked": tracked,
             }
@@ -96,6 +99,7 @@ def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) ->
         sl = slice(0, max(n_tracked, 1))
         jerr = recs["joint_error"][i, sl]
         body_mm = 1e3 * np.mean(recs["body_error"][i, sl], axis=0)
+        kp = _keypoint_errors_mm(env.keypoint_names, recs["keypoint_error"][i, sl], recs["keypoint_valid"][i, sl])
         per_clip.append(
             {
                 "clip": name,
@@ -107,6 +111,8 @@ def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) ->
                 "body_error_mm_per_body": dict(zip(env.tracked_bodies, body_mm.round(3).tolist(), strict=True)),
                 "root_error_mm": float(1e3 * np.mean(recs["root_error"][i, sl])),
                 "fraction_tracked": n_tracked / steps,
+                # Markers against the recorded keypoints (what was measured); absent without keypoints.
+                **kp,
                 # The training record's errors over the tracked steps (same names as the training logs).
                 "metrics": {k: float(np.mean(v[i, sl])) for k, v in recs["metrics"].items() if k.startswith("error/")},
             }
@@ -126,6 +132,7 @@ def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) ->
             b: float(np.mean([c["body_error_mm_per_body"][b] for c in per_clip])) for b in env.tracked_bodies
         },
         "mean_root_error_mm": float(np.mean([c["root_error_mm"] for c in per_clip])),
+        **_mean_keypoint_errors(per_clip, env.keypoint_names),
         "mean_fraction_tracked": float(np.mean([c["fraction_tracked"] for c in per_clip])),
         "clips": per_clip,
     }
@@ -134,6 +141,32 @@ def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) ->
     _write_rollouts(out_dir / "rollouts.h5", env, recs)
     write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+def _keypoint_errors_mm(names, err, valid) -> dict:
+    """Per-clip keypoint errors (mm) over the steps where each keypoint was recorded."""
+    seen = valid.sum(axis=0)
+    if not len(names) or not seen.any():
+        return {}
+    per = 1e3 * (err * valid).sum(axis=0) / np.maximum(seen, 1)
+    per_kp = {n: float(v) for n, v, s in zip(names, per, seen, strict=True) if s}
+    return {"keypoint_error_mm": float(np.mean(list(per_kp.values()))), "keypoint_error_mm_per_keypoint": per_kp}
+
+
+def _mean_keypoint_errors(per_clip, names) -> dict:
+    with_kp = [c for c in per_clip if "keypoint_error_mm" in c]
+    if not with_kp:
+        return {}
+    per_kp = {}
+    for n in names:
+        vals = [c["keypoint_error_mm_per_keypoint"][n] for c in with_kp if n in c["keypoint_error_mm_per_keypoint"]]
+        if vals:
+            per_kp[n] = float(np.mean(vals))
+    return {
+        "keypoint_names": list(names),
+        "mean_keypoint_error_mm": float(np.mean([c["keypoint_error_mm"] for c in with_kp])),
+        "keypoint_error_mm_per_keypoint": per_kp,
+    }
 
 
 def _write_rollouts(path: Path, env, recs: dict) -> None:
@@ -148,6 +181,8 @@ def _write_rollouts(path: Path, env, recs: dict) -> None:
         f.create_dataset("actuator_names", data=[model.actuator(a).name for a in range(model.nu)], dtype=str_dt)
         f.create_dataset("end_effectors", data=list(env.end_effectors), dtype=str_dt)
         f.create_dataset("tracked_bodies", data=list(env.tracked_bodies), dtype=str_dt)
+        if env.keypoint_names:
+            f.create_dataset("keypoint_names", data=list(env.keypoint_names), dtype=str_dt)
         for i, name in enumerate(env.bank.names):
             g = f.create_group(f"clips/{name}")
             L = int(env.bank.lengths[i])
@@ -170,6 +205,15 @@ def _write_rollouts(path: Path, env, recs: dict) -> None:
                 "tracked",
             ):
                 g.create_dataset(key, data=recs[key][i, :steps])
+            if env.keypoint_names:
+                # Markers on the simulated body vs the recorded keypoints (NaN where not recorded).
+                valid = env.bank.keypoint_valid[i, :L] > 0
+                g.create_dataset(
+                    "reference_keypoints", data=np.where(valid[..., None], env.bank.keypoints[i, :L], np.nan)
+                )
+                g.create_dataset("markers", data=recs["markers"][i, :steps])
+                kp_valid = recs["keypoint_valid"][i, :steps] > 0
+                g.create_dataset("keypoint_error", data=np.where(kp_valid, recs["keypoint_error"][i, :steps], np.nan))
             lg = g.create_group("layers")
             for lname, v in recs["layers"].items():
                 lg.create_dataset(lname, data=v[i, :steps])
@@ -177,18 +221,38 @@ def _write_rollouts(path: Path, env, recs: dict) -> None:
 
 
 def format_summary(summary: dict) -> str:
-    lines = [
-        f"{'clip':<28} {'joint RMSE (deg)':>17} {'end-eff. (mm)':>14} {'bodies (mm)':>12} "
-        f"{'root (mm)':>10} {'tracked':>8}"
-    ]
+    """A table per clip: joint RMSE next to the errors against what was measured (keypoints)."""
+    kp_names = [n for n in summary.get("keypoint_names", []) if n in summary.get("keypoint_error_mm_per_keypoint", {})]
+    head = f"{'clip':<28} {'joint RMSE (deg)':>17} {'end-eff. (mm)':>14} {'bodies (mm)':>12} {'root (mm)':>10}"
+    head += "".join(f" {n[:10] + ' (mm)':>15}" for n in kp_names) + f" {'tracked':>8}"
+
+    def row(label, joint, ee, body, root, kp, tracked):
+        kp_cols = "".join(f" {kp[n]:>15.3f}" if n in kp else f" {'-':>15}" for n in kp_names)
+        return f"{label:<28} {joint:>17.2f} {ee:>14.3f} {body:>12.2f} {root:>10.2f}{kp_cols} {100 * tracked:>7.0f}%"
+
+    lines = [head]
     for c in summary["clips"]:
         lines.append(
-            f"{c['clip']:<28} {c['joint_rmse_deg']:>17.2f} {c['ee_error_mm']:>14.3f} "
-            f"{c['body_error_mm']:>12.2f} {c['root_error_mm']:>10.2f} {100 * c['fraction_tracked']:>7.0f}%"
+            row(
+                c["clip"],
+                c["joint_rmse_deg"],
+                c["ee_error_mm"],
+                c["body_error_mm"],
+                c["root_error_mm"],
+                c.get("keypoint_error_mm_per_keypoint", {}),
+                c["fraction_tracked"],
+            )
         )
+    s = summary
     lines.append(
-        f"{'mean over ' + str(summary['num_clips']) + ' clips':<28} {summary['mean_joint_rmse_deg']:>17.2f} "
-        f"{summary['mean_ee_error_mm']:>14.3f} {summary['mean_body_error_mm']:>12.2f} "
-        f"{summary['mean_root_error_mm']:>10.2f} {100 * summary['mean_fraction_tracked']:>7.0f}%"
+        row(
+            f"mean over {s['num_clips']} clips",
+            s["mean_joint_rmse_deg"],
+            s["mean_ee_error_mm"],
+            s["mean_body_error_mm"],
+            s["mean_root_error_mm"],
+            s.get("keypoint_error_mm_per_keypoint", {}),
+            s["mean_fraction_tracked"],
+        )
     )
     return "\n".join(lines)

@@ -27,6 +27,13 @@ class ReferenceBank:
     qvel: np.ndarray  # (N, Tpad, nv)
     ee_pos: np.ndarray  # (N, Tpad, n_ee, 3) end-effector positions, m
     body_pos: np.ndarray  # (N, Tpad, n_tracked, 3) positions of the tracked bodies, m
+    # The recorded keypoints and the registered markers that follow them: what was
+    # measured, as opposed to the joint angles registration inferred from it.
+    keypoint_names: tuple[str, ...] = ()
+    keypoint_bodies: tuple[str, ...] = ()  # body each keypoint's marker is attached to
+    keypoints: np.ndarray | None = None  # (N, Tpad, K, 3) recorded positions, m
+    keypoint_valid: np.ndarray | None = None  # (N, Tpad, K) 1 where recorded (finite, clip has keypoints)
+    marker_offsets: np.ndarray | None = None  # (N, K, 3) marker offsets in the attached body's frame, m
 
     @property
     def num_clips(self) -> int:
@@ -65,6 +72,7 @@ def bind_clips(
     min_frames: int,
     pad: int,
     tracked_bodies: Sequence[str] | None = None,
+    keypoint_bodies: dict[str, str] | None = None,
 ) -> ReferenceBank:
     """Check clips against the model by name and stack them in model order.
 
@@ -72,6 +80,8 @@ def bind_clips(
     ``pad``: frames appended (repeating the last) so look-ahead never leaves a clip.
     ``tracked_bodies``: bodies whose reference positions the task compares
     (default: the end effectors).
+    ``keypoint_bodies``: keypoint name -> body its marker is attached to; clips'
+    recorded keypoints with these names and marker offsets are bound too.
     """
     if not clips:
         raise ClipError("no clips to bind")
@@ -158,4 +168,43 @@ def bind_clips(
         qvel=qvel,
         ee_pos=ee,
         body_pos=tr,
+        **_bind_keypoints(clips, model, keypoint_bodies or {}, T),
     )
+
+
+def _bind_keypoints(clips: Sequence[Clip], model: mujoco.MjModel, keypoint_bodies: dict[str, str], T: int) -> dict:
+    """Recorded keypoints and marker offsets of the clips, stacked; {} when none have them.
+
+    Keypoints the body does not map are left out; a clip without keypoints
+    (or without marker offsets) gets a zero validity mask, so it is scored on
+    joints and bodies alone.
+    """
+    names = [n for n in next((c.keypoint_names for c in clips if c.keypoints is not None), ()) if n in keypoint_bodies]
+    if not names:
+        return {}
+    bodies = tuple(keypoint_bodies[n] for n in names)
+    body_ids(model, bodies)  # every mapped body must exist
+    N, K = len(clips), len(names)
+    kp = np.zeros((N, T, K, 3), np.float32)
+    valid = np.zeros((N, T, K), np.float32)
+    offsets = np.zeros((N, K, 3), np.float32)
+    for i, c in enumerate(clips):
+        if c.keypoints is None or c.marker_offsets is None:
+            continue
+        missing = [n for n in names if n not in c.keypoint_names]
+        if missing:
+            raise BindingError(f"clip '{c.name}' lacks keypoints {missing} that other clips have")
+        cols = [c.keypoint_names.index(n) for n in names]
+        L = c.num_frames
+        pos = np.asarray(c.keypoints[:, cols], np.float32)
+        ok = np.all(np.isfinite(pos), axis=-1)
+        kp[i, :L] = np.where(ok[..., None], pos, 0.0)
+        valid[i, :L] = ok
+        offsets[i] = c.marker_offsets[cols]
+    return {
+        "keypoint_names": tuple(names),
+        "keypoint_bodies": bodies,
+        "keypoints": kp,
+        "keypoint_valid": valid,
+        "marker_offsets": offsets,
+    }

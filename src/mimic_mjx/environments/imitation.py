@@ -30,9 +30,9 @@ from mimic_mjx.bodies.layout import JointLayout
 from mimic_mjx.config import EnvConfig, RewardConfig, TerminationConfig
 from mimic_mjx.data.binding import ReferenceBank, body_ids
 from mimic_mjx.environments.physics import make_backend
-from mimic_mjx.environments.rewards import Errors, StepQuantities, reward_terms
+from mimic_mjx.environments.rewards import Errors, StepQuantities, masked_mean, reward_terms
 from mimic_mjx.errors import BindingError
-from mimic_mjx.quaternions import heading_matrix, quat_angle, quat_conj, quat_mul, quat_to_mat
+from mimic_mjx.quaternions import heading_matrix, quat_angle, quat_conj, quat_mul, quat_rotate, quat_to_mat
 
 
 @struct.dataclass
@@ -62,6 +62,7 @@ ERROR_METRICS = (
     "error/body_mm",
     "error/root_mm",
     "error/root_angle_deg",
+    "error/keypoint_mm",
 )
 EPISODE_METRICS = ("episode/length", "episode/terminated", "episode/unstable")
 
@@ -82,6 +83,7 @@ def step_metrics(err: Errors, terms: dict, reward, steps, terminated, unstable) 
             "error/body_mm": 1e3 * jnp.mean(err.body),
             "error/root_mm": 1e3 * err.root_pos,
             "error/root_angle_deg": jnp.rad2deg(err.root_angle),
+            "error/keypoint_mm": 1e3 * masked_mean(err.keypoint, err.keypoint_valid),
             "episode/length": steps.astype(jnp.float32),
             "episode/terminated": terminated,
             "episode/unstable": unstable,
@@ -153,6 +155,13 @@ class ImitationEnv:
         self.ref_qvel = jnp.asarray(bank.qvel)
         self.ref_ee = jnp.asarray(bank.ee_pos)
         self.ref_body = jnp.asarray(bank.body_pos)
+        # Recorded keypoints (K = 0 when the clips have none).
+        self.keypoint_names = bank.keypoint_names
+        K, (N, T) = len(bank.keypoint_names), bank.qpos.shape[:2]
+        self.ref_kp = jnp.asarray(bank.keypoints if K else np.zeros((N, T, 0, 3), np.float32))
+        self.kp_valid = jnp.asarray(bank.keypoint_valid if K else np.zeros((N, T, 0), np.float32))
+        self.kp_offsets = jnp.asarray(bank.marker_offsets if K else np.zeros((N, 0, 3), np.float32))
+        self.kp_body_ids = body_ids(model, bank.keypoint_bodies) if K else np.zeros(0, int)
         self.lengths = jnp.asarray(bank.lengths)
         self.end_effectors = tuple(end_effectors)
         self.tracked_bodies = tuple(self.end_effectors if tracked_bodies is None else tracked_bodies)
@@ -242,6 +251,11 @@ class ImitationEnv:
         parts += [phys.act, phys.actuator_force / self.force_scale, prev_ctrl, rel_body.ravel()]
         return ref_obs, jnp.concatenate(parts)
 
+    def markers(self, phys, clip):
+        """World positions (K, 3) of the registered markers on the simulated body."""
+        ids = self.kp_body_ids
+        return phys.xpos[ids] + quat_rotate(phys.xquat[ids], self.kp_offsets[clip])
+
     def errors(self, phys, clip, frame) -> Errors:
         """Tracking errors of a physics state against the reference frame."""
         ref_q, ref_v = self.ref_qpos[clip, frame], self.ref_qvel[clip, frame]
@@ -257,6 +271,9 @@ class ImitationEnv:
             joint_vel=phys.qvel[self.hinge_v] - ref_v[self.hinge_v],
             body=jnp.linalg.norm(rel(body, root) - rel(ref_body, ref_root), axis=-1),
             ee=jnp.linalg.norm(rel(ee, root) - rel(ref_ee, ref_root), axis=-1),
+            keypoint=jnp.linalg.norm(self.markers(phys, clip) - self.ref_kp[clip, frame], axis=-1)
+            * self.kp_valid[clip, frame],
+            keypoint_valid=self.kp_valid[clip, frame],
         )
 
     def reset_to(self, key, clip, frame) -> EnvState:
@@ -341,11 +358,13 @@ class ImitationEnv:
     def _lost(self, phys, err: Errors, clip, frame):
         """Whether tracking is lost (terminations other than non-finite physics)."""
         t = self.term_cfg
-        lost = (
-            (_rms(err.joint) > t.max_joint_error_rad)
-            | (jnp.mean(err.ee) > t.max_ee_error_m)
-            | (jnp.mean(err.body) > t.max_body_error_m)
-        )
+        has_kp = jnp.sum(err.keypoint_valid) > 0
+        kp_lost = has_kp & (masked_mean(err.keypoint, err.keypoint_valid) > t.max_keypoint_error_m)
+        joints_lost = _rms(err.joint) > t.max_joint_error_rad
+        if t.joints_only_with_keypoints_lost:
+            # An unobservable joint's deviation alone ends nothing while the measured keypoints are tracked.
+            joints_lost = joints_lost & (~has_kp | kp_lost)
+        lost = joints_lost | kp_lost | (jnp.mean(err.ee) > t.max_ee_error_m) | (jnp.mean(err.body) > t.max_body_error_m)
         if self.has_root:
             fallen = self.ref_qpos[clip, frame, 2] - phys.qpos[2] > t.max_root_drop_m
             lost = lost | (err.root_pos > t.max_root_error_m) | (err.root_angle > t.max_root_angle_rad) | fallen

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mimic_mjx.config import RewardConfig
 
@@ -30,6 +31,13 @@ class Errors(NamedTuple):
     joint_vel: jax.Array  # (nj,) rad/s
     body: jax.Array  # (nb,) m
     ee: jax.Array  # (n_ee,) m
+    keypoint: jax.Array = np.zeros(0, np.float32)  # (K,) m, markers to recorded keypoints (0 where missing)
+    keypoint_valid: jax.Array = np.zeros(0, np.float32)  # (K,) 1 where the keypoint was recorded
+
+
+def masked_mean(x, valid):
+    """Mean of ``x`` over entries where ``valid`` is 1 (0 when there are none)."""
+    return jnp.sum(x * valid) / jnp.maximum(jnp.sum(valid), 1.0)
 
 
 class StepQuantities(NamedTuple):
@@ -61,6 +69,12 @@ def end_effector(q: StepQuantities, c) -> jax.Array:
     return _kernel(jnp.mean(jnp.square(q.err.ee)), c.scale_m)
 
 
+def keypoint(q: StepQuantities, c) -> jax.Array:
+    # No reward where nothing was recorded: a clip without keypoints must not earn it for free.
+    seen = jnp.minimum(jnp.sum(q.err.keypoint_valid), 1.0)
+    return seen * _kernel(masked_mean(jnp.square(q.err.keypoint), q.err.keypoint_valid), c.scale_m)
+
+
 def root_pos(q: StepQuantities, c) -> jax.Array:
     return _kernel(jnp.square(q.err.root_pos), c.scale_m)
 
@@ -86,6 +100,7 @@ TERMS: dict[str, Callable[[StepQuantities, object], jax.Array]] = {
     "joint_vel": joint_vel,
     "body": body,
     "end_effector": end_effector,
+    "keypoint": keypoint,
     "root_pos": root_pos,
     "root_angle": root_angle,
     "ctrl": ctrl,

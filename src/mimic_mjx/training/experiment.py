@@ -24,5 +24,6 @@ def build_env(cfg: ExperimentConfig, clips: Sequence[Clip]) -> ImitationEnv:
         min_frames=e.horizon * e.control_every + 1,
         pad=e.horizon * e.control_every,
         tracked_bodies=body.tracked(),
+        keypoint_bodies=body.keypoint_bodies,
     )
     return ImitationEnv(e, bank, model, body.end_effectors, body.tracked(), cfg.reward, cfg.termination)

@@ -33,6 +33,7 @@ _SHOWN_ERRORS = {
     "error/ee_mm": ("end-effector err", "mm", 3),
     "error/body_mm": ("body err", "mm", 1),
     "error/root_mm": ("root err", "mm", 1),
+    "error/keypoint_mm": ("keypoint err", "mm", 3),
 }
 
 
@@ -49,6 +50,8 @@ def progress_line(update, total_updates, env_steps, steps_per_s, metrics, eta_s)
         # Body and root errors only for free-root bodies (a fixed base tracks its end effectors).
         if key in ("error/body_mm", "error/root_mm") and not free_root:
             continue
+        if key == "error/keypoint_mm" and not metrics.get(key):
+            continue  # clips without recorded keypoints
         if key in metrics:
             parts.append(f"{label} {metrics[key]:.{digits}f} {unit}")
     ends = metrics.get("episode/count", 0.0)
