@@ -218,7 +218,10 @@ def bench(
     )
     log(f"  environment: {env_sps:,.0f} steps/s ({env_sps / raw:.2f} x raw), compile {env_compile:.1f} s")
     first, train_sps = _time_training(cfg, clips, updates)
-    log(f"  training ({_nets(cfg)}): {train_sps:,.0f} steps/s, first update {first:.1f} s incl. compile")
+    log(
+        f"  training ({_nets(cfg)}): {train_sps:,.0f} steps/s ({train_sps / raw:.2f} x raw), "
+        f"first update {first:.1f} s incl. compile"
+    )
     out = {
         "body": cfg.env.body,
         "backend": backend,
@@ -230,6 +233,7 @@ def bench(
         "train_steps_per_s": round(train_sps, 1),
         "raw_physics_steps_per_s": round(raw, 1),
         "env_vs_raw": round(env_sps / raw, 3),
+        "train_vs_raw": round(train_sps / raw, 3),
         "first_update_s": round(first, 2),
         "env_compile_s": round(env_compile, 2),
         "raw_compile_s": round(raw_compile, 2),

@@ -9,11 +9,12 @@ and the jit-compiled training loop are the same for every backend:
 
 - ``mjx``: MuJoCo XLA on JAX (compiled; the GPU default).
 - ``warp``: MJX's Warp implementation (NVIDIA GPUs; ``pip install "mujoco-mjx[warp]"``).
-- ``native``: MuJoCo's C engine on the host, one thread pool over the batch of
-  environments, called from jit through ``jax.pure_callback``. Nothing of the
-  physics is compiled by XLA, so a large body starts training in seconds; its
-  state (including the solver warm start) lives in JAX arrays, which keeps
-  resets, checkpoints and resume exact.
+- ``native``: MuJoCo's C engine on the host, the whole batch of environments
+  stepped in ``mujoco.batch``'s C++ threads, called from jit through
+  ``jax.pure_callback``. Nothing of the physics is compiled by XLA, so a large
+  body starts training in seconds; its state (including the solver warm start)
+  lives in JAX arrays, which keeps resets, checkpoints and resume exact, and
+  the results are the same for any number of threads.
 
 Both MJX flavours and the native engine leave the state in the same place after
 a control step: positions of bodies are evaluated at the final joint angles,
@@ -158,10 +159,10 @@ class NativeBackend:
 
     The batch runs in ``mujoco.batch`` (MuJoCo >= 3.17): one call loads every
     environment's state row into an MjData per thread, runs ``substeps``
-    ``mj_step`` calls and a final kinematics pass, and copies the bound fields
-    out, all in C++ threads without the GIL. A per-environment Python loop
-    held the GIL and ran the forelimb at ~0.2x the raw C rate. Results are
-    bit-identical for any number of threads.
+    ``mj_step`` calls, poses the bodies on the model's kinematic skeleton (see
+    ``_Batch``) and copies the fields out, all in C++ threads without the GIL.
+    A per-environment Python loop held the GIL and ran the forelimb at ~0.2x
+    the raw C rate. Results are bit-identical for any number of threads.
     """
 
     name = "native"
@@ -178,6 +179,7 @@ class NativeBackend:
         # stacks of XLA's worker threads. The batch's caller thread is this one.
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="mimic-native")
         m = self.model
+        self._skeleton = kinematic_skeleton(m)
         # Per-environment shape of every NativeState field; the field names are
         # also MjData's, so a state is read straight off the batch's bound fields.
         self._sizes = {
@@ -196,50 +198,45 @@ class NativeBackend:
     def _batch(self, n: int) -> _Batch:
         b = self._batches.get(n)
         if b is None:
-            b = self._batches[n] = _Batch(self.model, n, self.threads)
+            b = self._batches[n] = _Batch(self.model, self._skeleton, self._sizes, n, self.threads)
         return b
 
-    def _run(self, n: int, lead: tuple, inputs: dict, substeps: int) -> tuple:
-        """Load ``inputs`` (field -> (n, ...)) into ``n`` simulations, step them, read a NativeState out."""
+    def _host(self, packed, names: tuple, substeps: int):
+        """Unpack ``names`` from ``packed`` (..., width), step, return the packed NativeState (..., width)."""
+        lead = packed.shape[:-1]
+        n = int(np.prod(lead))
+        rows = np.asarray(packed).reshape(n, packed.shape[-1])
+        cols = np.cumsum([0] + [self._width(k) for k in names])
+        inputs = {k: rows[:, cols[i] : cols[i + 1]] for i, k in enumerate(names)}
         with self._lock:
-            return self._pool.submit(self._batch(n).run, inputs, substeps, lead).result()
-
-    def _host_step(self, qpos, qvel, act, warm, ctrl, substeps):
-        lead = qpos.shape[:-1]
-        n = int(np.prod(lead))
-        # Explicit row counts: a body without activations has (..., 0) arrays.
-        rows = lambda x: np.asarray(x).reshape(n, x.shape[-1])
-        inputs = dict(zip(_Batch.INPUTS, map(rows, (qpos, qvel, act, warm, ctrl)), strict=True))
-        return self._run(n, lead, inputs, int(substeps))
-
-    def _host_init(self, qpos, qvel):
-        lead = qpos.shape[:-1]
-        n = int(np.prod(lead))
-        inputs = {"qpos": np.asarray(qpos).reshape(n, -1), "qvel": np.asarray(qvel).reshape(n, -1)}
-        return self._run(n, lead, inputs, 0)
+            out = self._pool.submit(self._batch(n).run, inputs, substeps).result()
+        return out.reshape(lead + out.shape[1:])
 
     # -- traced side -------------------------------------------------------
-    def _result_shapes(self):
-        return tuple(jax.ShapeDtypeStruct(shape, jnp.float32) for shape in self._sizes.values())
+    # One packed array each way: every argument of a pure_callback costs ~20 us
+    # of conversion (jax 0.10.2, CPU), which is ~5% of a forelimb control step.
+    def _width(self, name: str) -> int:
+        return self.model.nu if name == "ctrl" else int(np.prod(self._sizes[name]))
+
+    def _call(self, names: tuple, values: tuple, substeps: int) -> NativeState:
+        packed = jnp.concatenate([jnp.asarray(v, jnp.float32) for v in values], axis=-1)
+        width = sum(self._width(k) for k in self._sizes)
+        fn = lambda x: self._host(x, names, substeps)
+        # Under vmap, "broadcast_all" hands the callback the whole batch at once.
+        out = jax.pure_callback(fn, jax.ShapeDtypeStruct((width,), jnp.float32), packed, vmap_method="broadcast_all")
+        fields, start = {}, 0
+        for k, shape in self._sizes.items():
+            size = self._width(k)
+            fields[k] = out[..., start : start + size].reshape(out.shape[:-1] + shape)
+            start += size
+        return NativeState(**fields)
 
     def init(self, qpos, qvel) -> NativeState:
-        # Under vmap, "broadcast_all" hands the callback the whole batch at once.
-        res = jax.pure_callback(self._host_init, self._result_shapes(), qpos, qvel, vmap_method="broadcast_all")
-        return NativeState(*res)
+        return self._call(("qpos", "qvel"), (qpos, qvel), 0)
 
     def step(self, state: NativeState, ctrl, act, substeps: int) -> NativeState:
-        fn = lambda *a: self._host_step(*a, substeps)
-        res = jax.pure_callback(
-            fn,
-            self._result_shapes(),
-            state.qpos,
-            state.qvel,
-            act,
-            state.qacc_warmstart,
-            ctrl,
-            vmap_method="broadcast_all",
-        )
-        return NativeState(*res)
+        values = (state.qpos, state.qvel, act, state.qacc_warmstart, ctrl)
+        return self._call(_Batch.INPUTS, values, int(substeps))
 
     def view(self, state: NativeState) -> Physics:
         return Physics(
@@ -254,47 +251,114 @@ class NativeBackend:
 
 
 class _Batch:
-    """``n`` simulations of one model in ``mujoco.batch``, with the fields a NativeState reads."""
+    """``n`` simulations of one model in ``mujoco.batch``, with the fields a NativeState reads.
+
+    Two batches: the dynamics on the model itself, and body poses on its
+    kinematic skeleton. Posing bodies on the full model (``mjSTAGE_POS``)
+    also wraps tendons, collides geoms and factors the mass matrix: on the
+    forelimb that is ~60% of a physics step, and the task poses bodies twice
+    per control step (final poses, and the reset states it asks for every
+    step), ~25% of a 5-substep control step; on the skeleton, ~10%.
+    """
 
     INPUTS = ("qpos", "qvel", "act", "qacc_warmstart", "ctrl")
-    _DERIVED = ("xpos", "xquat", "actuator_force", "actuator_velocity")
-    _OUTPUTS = tuple(f.name for f in dataclasses.fields(NativeState))
 
-    def __init__(self, model: mujoco.MjModel, n: int, threads: int):
+    def __init__(self, model: mujoco.MjModel, skeleton: mujoco.MjModel, sizes: dict, n: int, threads: int):
         from mujoco import batch as mjbatch
 
         self._errors = mjbatch.SimulationError
-        self.b = mjbatch.Batch(model, nsim=n, nthread=max(1, min(threads, n)))
-        self.b.reset(stage=mujoco.mjtStage.mjSTAGE_NONE)
+        threads = max(1, min(threads, n))
+        self.dyn = mjbatch.Batch(model, nsim=n, nthread=threads)
+        self.kin = mjbatch.Batch(skeleton, nsim=n, nthread=threads)
+        for b in (self.dyn, self.kin):
+            b.reset(stage=mujoco.mjtStage.mjSTAGE_NONE)
         # Every call starts from the model's default row (time 0, no applied
         # forces, default equality and mocap state), so nothing but the inputs
         # carries from one call, or one environment, to the next.
-        self.row0 = self.b.state.copy()
-        self.fields = {k: self.b.bind(k) for k in self.INPUTS + self._DERIVED}
+        self.row0 = self.dyn.state.copy()
+        names = self.INPUTS + ("actuator_force", "actuator_velocity")
+        self.fields = {k: self.dyn.bind(k) for k in names} | {k: self.kin.bind(k) for k in ("xpos", "xquat")}
+        self.kin_qpos = self.kin.bind("qpos")
+        # Columns of each NativeState field in the packed output.
+        ends = np.cumsum([int(np.prod(v)) for v in sizes.values()])
+        self.cols = {k: slice(e - int(np.prod(v)), e) for (k, v), e in zip(sizes.items(), ends, strict=True)}
+        self.width = int(ends[-1])
 
-    def run(self, inputs: dict, substeps: int, lead: tuple) -> tuple:
-        """Step ``substeps`` (0: only place the bodies) from ``inputs``; NativeState arrays with ``lead`` shape."""
-        b, f = self.b, self.fields
+    def _call(self, fn, **kw) -> np.ndarray:
+        """``fn(**kw)``; which simulations MuJoCo raised an error in (e.g. a full arena)."""
+        failed = np.zeros(self.dyn.nsim, bool)
+        try:
+            fn(**kw)
+        except self._errors as exc:
+            failed[exc.ids] = True
+        return failed
+
+    def run(self, inputs: dict, substeps: int) -> np.ndarray:
+        """Step ``substeps`` (0: only place the bodies) from ``inputs``; the packed NativeState (n, width)."""
+        b, f = self.dyn, self.fields
         b.state[:] = self.row0
         for k, v in inputs.items():
             f[k][:] = v
-        pass
         failed = np.zeros(b.nsim, bool)
-        # mjSTAGE_POS after the steps puts the bodies at the final joint angles;
-        # actuator forces and velocities (velocity and acceleration stages) stay
-        # those of the last step's forward pass, as the module docstring says.
-        try:
-            if substeps:
-                b.step(nstep=substeps, stage=mujoco.mjtStage.mjSTAGE_POS)
-            else:
-                b.forward(stage=mujoco.mjtStage.mjSTAGE_POS)
-        except self._errors as exc:  # a MuJoCo error (e.g. arena full) in some: end their episodes
-            failed[exc.ids] = True
-        # On a non-finite state MuJoCo warns and resets the simulation to the
-        # model's default pose; the warning counters are how a blow-up shows.
-        failed |= (b.warning[:, list(_BAD_STATE_WARNINGS), 1] > 0).any(axis=1)  # (lastinfo, number)
-        out = {k: np.asarray(f[k], np.float32) for k in self._OUTPUTS}
+        if substeps:
+            b.warning[:] = 0
+            # Actuator forces and velocities stay those of the last step's
+            # forward pass: nothing after it runs on this batch.
+            failed = self._call(b.step, nstep=substeps)
+            # On a non-finite state MuJoCo warns and resets the simulation to
+            # the model's default pose; the warning counters show the blow-up.
+            failed |= (b.warning[:, list(_BAD_STATE_WARNINGS), 1] > 0).any(axis=1)  # (lastinfo, number)
+        self.kin_qpos[:] = f["qpos"]
+        failed |= self._call(self.kin.forward, stage=mujoco.mjtStage.mjSTAGE_POS)  # poses at the final angles
+        out = np.empty((b.nsim, self.width), np.float32)
+        for k, cols in self.cols.items():
+            out[:, cols] = f[k].reshape(b.nsim, -1)
         if not substeps:  # no forward pass has run: the bound values are another call's
-            out["actuator_force"][:] = out["actuator_velocity"][:] = 0.0
-        out["qpos"][failed] = np.nan
-        return tuple(v.reshape(lead + v.shape[1:]) for v in out.values())
+            out[:, self.cols["actuator_force"]] = out[:, self.cols["actuator_velocity"]] = 0.0
+        out[failed, self.cols["qpos"]] = np.nan
+        return out
+
+
+def kinematic_skeleton(model: mujoco.MjModel) -> mujoco.MjModel:
+    """The bodies and joints of ``model`` alone, with the same body poses for every ``qpos``.
+
+    No geoms, tendons, actuators or sensors, so that posing the bodies costs
+    what ``mj_kinematics`` does. Returns ``model`` itself where the skeleton
+    would not pose the bodies as ``model`` does (mocap bodies, or a check at a
+    random pose finds a pose that differs in any bit).
+    """
+    if model.nmocap:
+        return model
+    spec = mujoco.MjSpec()
+    spec.compiler.degree = False  # joint references (qpos0) in radians, as MjModel holds them
+    spec.compiler.fusestatic = False
+    # Nothing to collide or constrain: skip those passes outright (~20% of posing the forelimb).
+    spec.option.disableflags = int(mujoco.mjtDisableBit.mjDSBL_CONTACT | mujoco.mjtDisableBit.mjDSBL_CONSTRAINT)
+    bodies = [spec.worldbody]
+    for i in range(1, model.nbody):
+        b = bodies[model.body_parentid[i]].add_body(pos=model.body_pos[i], quat=model.body_quat[i])
+        # Any positive inertia: it plays no part in the poses, but a moving body needs one.
+        b.explicitinertial, b.mass, b.inertia = True, 1.0, [1.0, 1.0, 1.0]
+        for j in np.flatnonzero(model.jnt_bodyid == i):
+            ref = model.qpos0[model.jnt_qposadr[j]]  # hinge/slide: poses depend on qpos - qpos0
+            b.add_joint(type=mujoco.mjtJoint(model.jnt_type[j]), pos=model.jnt_pos[j], axis=model.jnt_axis[j], ref=ref)
+        bodies.append(b)
+    try:
+        skeleton = spec.compile()
+    except ValueError:
+        return model
+    # Check at a random pose: unit quaternions for free and ball joints.
+    if (skeleton.nq, skeleton.nbody) != (model.nq, model.nbody):
+        return model
+    rng = np.random.default_rng(0)
+    qpos = model.qpos0 + rng.uniform(-1.0, 1.0, model.nq)
+    d, k = mujoco.MjData(model), mujoco.MjData(skeleton)
+    for j in np.flatnonzero(model.jnt_type <= int(mujoco.mjtJoint.mjJNT_BALL)):  # free, ball
+        a = model.jnt_qposadr[j] + (3 if model.jnt_type[j] == int(mujoco.mjtJoint.mjJNT_FREE) else 0)
+        qpos[a : a + 4] /= np.linalg.norm(qpos[a : a + 4])
+    d.qpos[:] = k.qpos[:] = qpos
+    mujoco.mj_kinematics(model, d)
+    mujoco.mj_kinematics(skeleton, k)
+    # MuJoCo runs the same arithmetic on both, so the poses agree to the bit.
+    same = np.array_equal(d.xpos, k.xpos) and np.array_equal(d.xquat, k.xquat)
+    return skeleton if same else model
