@@ -49,6 +49,33 @@ def _references(files, kind: str, cache: Path, log):
     return clips
 
 
+def _reference_residuals_mm(clips) -> dict:
+    """Mean distance (mm) of the references' own markers to the recorded keypoints: the floor of any controller."""
+    import mujoco
+
+    from mimic_mjx.bodies import get_body
+
+    body = get_body("mouse_forelimb")
+    model = body.compile()
+    data = mujoco.MjData(model)
+    per = []
+    for c in clips:
+        ids = [model.body(body.keypoint_bodies[k]).id for k in c.keypoint_names]
+        err = []
+        for t in range(c.num_frames):
+            data.qpos[:] = c.qpos[t]
+            mujoco.mj_kinematics(model, data)
+            rot = data.xmat[ids].reshape(-1, 3, 3)
+            markers = data.xpos[ids] + np.einsum("kij,kj->ki", rot, c.marker_offsets)
+            err.append(np.linalg.norm(markers - c.keypoints[t], axis=-1))
+        per.append(1e3 * np.nanmean(err, axis=0))
+    mean = np.mean(per, axis=0)
+    return {
+        f"heldout_reference_{k.lower()}_kp_residual_mm": round(float(v), 4)
+        for k, v in zip(clips[0].keypoint_names, mean, strict=True)
+    }
+
+
 def _seed_figures(ev: dict, summary: dict, run_dir: Path) -> dict:
     kp = ev.get("keypoint_error_mm_per_keypoint", {})
     return {
@@ -97,6 +124,8 @@ def main() -> int:
     train_clips = [c for i, c in enumerate(clips) if i not in held_out_idx]
     eval_clips = [c for i, c in enumerate(clips) if i in held_out_idx]
     log(f"train on {len(train_clips)} trials, evaluate on {len(eval_clips)}: {', '.join(c.name for c in eval_clips)}")
+    floor = _reference_residuals_mm(eval_clips)
+    log(f"the held-out references' own markers vs the recorded keypoints (mm): {floor}")
 
     cfg0 = config_lib.apply_overrides(
         get_body("mouse_forelimb").default_config(), [f"train.max_minutes={args.minutes}", *args.set]
@@ -149,6 +178,7 @@ def main() -> int:
         figures[f"{key}_{how}"] = round(float(worst[how](col(key))), 4)
         figures[f"{key}_mean"] = round(float(col(key).mean()), 4)
         figures[key] = figures[f"{key}_mean"]  # the single-seed key of earlier versions
+    figures.update(floor)
     figures["per_seed"] = seeds
     figures["run_dirs"] = [s["run_dir"] for s in seeds]
     figures["run_dir"] = seeds[0]["run_dir"]
