@@ -6,6 +6,7 @@ MJX comparison uses the small forelimb (its MJX step compiles in ~20 s).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -117,6 +118,56 @@ def test_rat_reset_places_the_body_on_the_reference(rat_walk):
     # Root part of the first look-ahead frame: the reference's own motion in the heading frame (mm).
     step_mm = 1e3 * np.linalg.norm(env.ref_qpos[0, 6, :2] - env.ref_qpos[0, 5, :2])
     assert float(jnp.linalg.norm(s.ref_obs[:2])) == pytest.approx(step_mm, rel=1e-3)
+
+
+def _callback_resets(env: ImitationEnv) -> ImitationEnv:
+    """``env`` with its resets posed by the backend's host call, as a noisy reset is."""
+    other = copy.copy(env)
+    other.ref_poses = None
+    return other
+
+
+def _assert_same_states(a, b):
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=jax.tree_util.keystr(path))
+
+
+def test_rat_resets_from_bound_poses_are_the_backends_own(rat_walk):
+    env = _rat_env([rat_walk, dataclasses.replace(_rotate_clip(rat_walk, 2.1), name="turned")])
+    assert env.ref_poses is not None and env.ref_poses[0].shape == (2, env.bank.qpos.shape[1], env.model.nbody, 3)
+    slow = _callback_resets(env)
+    clips, frames = jnp.array([0, 0, 0, 1, 1, 1]), jnp.array([0, 5, 21, 3, 30, 44])
+    keys = jax.random.split(jax.random.PRNGKey(4), 6)
+    fast = jax.vmap(env.reset_to)
+    assert "callback" not in str(jax.make_jaxpr(fast)(keys, clips, frames))
+    _assert_same_states(jax.jit(fast)(keys, clips, frames), jax.jit(jax.vmap(slow.reset_to))(keys, clips, frames))
+    # Steps with automatic resets: the same trajectory.
+    keys = jax.random.split(jax.random.PRNGKey(5), 8)
+
+    def run(e):
+        def body(s, k):
+            s = jax.vmap(e.step)(s, jax.random.normal(k, (8, e.action_size)))
+            return s, s
+
+        return jax.lax.scan(body, jax.vmap(e.reset)(keys), jax.random.split(jax.random.PRNGKey(6), 12))[1]
+
+    a, b = jax.jit(lambda: run(env))(), jax.jit(lambda: run(slow))()
+    assert float(jnp.sum(a.terminated + a.truncated)) > 0  # some episodes restarted
+    _assert_same_states(a, b)
+
+
+def test_noisy_resets_and_other_models_are_posed_by_the_backend(rat_walk):
+    model = RAT.compile_trainable()
+    bank = bind_clips([rat_walk], model, "rat", RAT.end_effectors, 6, 5, tracked_bodies=RAT.tracked())
+    cfg = EnvConfig(body="rat", backend="native", reset_noise_rad=0.05)
+    assert ImitationEnv(cfg, bank, model, RAT.end_effectors, RAT.tracked()).ref_poses is None
+    # A bank bound with another model: its poses are the environment model's, recomputed.
+    moved = copy.deepcopy(model)
+    moved.body_pos[2] += 0.01
+    env = ImitationEnv(dataclasses.replace(cfg, reset_noise_rad=0.0), bank, moved, RAT.end_effectors, RAT.tracked())
+    assert not np.array_equal(env.ref_poses[0], bank.xpos)
+    key = jax.random.PRNGKey(0)
+    _assert_same_states(jax.jit(env.reset_to)(key, 0, 9), jax.jit(_callback_resets(env).reset_to)(key, 0, 9))
 
 
 @pytest.mark.parametrize("what", ["root_distance", "fall", "orientation"])

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import jax
 import jax.numpy as jnp
+import mujoco
 import numpy as np
 import pytest
 
@@ -63,6 +65,20 @@ def test_end_effector_from_kinematics_when_clip_has_no_body_positions():
     np.testing.assert_allclose(_bind([bare]).ee_pos, _bind([clip]).ee_pos, atol=1e-7)
 
 
+def test_bank_holds_every_bodys_pose_at_every_frame():
+    clips = make_reaching_clips(2, seed=6)
+    model = BODY.compile()
+    bank = _bind(clips)
+    assert bank.xpos.shape == bank.qpos.shape[:2] + (model.nbody, 3) and bank.xpos.dtype == np.float32
+    assert bank.xquat.shape == bank.qpos.shape[:2] + (model.nbody, 4) and bank.xquat.dtype == np.float32
+    d = mujoco.MjData(model)
+    for i, t in [(0, 0), (0, 17), (1, int(bank.lengths[1]) - 1), (1, bank.qpos.shape[1] - 1)]:
+        d.qpos[:] = bank.qpos[i, t]
+        mujoco.mj_kinematics(model, d)
+        np.testing.assert_array_equal(bank.xpos[i, t], d.xpos.astype(np.float32))
+        np.testing.assert_array_equal(bank.xquat[i, t], d.xquat.astype(np.float32))
+
+
 @pytest.fixture(scope="module")
 def env():
     clips = make_reaching_clips(3, seed=5)
@@ -90,6 +106,20 @@ def test_reset_places_body_in_reference_state(env, fns):
     # The body sits on the reference, so the look-ahead is the reference's own motion.
     np.testing.assert_allclose(s.ref_obs[: env.model.nq], env.ref_qpos[1, 11] - env.ref_qpos[1, 10], atol=1e-6)
     assert env.model.opt.timestep == pytest.approx(1 / 200 / 5)
+
+
+def test_resets_from_bound_poses_are_the_backends_own(env):
+    assert env.backend.name == "native" and env.ref_poses is not None
+    slow = copy.copy(env)
+    slow.ref_poses = None  # posed by the backend's host call, as a noisy reset is
+    last = int(env.lengths.min()) - 1
+    clips, frames = jnp.array([0, 0, 1, 2, 2]), jnp.array([0, last, 7, 1, 30])
+    keys = jax.random.split(jax.random.PRNGKey(3), 5)
+    a = jax.jit(jax.vmap(env.reset_to))(keys, clips, frames)
+    b = jax.jit(jax.vmap(slow.reset_to))(keys, clips, frames)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert "callback" not in str(jax.make_jaxpr(jax.vmap(env.reset))(keys))
 
 
 def test_step_advances_reference_and_truncates_at_clip_end(env, fns):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from mimic_mjx.bodies import get_body
+from mimic_mjx.data.binding import reference_poses
 from mimic_mjx.environments.physics import NativeBackend, NativeState, kinematic_skeleton
 
 ARM = get_body("mouse_forelimb")
@@ -118,6 +119,27 @@ def test_init_places_the_bodies_and_zeroes_the_rest(arm):
     np.testing.assert_array_equal(one.xquat, d.xquat.astype(np.float32))
     for k in ("act", "qacc_warmstart", "actuator_force", "actuator_velocity"):
         assert not np.any(getattr(s, k)) and not np.any(getattr(one, k)), k
+
+
+@pytest.mark.parametrize("body", ["mouse_forelimb", "rat"])
+def test_init_posed_is_init_without_the_host_call(body):
+    model = get_body(body).compile_trainable()
+    rng = np.random.default_rng(6)
+    qpos = model.qpos0 + rng.uniform(-1.0, 1.0, (5, model.nq))
+    if model.jnt_type[0] == mujoco.mjtJoint.mjJNT_FREE:
+        qpos[:, 3:7] /= np.linalg.norm(qpos[:, 3:7], axis=1, keepdims=True)
+    qpos = jnp.asarray(qpos, jnp.float32)
+    qvel = jnp.asarray(rng.normal(0.0, 1.0, (5, model.nv)), jnp.float32)
+    xpos, xquat = reference_poses(model, np.asarray(qpos))
+    backend = NativeBackend(model, 2)
+    posed = jax.jit(jax.vmap(backend.init_posed))
+    assert "callback" not in str(jax.make_jaxpr(posed)(qpos, qvel, xpos, xquat))
+    want = jax.device_get(jax.vmap(backend.init)(qpos, qvel))
+    got = jax.device_get(posed(qpos, qvel, xpos, xquat))
+    for k in NativeState.__dataclass_fields__:
+        a, b = getattr(got, k), getattr(want, k)
+        assert a.dtype == b.dtype and a.shape == b.shape, k
+        np.testing.assert_array_equal(a, b, err_msg=k)
 
 
 @pytest.mark.parametrize("body", ["mouse_forelimb", "rat"])

@@ -34,6 +34,10 @@ class ReferenceBank:
     keypoints: np.ndarray | None = None  # (N, Tpad, K, 3) recorded positions, m
     keypoint_valid: np.ndarray | None = None  # (N, Tpad, K) 1 where recorded (finite, clip has keypoints)
     marker_offsets: np.ndarray | None = None  # (N, K, 3) marker offsets in the attached body's frame, m
+    # Every body's world pose at every frame, posed from ``qpos`` by the model's
+    # kinematics: a reset into a reference frame reads its body poses from here.
+    xpos: np.ndarray | None = None  # (N, Tpad, nbody, 3), m
+    xquat: np.ndarray | None = None  # (N, Tpad, nbody, 4) wxyz
 
     @property
     def num_clips(self) -> int:
@@ -58,6 +62,26 @@ def body_ids(model: mujoco.MjModel, names: Sequence[str]) -> np.ndarray:
     if missing:
         raise BindingError(f"bodies {missing} are not in the body model")
     return np.asarray(ids)
+
+
+def reference_poses(model: mujoco.MjModel, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every body's world pose at joint positions ``qpos`` (..., nq): xpos (..., nbody, 3), xquat (..., nbody, 4).
+
+    ``mj_kinematics`` on the float32 positions widened to float64, the
+    arithmetic the native backend runs to place the bodies of a fresh state, so
+    the poses agree with it to the bit (~2-4 us a frame).
+    """
+    qpos = np.asarray(qpos, np.float32)
+    lead = qpos.shape[:-1]
+    rows = qpos.reshape(-1, model.nq)
+    xpos = np.empty((len(rows), model.nbody, 3), np.float32)
+    xquat = np.empty((len(rows), model.nbody, 4), np.float32)
+    data = mujoco.MjData(model)
+    for t, q in enumerate(rows):
+        data.qpos[:] = q
+        mujoco.mj_kinematics(model, data)
+        xpos[t], xquat[t] = data.xpos, data.xquat
+    return xpos.reshape(lead + xpos.shape[1:]), xquat.reshape(lead + xquat.shape[1:])
 
 
 def _model_joint_names(model: mujoco.MjModel) -> list[str]:
@@ -140,26 +164,26 @@ def bind_clips(
     qvel = np.zeros((N, T, model.nv), np.float32)
     ee = np.zeros((N, T, len(end_effectors), 3), np.float32)
     tr = np.zeros((N, T, len(tracked_bodies), 3), np.float32)
-    data = mujoco.MjData(model)
+    xpos = np.zeros((N, T, model.nbody, 3), np.float32)
+    xquat = np.zeros((N, T, model.nbody, 4), np.float32)
     for i, c in enumerate(clips):
         qcols, vcols = _clip_columns(c, model_joints)
         L = c.num_frames
         qpos[i, :L][:, qadr] = c.qpos[:, qcols]
         qvel[i, :L][:, vadr] = c.qvel[:, vcols]
+        xpos[i, :L], xquat[i, :L] = reference_poses(model, qpos[i, :L])
         wanted = (*end_effectors, *tracked_bodies)
         if c.xpos is not None and all(n in c.body_names for n in wanted):
             ee[i, :L] = c.xpos[:, [c.body_names.index(n) for n in end_effectors]]
             tr[i, :L] = c.xpos[:, [c.body_names.index(n) for n in tracked_bodies]]
         else:
-            for t in range(L):
-                data.qpos[:] = qpos[i, t]
-                mujoco.mj_kinematics(model, data)
-                ee[i, t] = data.xpos[ee_ids]
-                tr[i, t] = data.xpos[tr_ids]
+            ee[i, :L] = xpos[i, :L][:, ee_ids]
+            tr[i, :L] = xpos[i, :L][:, tr_ids]
+        # Padding repeats the last frame at rest: its poses are the last frame's.
         qpos[i, L:] = qpos[i, L - 1]
         qvel[i, L:] = 0.0
-        ee[i, L:] = ee[i, L - 1]
-        tr[i, L:] = tr[i, L - 1]
+        for a in (ee, tr, xpos, xquat):
+            a[i, L:] = a[i, L - 1]
     return ReferenceBank(
         names=tuple(c.name for c in clips),
         fps=float(fps),
@@ -168,6 +192,8 @@ def bind_clips(
         qvel=qvel,
         ee_pos=ee,
         body_pos=tr,
+        xpos=xpos,
+        xquat=xquat,
         **_bind_keypoints(clips, model, keypoint_bodies or {}, T),
     )
 

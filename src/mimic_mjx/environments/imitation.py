@@ -28,7 +28,7 @@ from flax import struct
 
 from mimic_mjx.bodies.layout import JointLayout
 from mimic_mjx.config import EnvConfig, RewardConfig, TerminationConfig
-from mimic_mjx.data.binding import ReferenceBank, body_ids
+from mimic_mjx.data.binding import ReferenceBank, body_ids, reference_poses
 from mimic_mjx.environments.physics import make_backend
 from mimic_mjx.environments.rewards import Errors, StepQuantities, masked_mean, reward_terms
 from mimic_mjx.errors import BindingError
@@ -163,6 +163,11 @@ class ImitationEnv:
         self.kp_offsets = jnp.asarray(bank.marker_offsets if K else np.zeros((N, 0, 3), np.float32))
         self.kp_body_ids = body_ids(model, bank.keypoint_bodies) if K else np.zeros(0, int)
         self.lengths = jnp.asarray(bank.lengths)
+        # Body poses of every reference frame, for resets without a host call
+        # (``init_posed``); a noisy reset is posed by the backend instead.
+        self.ref_poses = None
+        if self.backend.init_takes_poses and cfg.reset_noise_rad == 0:
+            self.ref_poses = tuple(jnp.asarray(p) for p in _bank_poses(bank, model))
         self.end_effectors = tuple(end_effectors)
         self.tracked_bodies = tuple(self.end_effectors if tracked_bodies is None else tracked_bodies)
         # Index arrays stay NumPy: they are baked into the compiled code as constants.
@@ -278,10 +283,14 @@ class ImitationEnv:
 
     def reset_to(self, key, clip, frame) -> EnvState:
         """Start an episode at a given clip and frame, in the reference state."""
-        qpos = self.ref_qpos[clip, frame]
-        noise = jax.random.uniform(key, (len(self.hinge_q),), minval=-1.0, maxval=1.0) * self.cfg.reset_noise_rad
-        qpos = qpos.at[self.hinge_q].add(noise)
-        data = self.backend.init(qpos, self.ref_qvel[clip, frame])
+        qpos, qvel = self.ref_qpos[clip, frame], self.ref_qvel[clip, frame]
+        if self.ref_poses is None:
+            noise = jax.random.uniform(key, (len(self.hinge_q),), minval=-1.0, maxval=1.0) * self.cfg.reset_noise_rad
+            qpos = qpos.at[self.hinge_q].add(noise)
+            data = self.backend.init(qpos, qvel)
+        else:
+            xpos, xquat = self.ref_poses
+            data = self.backend.init_posed(qpos, qvel, xpos[clip, frame], xquat[clip, frame])
         prev_ctrl = jnp.zeros(self.nu)
         phys = self.backend.view(data)
         ref_obs, prop_obs = self._observe(phys, clip, frame, prev_ctrl)
@@ -384,3 +393,17 @@ class ImitationEnv:
             metrics=nxt.metrics,
             key=jnp.where(done, fresh.key, jax.random.split(nxt.key)[0]),
         )
+
+
+def _bank_poses(bank: ReferenceBank, model: mujoco.MjModel) -> tuple[np.ndarray, np.ndarray]:
+    """The bank's body poses of every frame, as ``model`` poses the bodies.
+
+    A bank bound with another model (or without poses) gets them recomputed;
+    its first and last frames are checked to the bit.
+    """
+    if bank.xpos is not None and bank.xpos.shape[2] == model.nbody:
+        ends = bank.qpos[:, [0, -1]]
+        xpos, xquat = reference_poses(model, ends)
+        if np.array_equal(xpos, bank.xpos[:, [0, -1]]) and np.array_equal(xquat, bank.xquat[:, [0, -1]]):
+            return bank.xpos, bank.xquat
+    return reference_poses(model, bank.qpos)

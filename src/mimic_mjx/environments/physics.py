@@ -127,9 +127,17 @@ class MjxBackend:
             what = f"body '{body}'" if body else "this body"
             raise BackendError(f"{what} cannot run on backend '{self.name}': {exc}; use env.backend=native") from None
 
+    #: ``init`` runs in the compiled graph: body poses given beforehand save nothing.
+    init_takes_poses = False
+
     def init(self, qpos, qvel):
         data = self._blank.replace(qpos=qpos, qvel=qvel)
         return self._mjx.kinematics(self.mx, data)
+
+    def init_posed(self, qpos, qvel, xpos, xquat):
+        """``init``; the given poses are those its kinematics computes, and go unused."""
+        del xpos, xquat
+        return self.init(qpos, qvel)
 
     def step(self, data, ctrl, act, substeps: int):
         mjx = self._mjx
@@ -231,8 +239,35 @@ class NativeBackend:
             start += size
         return NativeState(**fields)
 
+    #: ``init_posed`` builds a fresh state without a host call (see there).
+    init_takes_poses = True
+
     def init(self, qpos, qvel) -> NativeState:
         return self._call(("qpos", "qvel"), (qpos, qvel), 0)
+
+    def init_posed(self, qpos, qvel, xpos, xquat) -> NativeState:
+        """The state ``init(qpos, qvel)`` returns, given its body poses ``xpos``/``xquat``; no host call.
+
+        The poses must be the float32 ``mj_kinematics`` poses at ``qpos``
+        (``data.binding.reference_poses``): ``init`` poses the bodies that way
+        and zeroes the rest (activations, warm start, actuator forces and
+        velocities). A task resets into reference frames whose poses it
+        computed once, so a reset, which the task computes for every
+        environment at every step, costs no second callback per step.
+        """
+        qpos = jnp.asarray(qpos, jnp.float32)
+        lead = qpos.shape[:-1]
+        zeros = lambda k: jnp.zeros(lead + self._sizes[k], jnp.float32)
+        return NativeState(
+            qpos=qpos,
+            qvel=jnp.asarray(qvel, jnp.float32),
+            act=zeros("act"),
+            qacc_warmstart=zeros("qacc_warmstart"),
+            xpos=jnp.asarray(xpos, jnp.float32),
+            xquat=jnp.asarray(xquat, jnp.float32),
+            actuator_force=zeros("actuator_force"),
+            actuator_velocity=zeros("actuator_velocity"),
+        )
 
     def step(self, state: NativeState, ctrl, act, substeps: int) -> NativeState:
         values = (state.qpos, state.qvel, act, state.qacc_warmstart, ctrl)
@@ -257,8 +292,9 @@ class _Batch:
     kinematic skeleton. Posing bodies on the full model (``mjSTAGE_POS``)
     also wraps tendons, collides geoms and factors the mass matrix: on the
     forelimb that is ~60% of a physics step, and the task poses bodies twice
-    per control step (final poses, and the reset states it asks for every
-    step), ~25% of a 5-substep control step; on the skeleton, ~10%.
+    per control step where resets are noisy (final poses, and the reset states
+    it asks for every step), ~25% of a 5-substep control step; on the
+    skeleton, ~10%.
     """
 
     INPUTS = ("qpos", "qvel", "act", "qacc_warmstart", "ctrl")
