@@ -263,3 +263,49 @@ def test_render_writes_mp4(tmp_path, arm_truth):
         pytest.skip(f"no offscreen OpenGL here: {exc}")
     assert out.exists() and out.stat().st_size > 1000
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def _straightening_reach():
+    """Keypoints of a reach whose elbow straightens (60 -> -10 deg) while sh_extension passes 15 deg
+    beyond its -70 deg limit: the registered arm cannot follow, and near the singular pose its
+    shoulder elevation and rotation turn almost about the same axis (the mouse-arm swing)."""
+    from mimic_mjx.data.synthetic import minimum_jerk
+
+    T = 60
+    tau = np.clip(np.linspace(-0.5, 1.5, T), 0, 1)
+    s, _ = minimum_jerk(tau)
+    bump = np.sin(np.pi * tau) ** 2
+    qpos = np.deg2rad(np.stack([-20 - 25 * bump, -40 - 45 * bump, -20 + 70 * s, 60 - 70 * s], axis=1))
+    names = list(ARM_MAP.names)
+    bodies = [ARM_MAP.keypoints[n][0] for n in names]
+    kp = _markers(ARM.compile(), qpos, bodies, np.zeros((3, 3)))  # kinematics ignore joint limits
+    return qpos, kp + np.random.default_rng(0).normal(0, 1e-4, kp.shape), bodies
+
+
+@pytest.mark.slow
+def test_speed_prior_removes_a_swing_at_the_singular_pose():
+    qpos, kp, bodies = _straightening_reach()
+    fps = 200.0
+    truth = np.abs(reference_velocities(qpos, fps)).max(0)[2]  # sh_rotation, about 15 rad/s
+    peak, residual = {}, {}
+    for name, velocity in (("off", 0.0), ("default", StacConfig().velocity_m_per_rad_s)):
+        cfg = StacConfig(rounds=0, velocity_m_per_rad_s=velocity)
+        res = StacSolver(ARM.compile(), bodies, np.zeros((3, 3)), [0], cfg).solve(kp, np.ones(kp.shape[:2]), fps=fps)
+        peak[name] = np.abs(reference_velocities(res.qpos, fps)).max(0)[2]
+        residual[name] = np.median(res.residuals)
+    assert peak["off"] > 2.0 * truth  # the fit swings sh_rotation
+    assert peak["default"] < 1.6 * truth and peak["default"] < 0.7 * peak["off"]
+    assert residual["default"] < 2e-4 and residual["default"] < residual["off"] + 3e-5  # noise: 0.1 mm per axis
+
+
+def test_cli_register_errors_are_one_line(tmp_path, capsys):
+    missing = tmp_path / "none.h5"
+    args = ["register", "--body", "mouse_forelimb", "--out", str(tmp_path / "x.h5")]
+    assert main([*args, "--keypoints", str(missing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mimic register: error:") and str(missing) in err[0]
+    assert main([*args, "--keypoints", str(missing), "--velocity-prior", "-1"]) == 2
+    assert (
+        capsys.readouterr().err.strip() == "mimic register: error: --velocity-prior must be 0 (off) or more, got -1.0"
+    )
+    assert not (tmp_path / "x.h5").exists()

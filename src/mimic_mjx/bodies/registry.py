@@ -53,6 +53,11 @@ class BodyModel:
     cpu_backend: str = "native"
     # Default experiment config: a file name in CONFIGS; None = ExperimentConfig's defaults.
     default_config_file: str | None = None
+    # Physiological bounds on any one joint's speed and acceleration (rad/s, rad/s^2), used by
+    # `mimic clips check` and the training-start warnings (mimic_mjx.data.check); None = unchecked.
+    # Each body's figures are derived where it is registered below and in docs/registration.md.
+    max_joint_speed_rad_s: float | None = None
+    max_joint_accel_rad_s2: float | None = None
 
     def tracked(self) -> tuple[str, ...]:
         return self.tracked_bodies or self.end_effectors
@@ -132,6 +137,11 @@ def _register_builtin() -> None:
             end_effectors=("wrist_body",),
             keypoint_bodies=get_keypoint_map("mouse_forelimb").keypoint_bodies(),
             default_config_file="forelimb.yaml",
+            # The fastest wrist in the 37 recorded reaches moves at 0.37 m/s and accelerates at
+            # 15 m/s^2; one joint turning the 6.9 mm forearm alone does that at 54 rad/s and
+            # 2,200 rad/s^2. With margins of 1.5x (speed) and 2x (acceleration, twice differentiated):
+            max_joint_speed_rad_s=80.0,
+            max_joint_accel_rad_s2=5000.0,
         )
     )
     register_body(
@@ -151,6 +161,11 @@ def _register_builtin() -> None:
             # The bodies carrying the rat23 markers: what registration pinned down.
             tracked_bodies=tuple(sorted(set(get_keypoint_map("rat").keypoint_bodies().values()))),
             default_config_file="rat.yaml",
+            # Literature-level: a galloping rat's paw swings at up to ~2 m/s on limb segments of
+            # 3-4 cm (~60 rad/s); it reaches that speed in a ~25 ms swing onset (~2,500 rad/s^2).
+            # The bounds add margin: the 50 Hz DANNCE frames leave 20 ms between samples.
+            max_joint_speed_rad_s=60.0,
+            max_joint_accel_rad_s2=5000.0,
         )
     )
     register_body(
@@ -164,6 +179,10 @@ def _register_builtin() -> None:
             build_spec=fruitfly.build_spec,
             # The six leg tips (claws) and the head.
             end_effectors=(*fruitfly.CLAW_BODIES, "head"),
+            # A leg joint swinging 1 rad at the fastest stepping rates (~20 Hz) peaks, as a
+            # sinusoid, at pi f A = 63 rad/s and 2 pi^2 f^2 A = 7,900 rad/s^2; 2x margin.
+            max_joint_speed_rad_s=120.0,
+            max_joint_accel_rad_s2=16000.0,
         )
     )
 

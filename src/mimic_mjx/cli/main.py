@@ -116,6 +116,12 @@ def cmd_register(args) -> int:
     from mimic_mjx.registration.stac import StacConfig
     from mimic_mjx.training.trainer import stderr_log
 
+    velocity = StacConfig().velocity_m_per_rad_s if args.velocity_prior is None else 1e-3 * args.velocity_prior
+    if velocity < 0:
+        raise MimicError(f"--velocity-prior must be 0 (off) or more, got {args.velocity_prior}")
+    lever = StacConfig().observable_lever_m if args.observable_lever is None else 1e-3 * args.observable_lever
+    if lever < 0:
+        raise MimicError(f"--observable-lever must be 0 (off) or more, got {args.observable_lever}")
     kp = read_keypoints(
         args.keypoints, format=args.format, units=args.units, fps=args.fps, names=args.names, skeleton=args.skeleton
     )
@@ -128,6 +134,8 @@ def cmd_register(args) -> int:
         lm_iterations=args.iterations,
         min_confidence=args.min_confidence,
         weight_by_confidence=args.weight_by_confidence,
+        velocity_m_per_rad_s=velocity,
+        observable_lever_m=lever,
     )
     reg = register(kp, args.body, cfg, fit_scale=args.fit_scale, log=stderr_log)
     clips = split_clip(reg.clip, args.clip_length) if args.clip_length else [reg.clip]
@@ -149,6 +157,22 @@ def cmd_register(args) -> int:
         )
         print(f"wrote {args.render}")
     return 0
+
+
+def cmd_clips_check(args) -> int:
+    from mimic_mjx.data.check import check_clips, format_report
+    from mimic_mjx.data.clips import read_clip_files
+
+    for flag, value in (("--max-speed", args.max_speed), ("--max-accel", args.max_accel)):
+        if value is not None and not value > 0:
+            raise MimicError(f"{flag} must be a positive number, got {value}")
+    checks = check_clips(read_clip_files(args.files), args.max_speed, args.max_accel)
+    if args.json:
+        bad = sum(bool(c.exceeding) for c in checks)
+        print(json.dumps({"clips": [c.to_dict() for c in checks], "clips_exceeding": bad}))
+    else:
+        print(format_report(checks))
+    return 0  # a report: exceeding a bound is not a failure
 
 
 def cmd_bodies(args) -> int:
@@ -209,6 +233,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--min-confidence", type=float, default=0.0, help="ignore keypoints at or below this confidence")
     r.add_argument("--weight-by-confidence", action="store_true", help="weight keypoints by their confidence")
     r.add_argument("--fit-scale", action="store_true", help="also fit one global body scale factor")
+    r.add_argument(
+        "--velocity-prior",
+        type=float,
+        metavar="MM_PER_RAD_S",
+        help="keypoint error (mm) that a joint speed of 1 rad/s costs in the fit, so that joints the keypoints "
+        "cannot see do not swing; 0 turns it off (default 0.01: 100 rad/s costs like 1 mm; docs/registration.md)",
+    )
+    r.add_argument(
+        "--observable-lever",
+        type=float,
+        metavar="MM",
+        help="a joint that moves the keypoints less than this per radian at a frame is poorly seen there, and "
+        "its speed prior grows accordingly (up to 50x); 0: the same prior everywhere (default 5)",
+    )
     r.add_argument("--render", help="also write an MP4 of the fit (headless)")
     r.add_argument("--render-frames", type=int, help="render at most this many frames")
     r.set_defaults(func=cmd_register)
@@ -227,6 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     k.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides")
     k.set_defaults(func=cmd_bench)
+
+    c = sub.add_parser("clips", help="inspect reference clips")
+    csub = c.add_subparsers(dest="clips_command", required=True)
+    ck = csub.add_parser(
+        "check",
+        help="report each clip's peak joint speeds and accelerations against the body's physiological bounds",
+    )
+    ck.add_argument("files", nargs="+", help="clip files (HDF5)")
+    ck.add_argument("--max-speed", type=float, help="joint speed bound, rad/s (default: the body's)")
+    ck.add_argument("--max-accel", type=float, help="joint acceleration bound, rad/s^2 (default: the body's)")
+    ck.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    ck.set_defaults(func=cmd_clips_check)
 
     b = sub.add_parser("bodies", help="list the registered body models")
     b.set_defaults(func=cmd_bodies)

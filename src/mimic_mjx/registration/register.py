@@ -132,14 +132,14 @@ def register(
     if fit_scale:
         base = _scalable_base(body)
         probe = StacSolver(model, bodies, offsets0, trunk, dataclasses.replace(cfg, rounds=0), log=log)
-        first = probe.solve(kp.positions, weights)
+        first = probe.solve(kp.positions, weights, fps=kp.fps)
         origin = first.qpos[:, 0:3] if lay.free_root else np.zeros((kp.num_frames, 3))
         scale = estimate_scale(kp.positions, first.markers, origin, first.weights)
         log(f"fitted body scale: x{scale:.3f} of '{body_name}' (absolute {base * scale:.3f})")
         model = body.build_spec(scale=base * scale).compile()
         offsets0 = offsets0 * scale
     solver = StacSolver(model, bodies, offsets0, trunk, cfg, log=log)
-    result = solver.solve(kp.positions, weights)
+    result = solver.solve(kp.positions, weights, fps=kp.fps)
 
     xpos, xquat = solver.body_poses(result.qpos)
     qh = result.qpos[:, lay.hinge_qpos]

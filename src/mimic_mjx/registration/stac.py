@@ -8,9 +8,9 @@ alternates
    trunk markers, frame by frame, in closed form;
 2. pose rounds: Levenberg-Marquardt on all frames at once (vmapped over
    frames, one jit-compiled loop), with marker residuals, a temporal
-   smoothness term towards the mean of each frame's neighbours and an
-   optional prior towards the neutral pose; hinges are projected into their
-   joint limits after every step;
+   smoothness term towards the mean of each frame's neighbours, a joint-speed
+   prior and an optional prior towards the neutral pose; hinges are projected
+   into their joint limits after every step;
 3. offset rounds: with poses fixed, each offset is the solution of a small
    linear least-squares problem, regularised towards its initial value, in
    closed form.
@@ -24,6 +24,19 @@ MJX kinematics, exact and batched. SciPy's least_squares would loop over
 frames in Python or build one huge sparse problem with finite-difference
 Jacobians, both far slower for thousands of frames. The damping adapts per
 frame, so easy frames converge in a few steps while hard ones keep going.
+
+Temporal priors. Where the keypoints hardly see a joint (the mouse arm's
+shoulder at its extension limit, where elevation and rotation turn about
+nearly one axis as the elbow straightens), the residuals barely change as it
+turns, and the fit swings it by 90 deg in a few frames to gain a fraction of a
+millimetre. The speed prior charges
+each finite difference (q_t - q_t-1) * fps like a keypoint error
+(``velocity_m_per_rad_s``, physical units, so the same at any frame rate) and
+multiplies that charge where the joint is poorly seen at that frame
+(``observable_lever_m``): well-seen joints keep their recorded speeds, unseen
+ones move no faster than the keypoints demand. A second-difference
+(acceleration) prior was tried and dropped: its 1, -4, 6, -4, 1 stencil makes
+the frame-by-frame (Jacobi) sweep diverge at useful weights.
 """
 
 from __future__ import annotations
@@ -50,6 +63,14 @@ class StacConfig:
     lm_iterations: int = 25  # Levenberg-Marquardt steps per pose round
     smooth_m_per_rad: float = 0.002  # smoothness: 1 rad off the neighbours' mean costs like 2 mm
     prior_m_per_rad: float = 0.0  # pull towards the neutral pose (0: none)
+    # Joint-speed prior ("Temporal priors" above; needs the frame rate): 1 rad/s costs like this
+    # keypoint error, so 100 rad/s like 1 mm; 0 turns it off. Chosen on the 37 mouse-arm reaches
+    # (docs/registration.md): their 100+ rad/s swings go, the median residual moves < 0.01 mm.
+    velocity_m_per_rad_s: float = 1e-5
+    # Where a joint moves the keypoints less than this per radian (with the other joints free to
+    # compensate), it is poorly seen from them and its speed prior grows by observable_lever_m /
+    # its lever, up to 50x. 5 mm: below the forearm of the mouse (6.9 mm) or any rat limb segment.
+    observable_lever_m: float = 0.005
     offset_reg: float = 0.05  # offset regularisation, as a fraction of the frames' total weight
     min_confidence: float = 0.0  # keypoints at or below this confidence are ignored
     weight_by_confidence: bool = False  # else every kept keypoint weighs 1
@@ -165,41 +186,89 @@ class StacSolver:
         J = cols * self._ancestor[b][:, :, None]
         return m, jnp.swapaxes(J, 1, 2)
 
-    def _regulariser(self, q, neighbour_mean):
-        """Smoothness and prior residuals with their (constant) Jacobians."""
+    def _temporal_dofs(self):
+        """qpos columns, qvel columns and unit scales of the coordinates the temporal terms smooth.
+
+        Hinges are in radians; a free root's position is put on the same
+        footing with 1 cm counted like 1 rad (its orientation is not smoothed).
+        """
+        lay = self.layout
+        qcols, dcols, scale = [lay.hinge_qpos], [lay.hinge_dof], [np.ones(len(lay.hinge_qpos))]
+        if lay.free_root:
+            qcols.append(np.arange(3))
+            dcols.append(np.arange(3))
+            scale.append(np.full(3, 1.0 / 0.01))
+        return np.concatenate(qcols), np.concatenate(dcols), np.concatenate(scale)
+
+    def _speed_boost(self, Jm):
+        """Per frame and smoothed coordinate, the factor (>= 1) on the speed prior.
+
+        A hinge's lever is 1 / sqrt((J^T J)^-1)_ii: how far the keypoints move
+        per radian of it once every other joint has moved to compensate, i.e.
+        how well the keypoints see it at this pose. It collapses at a
+        singular pose (and is zero for a joint no keypoint depends on).
+        """
+        lay, ref = self.layout, self.cfg.observable_lever_m
+        n = len(self._temporal_dofs()[0])
+        if ref <= 0:
+            return jnp.ones((Jm.shape[0], n))
+        H = jnp.einsum("fri,frj->fij", Jm, Jm)
+        # The floor caps the factor at 50 where a joint is not seen at all.
+        cov = jnp.linalg.inv(H + (0.02 * ref) ** 2 * jnp.eye(lay.nv))
+        lever = 1.0 / jnp.sqrt(jnp.diagonal(cov, axis1=1, axis2=2)[:, lay.hinge_dof])
+        boost = jnp.maximum(1.0, ref / lever)
+        rest = jnp.ones((Jm.shape[0], n - len(lay.hinge_dof)))  # root position: not boosted
+        return jax.lax.stop_gradient(jnp.concatenate([boost, rest], axis=1))
+
+    def _regulariser(self, q, nb, fps):
+        """Smoothness, speed and neutral-pose residuals of one frame, with their (constant) Jacobians.
+
+        ``nb``: the frame's neighbours at the current iterate, held fixed:
+        ``q[t-1]``, ``q[t+1]`` (the frame's own iterate past an end), whether
+        each exists (0/1), and the frame's own speed-prior factors, applied to
+        both its differences. (One factor per difference failed both ways: the
+        larger of its two frames' let a lone frame with missing keypoints
+        stiffen its seen neighbours; the smaller left half the swings.)
+        """
         lay, cfg = self.layout, self.cfg
-        h, hd = lay.hinge_qpos, lay.hinge_dof
+        qm1, qp1, vm1, vp1, boost = nb
+        c, d, sc = self._temporal_dofs()
+        x, xm1, xp1 = (sc * a[c] for a in (q, qm1, qp1))
         rows, jac = [], []
         eye = jnp.eye(lay.nv)
+        E = sc[:, None] * eye[d]  # d x / d step
         if cfg.smooth_m_per_rad > 0:
-            rows.append(cfg.smooth_m_per_rad * (q[h] - neighbour_mean[h]))
-            jac.append(cfg.smooth_m_per_rad * eye[hd])
-            if lay.free_root:  # root position, relative to a 1 cm scale
-                rows.append(cfg.smooth_m_per_rad / 0.01 * (q[0:3] - neighbour_mean[0:3]))
-                jac.append(cfg.smooth_m_per_rad / 0.01 * eye[0:3])
+            rows.append(cfg.smooth_m_per_rad * (x - 0.5 * (xm1 + xp1)))
+            jac.append(cfg.smooth_m_per_rad * E)
+        if cfg.velocity_m_per_rad_s > 0:
+            # The two finite differences this frame enters: (q_t - q_t-1) fps and (q_t+1 - q_t) fps.
+            a = cfg.velocity_m_per_rad_s * fps * boost
+            rows += [a * vm1 * (x - xm1), a * vp1 * (xp1 - x)]
+            jac += [(a * vm1)[:, None] * E, -(a * vp1)[:, None] * E]
         if cfg.prior_m_per_rad > 0:
+            h, hd = lay.hinge_qpos, lay.hinge_dof
             rows.append(cfg.prior_m_per_rad * (q[h] - self.q_neutral[h]))
             jac.append(cfg.prior_m_per_rad * eye[hd])
         if not rows:
             return jnp.zeros(0), jnp.zeros((0, lay.nv))
         return jnp.concatenate(rows), jnp.concatenate(jac)
 
-    def _pose_round_impl(self, q, kp, sqrt_w, offsets):
+    def _pose_round_impl(self, q, kp, sqrt_w, offsets, fps):
         """Levenberg-Marquardt on every frame at once.
 
         One kinematics pass per iteration: the candidate step is evaluated and
         kept only where it lowers the frame's cost (then the damping drops),
         otherwise the frame keeps its pose and cached Jacobian and the damping
-        rises. Smoothness neighbours follow the current iterate.
+        rises. Temporal neighbours follow the current iterate (a Jacobi sweep:
+        each frame minimises its cost with its neighbours held).
         """
         lay = self.layout
         evaluate = jax.vmap(self._markers_and_jacobian, in_axes=(0, None))
-        regular = jax.vmap(self._regulariser)
-
-        def neighbour_mean(q):
-            prev = jnp.concatenate([q[:1], q[:-1]])
-            nxt = jnp.concatenate([q[1:], q[-1:]])
-            return jax.lax.stop_gradient(0.5 * (prev + nxt))
+        regular = jax.vmap(self._regulariser, in_axes=(0, 0, None))
+        T = q.shape[0]
+        prev, nxt = jnp.maximum(jnp.arange(T) - 1, 0), jnp.minimum(jnp.arange(T) + 1, T - 1)
+        has_prev = (jnp.arange(T) > 0).astype(q.dtype)[:, None]
+        has_next = (jnp.arange(T) < T - 1).astype(q.dtype)[:, None]
 
         def marker_terms(m, J):
             r = (sqrt_w[..., None] * (m - kp)).reshape(m.shape[0], -1)
@@ -211,10 +280,14 @@ class StacSolver:
         m, J = evaluate(q, offsets)
         rm, Jm = marker_terms(m, J)
 
-        def body(_, carry):
-            q, rm, Jm, lam = carry
-            nm = neighbour_mean(q)
-            rr, Jr = regular(q, nm)
+        def body(i, carry):
+            q, rm, Jm, lam, boost = carry
+            # The speed-prior factors follow the poses every few steps: their batched inverse
+            # costs several LM steps for the rat; every step would double its registration time.
+            boost = jax.lax.cond((i % 5 == 0) & (i > 0), self._speed_boost, lambda _: boost, Jm)
+            qs = jax.lax.stop_gradient(q)
+            nb = (qs[prev], qs[nxt], has_prev, has_next, boost)
+            rr, Jr = regular(q, nb, fps)
             r = jnp.concatenate([rm, rr], axis=1)
             Jf = jnp.concatenate([Jm, Jr], axis=1)
             H = jnp.einsum("fri,frj->fij", Jf, Jf)
@@ -224,13 +297,14 @@ class StacSolver:
             qc = jax.vmap(lambda a, b: project(lay, retract(lay, a, b)))(q, step)
             mc, Jc = evaluate(qc, offsets)
             rmc, Jmc = marker_terms(mc, Jc)
-            rrc, _ = regular(qc, nm)
+            rrc, _ = regular(qc, nb, fps)
             better = jnp.isfinite(total(rmc, rrc)) & (total(rmc, rrc) < total(rm, rr))
             pick = lambda a, b: jnp.where(better.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
-            return pick(qc, q), pick(rmc, rm), pick(Jmc, Jm), jnp.where(better, lam * 0.3, lam * 5.0)
+            return pick(qc, q), pick(rmc, rm), pick(Jmc, Jm), jnp.where(better, lam * 0.3, lam * 5.0), boost
 
         lam0 = jnp.full(q.shape[0], 1e-2)
-        q, rm, _, _ = jax.lax.fori_loop(0, self.cfg.lm_iterations, body, (q, rm, Jm, lam0))
+        carry = (q, rm, Jm, lam0, self._speed_boost(Jm))
+        q, rm, *_ = jax.lax.fori_loop(0, self.cfg.lm_iterations, body, carry)
         return q, jnp.sum(rm**2, axis=1)
 
     # -- closed-form parts --------------------------------------------------
@@ -273,7 +347,7 @@ class StacSolver:
         return num / (w.sum(axis=0) + lam)[:, None]
 
     # -- driver -------------------------------------------------------------
-    def _solve_poses(self, q, kp, w, offsets):
+    def _solve_poses(self, q, kp, w, offsets, fps):
         sqrt_w = np.sqrt(w)
         out, costs = [], []
         B = self.cfg.batch_frames
@@ -283,19 +357,25 @@ class StacSolver:
                 jnp.asarray(np.nan_to_num(kp[s : s + B])),
                 jnp.asarray(sqrt_w[s : s + B]),
                 jnp.asarray(offsets),
+                fps,
             )
             out.append(np.asarray(qb))
             costs.append(np.asarray(cb))
         return np.concatenate(out), np.concatenate(costs)
 
-    def solve(self, kp: np.ndarray, weights: np.ndarray) -> StacResult:
-        """kp: (T, K, 3) metres, NaN where missing; weights: (T, K), 0 to ignore."""
+    def solve(self, kp: np.ndarray, weights: np.ndarray, fps: float | None = None) -> StacResult:
+        """kp: (T, K, 3) metres, NaN where missing; weights: (T, K), 0 to ignore; fps: frame rate (Hz).
+
+        Without a frame rate the speed and acceleration priors, which are in
+        physical units, are left out.
+        """
         t0 = time.perf_counter()
+        fps = jnp.float32(fps if fps is not None else 0.0)
         w = np.where(np.isfinite(kp).all(axis=-1), weights, 0.0)
         offsets = self.initial_offsets.copy()
         q = self.align_root(kp, w, offsets)
         for r in range(self.cfg.rounds + 1):
-            q, cost = self._solve_poses(q, kp, w, offsets)
+            q, cost = self._solve_poses(q, kp, w, offsets, fps)
             med = self._median_residual(q, kp, w, offsets)
             self.log(
                 f"pose round {r + 1}/{self.cfg.rounds + 1}: median keypoint residual {1e3 * med:.2f} mm "

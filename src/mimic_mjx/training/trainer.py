@@ -69,6 +69,22 @@ def time_left(total_updates, upd, done_since, elapsed, deadline_left_s=None) -> 
     return max(0.0, eta) if np.isfinite(eta) else 0.0
 
 
+def warn_implausible_clips(clips, body: str, log, limit: int = 8) -> None:
+    """Warn (not stop: users decide) about joint speeds beyond the body's physiological bounds."""
+    from mimic_mjx.data.check import clip_speed_warnings
+
+    lines = clip_speed_warnings(clips, body)
+    for line in lines[:limit]:
+        log(f"warning: {line}")
+    if len(lines) > limit:
+        log(f"warning: ... and {len(lines) - limit} more; `mimic clips check FILES` lists them all")
+    if lines:
+        log(
+            "warning: a controller cannot follow such references; re-register the keypoints (`mimic register`) "
+            "to get physically plausible ones"
+        )
+
+
 def checkpoint_meta(cfg: ExperimentConfig, env) -> dict:
     """Sizes that rebuild the network from a checkpoint without an environment."""
     return {
@@ -108,6 +124,7 @@ def train(
         # Bind the clips and build the backend before creating the run folder, so
         # bad input (clips of another body, a backend not installed) leaves nothing behind.
         env = build_env(cfg, clips)
+        warn_implausible_clips(clips, cfg.env.body, log)
         prepare_run_dir(run_dir, cfg, resume)
         write_clips(clips_path, clips)
 

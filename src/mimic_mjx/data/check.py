@@ -1,0 +1,231 @@
+"""Clip checks: peak joint speeds and accelerations against a body's physiological bounds.
+
+A reference clip asks the controller to follow its joint angles. Where a
+registration has invented motion the keypoints do not show (e.g. a joint
+swinging through a pose where it cannot be seen), the clip carries joint speeds
+no animal produces, and training chases an artefact. These functions find such
+frames so that `mimic clips check` can report them and the trainer can warn.
+
+Velocities are ``reference_velocities`` (central differences of qpos, the
+velocities the tracking task uses); accelerations are central differences of
+those. Hinge and slide joints are checked one by one; a free root's angular
+speed (the norm of its angular velocity) is checked against the same bounds
+as ``root (angular)``; ball joints are not checked. Frames are 0-based.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from mimic_mjx.bodies.layout import QVEL_OF_QPOS, JointLayout, reference_velocities
+from mimic_mjx.data.clips import Clip
+from mimic_mjx.errors import BodyError
+
+ROOT_ANGULAR = "root (angular)"
+
+
+@dataclasses.dataclass(frozen=True)
+class JointCheck:
+    joint: str
+    peak_speed: float  # rad/s (m/s for a slide)
+    peak_speed_frame: int
+    peak_accel: float  # rad/s^2
+    peak_accel_frame: int
+    speed_frames: tuple[tuple[int, int], ...]  # inclusive frame ranges above the speed bound
+    accel_frames: tuple[tuple[int, int], ...]  # inclusive frame ranges above the acceleration bound
+
+    @property
+    def exceeds(self) -> bool:
+        return bool(self.speed_frames or self.accel_frames)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipCheck:
+    clip: str
+    body: str
+    fps: float
+    frames: int
+    max_speed: float | None  # the bounds applied (None: no bound)
+    max_accel: float | None
+    joints: tuple[JointCheck, ...]
+
+    @property
+    def exceeding(self) -> tuple[JointCheck, ...]:
+        return tuple(j for j in self.joints if j.exceeds)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        for j in d["joints"]:
+            j["speed_frames"] = [list(r) for r in j["speed_frames"]]
+            j["accel_frames"] = [list(r) for r in j["accel_frames"]]
+        return d
+
+
+def clip_layout(clip: Clip) -> JointLayout:
+    """The clip's joint layout from its joint names and qpos columns alone (no body model needed).
+
+    A 7-column first joint is a free root; 4-column (ball) joints are skipped.
+    """
+    dims = clip.qpos_dims
+    qadr = np.concatenate([[0], np.cumsum(dims)[:-1]]).astype(np.int64)
+    vdims = [QVEL_OF_QPOS[d] for d in dims]
+    vadr = np.concatenate([[0], np.cumsum(vdims)[:-1]]).astype(np.int64)
+    free_root = bool(dims) and dims[0] == 7
+    scalar = [i for i, d in enumerate(dims) if d == 1]
+    n = len(scalar)
+    return JointLayout(
+        free_root=free_root,
+        joint_names=tuple(clip.joint_names[i] for i in scalar),
+        hinge_qpos=qadr[scalar],
+        hinge_dof=vadr[scalar],
+        lo=np.full(n, -np.inf),
+        hi=np.full(n, np.inf),
+        nq=int(sum(dims)),
+        nv=int(sum(vdims)),
+    )
+
+
+def joint_speeds_and_accels(
+    qpos: np.ndarray, fps: float, layout: JointLayout
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Names, velocities (T, n) and accelerations (T, n) of the checked coordinates.
+
+    Each scalar joint gives one signed column; a free root adds one column,
+    the norm of its angular velocity (and the norm of that vector's rate of change).
+    """
+    qvel = reference_velocities(qpos, fps, layout)
+    dt = 1.0 / fps
+    names = list(layout.joint_names)
+    vel = [qvel[:, layout.hinge_dof]]
+    acc = [np.gradient(vel[0], dt, axis=0)]
+    if layout.free_root:
+        w = qvel[:, 3:6]
+        names.append(ROOT_ANGULAR)
+        vel.append(np.linalg.norm(w, axis=1, keepdims=True))
+        acc.append(np.linalg.norm(np.gradient(w, dt, axis=0), axis=1, keepdims=True))
+    return tuple(names), np.concatenate(vel, axis=1), np.concatenate(acc, axis=1)
+
+
+def frame_ranges(mask: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """Inclusive (first, last) frame ranges where ``mask`` is true."""
+    mask = np.asarray(mask, bool)
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0] - 1
+    return tuple((int(a), int(b)) for a, b in zip(starts, ends, strict=True))
+
+
+def format_ranges(ranges: Sequence[tuple[int, int]], limit: int = 6) -> str:
+    """'12-15, 40, 71-72' (at most ``limit`` ranges, then '(+N more)')."""
+    parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in ranges[:limit]]
+    if len(ranges) > limit:
+        parts.append(f"(+{len(ranges) - limit} more)")
+    return ", ".join(parts)
+
+
+def body_bounds(body_name: str) -> tuple[float | None, float | None]:
+    """A registered body's (max joint speed, max joint acceleration); (None, None) for unknown bodies."""
+    from mimic_mjx.bodies import get_body
+
+    try:
+        body = get_body(body_name)
+    except BodyError:
+        return None, None
+    return body.max_joint_speed_rad_s, body.max_joint_accel_rad_s2
+
+
+def check_clip(clip: Clip, max_speed: float | None = None, max_accel: float | None = None) -> ClipCheck:
+    """Peaks and exceedances of one clip; bounds default to those of the clip's body."""
+    speed_bound, accel_bound = body_bounds(clip.body)
+    max_speed = speed_bound if max_speed is None else max_speed
+    max_accel = accel_bound if max_accel is None else max_accel
+    names, vel, acc = joint_speeds_and_accels(clip.qpos, clip.fps, clip_layout(clip))
+    speed, accel = np.abs(vel), np.abs(acc)
+    joints = []
+    for i, name in enumerate(names):
+        joints.append(
+            JointCheck(
+                joint=name,
+                peak_speed=float(speed[:, i].max()),
+                peak_speed_frame=int(speed[:, i].argmax()),
+                peak_accel=float(accel[:, i].max()),
+                peak_accel_frame=int(accel[:, i].argmax()),
+                speed_frames=frame_ranges(speed[:, i] > max_speed) if max_speed is not None else (),
+                accel_frames=frame_ranges(accel[:, i] > max_accel) if max_accel is not None else (),
+            )
+        )
+    return ClipCheck(
+        clip=clip.name,
+        body=clip.body,
+        fps=float(clip.fps),
+        frames=clip.num_frames,
+        max_speed=max_speed,
+        max_accel=max_accel,
+        joints=tuple(joints),
+    )
+
+
+def check_clips(
+    clips: Sequence[Clip], max_speed: float | None = None, max_accel: float | None = None
+) -> list[ClipCheck]:
+    return [check_clip(c, max_speed, max_accel) for c in clips]
+
+
+def exceedance_line(check: ClipCheck, joint: JointCheck) -> str:
+    """One line naming clip, joint, peak, bound and frames, for each bound the joint exceeds."""
+    parts = []
+    if joint.speed_frames:
+        parts.append(
+            f"speed {joint.peak_speed:.0f} rad/s > {check.max_speed:g} rad/s at frames "
+            f"{format_ranges(joint.speed_frames)}"
+        )
+    if joint.accel_frames:
+        parts.append(
+            f"acceleration {joint.peak_accel:.0f} rad/s^2 > {check.max_accel:g} rad/s^2 at frames "
+            f"{format_ranges(joint.accel_frames)}"
+        )
+    return f"clip '{check.clip}', joint {joint.joint}: " + "; ".join(parts)
+
+
+def clip_speed_warnings(clips: Sequence[Clip], body_name: str) -> list[str]:
+    """One human-readable line per (clip, joint) exceeding ``body_name``'s speed or acceleration bound.
+
+    Empty when every clip is within bounds or the body has no bounds.
+    """
+    max_speed, max_accel = body_bounds(body_name)
+    if max_speed is None and max_accel is None:
+        return []
+    lines = []
+    for c in clips:
+        check = check_clip(c, max_speed, max_accel)
+        lines += [exceedance_line(check, j) for j in check.exceeding]
+    return lines
+
+
+def format_report(checks: Sequence[ClipCheck]) -> str:
+    """A table per clip (peaks, the frame of each, what exceeds) and a one-line summary."""
+    lines = []
+    for ch in checks:
+        bound = lambda b, unit: "none" if b is None else f"{b:g} {unit}"
+        lines.append(
+            f"{ch.clip} ({ch.body}, {ch.frames} frames at {ch.fps:g} Hz); bounds: speed "
+            f"{bound(ch.max_speed, 'rad/s')}, acceleration {bound(ch.max_accel, 'rad/s^2')}"
+        )
+        lines.append(
+            f"  {'joint':<22} {'peak speed':>10} {'frame':>5} {'peak accel':>11} {'frame':>5}  exceeds at frames"
+        )
+        for j in ch.joints:
+            over = []
+            if j.speed_frames:
+                over.append(f"speed {format_ranges(j.speed_frames)}")
+            if j.accel_frames:
+                over.append(f"accel {format_ranges(j.accel_frames)}")
+            lines.append(
+                f"  {j.joint:<22} {j.peak_speed:>10.1f} {j.peak_speed_frame:>5d} {j.peak_accel:>11.0f} "
+                f"{j.peak_accel_frame:>5d}  {'; '.join(over) or '-'}"
+            )
+    bad = sum(bool(ch.exceeding) for ch in checks)
+    lines.append(f"{bad} of {len(checks)} clip(s) exceed a bound (speeds in rad/s, accelerations in rad/s^2)")
+    return "\n".join(lines)
