@@ -20,7 +20,8 @@ from mimic_mjx.agents.networks import gaussian_entropy, gaussian_log_prob, init_
 from mimic_mjx.agents.normalizer import RunningStats
 from mimic_mjx.agents.policy import PolicyParams, network_outputs
 from mimic_mjx.config import ExperimentConfig
-from mimic_mjx.environments.imitation import EnvState, ImitationEnv, aggregate_metrics
+from mimic_mjx.environments.imitation import EnvState, ImitationEnv
+from mimic_mjx.environments.metrics import aggregate_metrics
 
 
 @struct.dataclass
