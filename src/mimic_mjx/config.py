@@ -97,11 +97,12 @@ class RewardConfig:
 
     def validate(self) -> None:
         for name, term in self.terms().items():
-            if not term.weight >= 0:
-                raise ConfigError(f"reward.{name}.weight must be zero or positive, got {term.weight}")
-            for f in dataclasses.fields(term):
-                if f.name.startswith("scale") and not getattr(term, f.name) > 0:
-                    raise ConfigError(f"reward.{name}.{f.name} must be positive, got {getattr(term, f.name)}")
+            _non_negative(term, "weight", section=f"reward.{name}.")
+            _positive(
+                term,
+                *(f.name for f in dataclasses.fields(term) if f.name.startswith("scale")),
+                section=f"reward.{name}.",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,17 +147,8 @@ RENAMED_KEYS = {
             "energy_cost": "reward.energy.weight",
         }.items()
     },
-    **{
-        f"env.{k}": f"termination.{k}"
-        for k in (
-            "max_joint_error_rad",
-            "max_ee_error_m",
-            "max_body_error_m",
-            "max_root_error_m",
-            "max_root_angle_rad",
-            "max_root_drop_m",
-        )
-    },
+    # Every termination key once lived in env (or would be looked for there).
+    **{f"env.{f.name}": f"termination.{f.name}" for f in dataclasses.fields(TerminationConfig)},
 }
 
 
@@ -273,15 +265,15 @@ class ExperimentConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _positive(obj, *names):
-    section = _SECTION_NAMES.get(type(obj), "")
+def _positive(obj, *names, section: str | None = None):
+    section = _SECTION_NAMES.get(type(obj), "") if section is None else section
     for n in names:
         if not getattr(obj, n) > 0:
             raise ConfigError(f"{section}{n} must be positive, got {getattr(obj, n)}")
 
 
-def _non_negative(obj, *names):
-    section = _SECTION_NAMES.get(type(obj), "")
+def _non_negative(obj, *names, section: str | None = None):
+    section = _SECTION_NAMES.get(type(obj), "") if section is None else section
     for n in names:
         if not getattr(obj, n) >= 0:
             raise ConfigError(f"{section}{n} must be zero or positive, got {getattr(obj, n)}")

@@ -11,6 +11,7 @@ inference part without building a trainer or any environment.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -114,10 +115,16 @@ class Policy:
         """Actions (unbounded; the task squashes them into the control range) and extras."""
         if not deterministic and key is None:
             raise ValueError("a stochastic policy needs a PRNG key")
-        fn = jax.jit(self.inference_fn(deterministic))
+        fn = _jitted_inference_fn(self.agent, deterministic)
         return fn(
             self.params, jnp.asarray(ref_obs), jnp.asarray(prop_obs), jax.random.PRNGKey(0) if key is None else key
         )
+
+
+@functools.cache
+def _jitted_inference_fn(agent: IntentionAgent, deterministic: bool) -> Callable:
+    # One compiled function per network and mode: a fresh closure per call would recompile every time.
+    return jax.jit(make_inference_fn(agent, deterministic))
 
 
 def make_policy(

@@ -31,7 +31,7 @@ from mimic_mjx.config import EnvConfig, RewardConfig, TerminationConfig
 from mimic_mjx.data.binding import ReferenceBank, body_ids, reference_poses
 from mimic_mjx.environments.metrics import aggregate_metrics, step_metrics  # noqa: F401  (re-export)
 from mimic_mjx.environments.physics import make_backend
-from mimic_mjx.environments.rewards import Errors, StepQuantities, masked_mean, reward_terms
+from mimic_mjx.environments.rewards import Errors, StepQuantities, masked_mean, reward_terms, rms
 from mimic_mjx.errors import BindingError
 from mimic_mjx.quaternions import heading_matrix, quat_angle, quat_conj, quat_mul, quat_rotate, quat_to_mat
 
@@ -51,10 +51,6 @@ class EnvState:
     # The transition's record (see ``METRICS``): reward terms, errors, episode outcome.
     metrics: dict
     key: jax.Array
-
-
-def _rms(x):
-    return jnp.sqrt(jnp.mean(jnp.square(x)))
 
 
 def reference_observation(ref_q, ref_body, q, body, heading=None, ref_root=None, root=None):
@@ -316,7 +312,7 @@ class ImitationEnv:
         t = self.term_cfg
         has_kp = jnp.sum(err.keypoint_valid) > 0
         kp_lost = has_kp & (masked_mean(err.keypoint, err.keypoint_valid) > t.max_keypoint_error_m)
-        joints_lost = _rms(err.joint) > t.max_joint_error_rad
+        joints_lost = rms(err.joint) > t.max_joint_error_rad
         if t.joints_only_with_keypoints_lost:
             # An unobservable joint's deviation alone ends nothing while the measured keypoints are tracked.
             joints_lost = joints_lost & (~has_kp | kp_lost)

@@ -10,35 +10,22 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from mimic_mjx.environments.rewards import Errors, masked_mean
-
-#: How the metrics record of a transition is named. Errors are in display
-#: units; ``episode/*`` entries describe the episode a transition ended (they
-#: are averaged over ended episodes, everything else over steps).
-ERROR_METRICS = (
-    "error/joint_deg",
-    "error/joint_vel_rad_s",
-    "error/ee_mm",
-    "error/body_mm",
-    "error/root_mm",
-    "error/root_angle_deg",
-    "error/keypoint_mm",
-)
-EPISODE_METRICS = ("episode/length", "episode/terminated", "episode/unstable")
-
-
-def _rms(x):
-    return jnp.sqrt(jnp.mean(jnp.square(x)))
+from mimic_mjx.environments.rewards import Errors, masked_mean, rms
 
 
 def step_metrics(err: Errors, terms: dict, reward, steps, terminated, unstable) -> dict:
-    """The metrics record of one transition (scalars)."""
+    """The metrics record of one transition (scalars).
+
+    Errors are in display units; ``episode/*`` entries describe the episode the
+    transition ended (``aggregate_metrics`` averages them over ended episodes,
+    everything else over steps).
+    """
     m = {f"reward/{k}": v for k, v in terms.items()}
     m["reward/total"] = reward
     m.update(
         {
-            "error/joint_deg": jnp.rad2deg(_rms(err.joint)),
-            "error/joint_vel_rad_s": _rms(err.joint_vel),
+            "error/joint_deg": jnp.rad2deg(rms(err.joint)),
+            "error/joint_vel_rad_s": rms(err.joint_vel),
             "error/ee_mm": 1e3 * jnp.mean(err.ee),
             "error/body_mm": 1e3 * jnp.mean(err.body),
             "error/root_mm": 1e3 * err.root_pos,

@@ -35,6 +35,10 @@ class Errors(NamedTuple):
     keypoint_valid: jax.Array = np.zeros(0, np.float32)  # (K,) 1 where the keypoint was recorded
 
 
+def rms(x):
+    return jnp.sqrt(jnp.mean(jnp.square(x)))
+
+
 def masked_mean(x, valid):
     """Mean of ``x`` over entries where ``valid`` is 1 (0 when there are none)."""
     return jnp.sum(x * valid) / jnp.maximum(jnp.sum(valid), 1.0)
