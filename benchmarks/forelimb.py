@@ -10,7 +10,7 @@ the raw physics throughput (control steps/s) of the same model, backend,
 substeps and threads measured in the same process. Last output line: one
 JSON object of the figures.
 
-    .venv/bin/python benchmarks/forelimb.py [--seeds 3] [--minutes 15] [--run-dir runs/bench_forelimb]
+    .venv/bin/python benchmarks/forelimb.py [--seeds 3] [--first-seed 0] [--minutes 15] [--run-dir runs/bench_forelimb]
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=15.0, help="training wall-time budget per seed")
     ap.add_argument("--seeds", type=int, default=1, help="train this many seeds (0, 1, ...)")
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST_SEED, FIRST_SEED+1, ...")
     ap.add_argument("--references", choices=["registered", "shipped"], default="registered")
     ap.add_argument("--run-dir", default=str(ROOT / "runs" / "bench_forelimb"), help="seeds go to RUN_DIR/seedN")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
@@ -140,7 +141,7 @@ def main() -> int:
     del env
 
     seeds = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         run_dir = base / f"seed{seed}"
         if run_dir.exists():
             shutil.rmtree(run_dir)
