@@ -35,12 +35,14 @@ class PolicyParams:
 
 
 def network_outputs(
-    agent: IntentionAgent, pp: PolicyParams, ref_obs, prop_obs, eps, record_layers: bool = False
+    agent: IntentionAgent, pp: PolicyParams, ref_obs, prop_obs, eps, record_layers: bool = False, latent_offset=None
 ) -> dict:
     """Forward pass with latent noise ``eps`` (zeros: the latent mean).
 
     Returns latent mean / log-variance / sample, action mean / log-std and the
     value; with ``record_layers`` also ``layers``, every hidden layer's activation.
+    ``latent_offset`` is added to the latent the decoder receives (virtual
+    experiments: noise injected into the intention).
     """
     ref_n, prop_n = pp.ref_stats.normalize(ref_obs), pp.prop_stats.normalize(prop_obs)
     variables = {"params": pp.params}
@@ -48,6 +50,8 @@ def network_outputs(
     enc = agent.apply(variables, ref_n, method=agent.encode, mutable=mutable)
     (z_mean, z_log_var), enc_layers = enc if record_layers else (enc, None)
     latent = z_mean + jnp.exp(0.5 * z_log_var) * eps
+    if latent_offset is not None:
+        latent = latent + latent_offset
     dec = agent.apply(variables, latent, prop_n, method=agent.decode, mutable=mutable)
     (a_mean, a_log_std), dec_layers = dec if record_layers else (dec, None)
     out = {
@@ -67,23 +71,31 @@ def _flatten(mutables) -> dict:
     return {name: v[0] for vals in mutables["intermediates"].values() for name, v in vals.items()}
 
 
-def make_inference_fn(agent: IntentionAgent, deterministic: bool = True, record_layers: bool = False) -> Callable:
+def make_inference_fn(
+    agent: IntentionAgent, deterministic: bool = True, record_layers: bool = False, latent_noise_std: float = 0.0
+) -> Callable:
     """``act(pp, ref_obs, prop_obs, key) -> (action, extras)``, pure and jit-able.
 
-    Deterministic: latent mean, action mean (``key`` unused). Stochastic: a
-    latent sample and an action sample from the policy's Gaussians. ``extras``
-    holds the latent mean and log-variance, the latent used and, with
-    ``record_layers``, every hidden layer's activation.
+    Deterministic: latent mean, action mean. Stochastic: a latent sample and
+    an action sample from the policy's Gaussians. ``latent_noise_std`` > 0
+    adds Gaussian noise of that size to the latent (a virtual experiment; then
+    ``key`` is needed even when deterministic). ``extras`` holds the latent
+    mean and log-variance, the latent used and, with ``record_layers``, every
+    hidden layer's activation.
     """
 
     def act(pp: PolicyParams, ref_obs, prop_obs, key=None):
-        lat_dim = agent.latent_dim
+        shape = ref_obs.shape[:-1] + (agent.latent_dim,)
+        offset = None
+        if latent_noise_std > 0:
+            key, k_noise = jax.random.split(key)
+            offset = latent_noise_std * jax.random.normal(k_noise, shape)
         if deterministic:
-            eps = jnp.zeros(ref_obs.shape[:-1] + (lat_dim,))
+            eps = jnp.zeros(shape)
         else:
             key, k_eps = jax.random.split(key)
-            eps = jax.random.normal(k_eps, ref_obs.shape[:-1] + (lat_dim,))
-        out = network_outputs(agent, pp, ref_obs, prop_obs, eps, record_layers)
+            eps = jax.random.normal(k_eps, shape)
+        out = network_outputs(agent, pp, ref_obs, prop_obs, eps, record_layers, offset)
         action = out["action_mean"]
         if not deterministic:
             action = action + jnp.exp(out["action_log_std"]) * jax.random.normal(key, action.shape)
@@ -108,8 +120,10 @@ class Policy:
     update: int  # PPO updates it was trained for
     run_dir: Path | None = None
 
-    def inference_fn(self, deterministic: bool = True, record_layers: bool = False) -> Callable:
-        return make_inference_fn(self.agent, deterministic, record_layers)
+    def inference_fn(
+        self, deterministic: bool = True, record_layers: bool = False, latent_noise_std: float = 0.0
+    ) -> Callable:
+        return make_inference_fn(self.agent, deterministic, record_layers, latent_noise_std)
 
     def act(self, ref_obs, prop_obs, key=None, deterministic: bool = True):
         """Actions (unbounded; the task squashes them into the control range) and extras."""

@@ -280,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bodies", help="list the registered body models")
     b.set_defaults(func=cmd_bodies)
+
+    from mimic_mjx.cli import analysis
+
+    analysis.add_parsers(sub)
     return ap
 
 

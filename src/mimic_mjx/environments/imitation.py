@@ -267,8 +267,12 @@ class ImitationEnv:
         state = self.reset_to(k_noise, clip, frame)
         return state.replace(key=k_next)
 
-    def step_no_reset(self, state: EnvState, action) -> EnvState:
-        """Advance one control step; the state is not reset when the episode ends."""
+    def step_no_reset(self, state: EnvState, action, xfrc=None) -> EnvState:
+        """Advance one control step; the state is not reset when the episode ends.
+
+        ``xfrc``: an external wrench on every body (nbody, 6), world frame, held
+        for the step (virtual experiments; training applies none).
+        """
         cfg = self.cfg
         ctrl = self.action_to_ctrl(action)
         act = self.backend.view(state.data).act
@@ -277,7 +281,7 @@ class ImitationEnv:
             # already active; their state is not in the reference. Start each
             # episode with activations equal to the first controls instead.
             act = jnp.where(state.steps == 0, ctrl[self._act_of_actuator], act)
-        data = self.backend.step(state.data, ctrl, act, cfg.substeps)
+        data = self.backend.step(state.data, ctrl, act, cfg.substeps, xfrc)
         phys = self.backend.view(data)
         frame = state.frame + cfg.control_every
         clip = state.clip

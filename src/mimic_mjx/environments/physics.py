@@ -139,9 +139,11 @@ class MjxBackend:
         del xpos, xquat
         return self.init(qpos, qvel)
 
-    def step(self, data, ctrl, act, substeps: int):
+    def step(self, data, ctrl, act, substeps: int, xfrc=None):
         mjx = self._mjx
         data = data.replace(ctrl=ctrl, act=act)
+        if xfrc is not None:  # (nbody, 6) external wrench; it stays in Data until replaced
+            data = data.replace(xfrc_applied=xfrc)
         data = jax.lax.fori_loop(0, substeps, lambda _, d: mjx.step(self.mx, d), data)
         # mjx.step evaluates kinematics before integrating; refresh them so body
         # positions belong to the final joint angles.
@@ -224,7 +226,11 @@ class NativeBackend:
     # One packed array each way: every argument of a pure_callback costs ~20 us
     # of conversion (jax 0.10.2, CPU), which is ~5% of a forelimb control step.
     def _width(self, name: str) -> int:
-        return self.model.nu if name == "ctrl" else int(np.prod(self._sizes[name]))
+        if name == "ctrl":
+            return self.model.nu
+        if name == "xfrc_applied":
+            return 6 * self.model.nbody
+        return int(np.prod(self._sizes[name]))
 
     def _call(self, names: tuple, values: tuple, substeps: int) -> NativeState:
         packed = jnp.concatenate([jnp.asarray(v, jnp.float32) for v in values], axis=-1)
@@ -269,9 +275,13 @@ class NativeBackend:
             actuator_velocity=zeros("actuator_velocity"),
         )
 
-    def step(self, state: NativeState, ctrl, act, substeps: int) -> NativeState:
+    def step(self, state: NativeState, ctrl, act, substeps: int, xfrc=None) -> NativeState:
+        """``xfrc``: an external wrench per body (nbody, 6) held for this step (virtual experiments)."""
         values = (state.qpos, state.qvel, act, state.qacc_warmstart, ctrl)
-        return self._call(_Batch.INPUTS, values, int(substeps))
+        if xfrc is None:
+            return self._call(_Batch.INPUTS, values, int(substeps))
+        xfrc = jnp.reshape(xfrc, xfrc.shape[:-2] + (6 * self.model.nbody,))
+        return self._call((*_Batch.INPUTS, "xfrc_applied"), (*values, xfrc), int(substeps))
 
     def view(self, state: NativeState) -> Physics:
         return Physics(
@@ -312,7 +322,7 @@ class _Batch:
         # forces, default equality and mocap state), so nothing but the inputs
         # carries from one call, or one environment, to the next.
         self.row0 = self.dyn.state.copy()
-        names = self.INPUTS + ("actuator_force", "actuator_velocity")
+        names = self.INPUTS + ("xfrc_applied", "actuator_force", "actuator_velocity")
         self.fields = {k: self.dyn.bind(k) for k in names} | {k: self.kin.bind(k) for k in ("xpos", "xquat")}
         self.kin_qpos = self.kin.bind("qpos")
         # Columns of each NativeState field in the packed output.
@@ -334,7 +344,7 @@ class _Batch:
         b, f = self.dyn, self.fields
         b.state[:] = self.row0
         for k, v in inputs.items():
-            f[k][:] = v
+            f[k][:] = v.reshape(f[k].shape)
         failed = np.zeros(b.nsim, bool)
         if substeps:
             b.warning[:] = 0

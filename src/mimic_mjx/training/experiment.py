@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import mujoco
+
 from mimic_mjx.bodies import get_body
 from mimic_mjx.config import ExperimentConfig
 from mimic_mjx.data.binding import bind_clips
@@ -11,7 +13,14 @@ from mimic_mjx.data.clips import Clip
 from mimic_mjx.environments.imitation import ImitationEnv
 
 
-def build_env(cfg: ExperimentConfig, clips: Sequence[Clip]) -> ImitationEnv:
+def build_env(
+    cfg: ExperimentConfig, clips: Sequence[Clip], physics_model: mujoco.MjModel | None = None
+) -> ImitationEnv:
+    """The task of ``cfg`` on ``clips``.
+
+    ``physics_model`` replaces the body's model in simulation only (a virtual
+    experiment's perturbed body): the references stay those of the body itself.
+    """
     body = get_body(cfg.env.body)
     # The trainable variant: same names as the registration model, simulation set up for speed.
     model = body.compile_trainable()
@@ -26,4 +35,5 @@ def build_env(cfg: ExperimentConfig, clips: Sequence[Clip]) -> ImitationEnv:
         tracked_bodies=body.tracked(),
         keypoint_bodies=body.keypoint_bodies,
     )
-    return ImitationEnv(e, bank, model, body.end_effectors, body.tracked(), cfg.reward, cfg.termination)
+    sim = model if physics_model is None else physics_model
+    return ImitationEnv(e, bank, sim, body.end_effectors, body.tracked(), cfg.reward, cfg.termination)

@@ -1,0 +1,41 @@
+"""Subcommands of the analysis stage: rollout datasets, analyses, virtual experiments, EMG."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mimic_mjx.errors import MimicError
+
+
+def _positive_seeds(args) -> None:
+    if args.seeds < 1:
+        raise MimicError(f"--seeds must be at least 1 (rollouts per clip), got {args.seeds}")
+
+
+def cmd_rollout(args) -> int:
+    from mimic_mjx.analysis.rollout import roll_out
+    from mimic_mjx.data.clips import read_clip_files
+
+    _positive_seeds(args)
+    clips = read_clip_files(args.clips)
+    s = roll_out(args.run, clips, args.out, stochastic=args.stochastic, seeds=args.seeds, seed=args.seed)
+    mode = "stochastic" if args.stochastic else "deterministic"
+    print(f"{len(clips)} clip(s) x {args.seeds} {mode} rollout(s):")
+    for name, c in s["clips"].items():
+        print(f"  {name:<28} {c['steps']:>6} steps  tracked {100 * c['fraction_tracked']:5.1f}%")
+    t, frac = np.asarray(s["survival"]["time_s"]), np.asarray(s["survival"]["fraction"])
+    marks = [i for i in np.unique(np.linspace(0, len(t) - 1, 5).round().astype(int))]
+    print("survival (fraction of rollouts still tracked): " + ", ".join(f"{t[i]:.2f} s {frac[i]:.2f}" for i in marks))
+    print(f"wrote {args.out} (layout: docs/rollout-format.md)")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    r = sub.add_parser("rollout", help="roll a trained controller out on clips and record body, muscles and network")
+    r.add_argument("run", help="run directory written by `mimic train`")
+    r.add_argument("--clips", nargs="+", required=True, help="clip files (HDF5); clips may be longer than training's")
+    r.add_argument("--out", required=True, help="dataset to write (HDF5, docs/rollout-format.md)")
+    r.add_argument("--stochastic", action="store_true", help="sample latents and actions instead of their means")
+    r.add_argument("--seeds", type=int, default=1, help="rollouts per clip")
+    r.add_argument("--seed", type=int, default=0, help="first random seed")
+    r.set_defaults(func=cmd_rollout)
