@@ -132,7 +132,7 @@ def collect(
     recs = jax.tree.map(np.array, jax.device_get(run(policy.params, clips, keys, xfrc)))  # writable copies
     recs = jax.tree.map(lambda x: x.reshape((n_clips, seeds) + x.shape[1:]), recs)
     tracked = recs["tracked"]
-    for name, v in _floats(recs):
+    for _name, v in _floats(recs):
         mask = tracked.reshape(tracked.shape + (1,) * (v.ndim - tracked.ndim))
         v[...] = np.where(mask, v, np.nan)
     recs["xfrc"] = np.asarray(xfrc)
@@ -225,10 +225,25 @@ def survival(tracked: np.ndarray, steps: np.ndarray) -> np.ndarray:
     return np.where(n > 0, (alive & long_enough).sum(axis=(0, 1)) / np.maximum(n, 1), np.nan)
 
 
-_PER_STEP = (
-    "qpos qvel ctrl activation actuator_force muscle_length muscle_velocity contact_force ee_pos body_pos "
-    "latent_mean latent_var latent joint_error ee_error body_error root_error"
-).split()
+_PER_STEP = [
+    "qpos",
+    "qvel",
+    "ctrl",
+    "activation",
+    "actuator_force",
+    "muscle_length",
+    "muscle_velocity",
+    "contact_force",
+    "ee_pos",
+    "body_pos",
+    "latent_mean",
+    "latent_var",
+    "latent",
+    "joint_error",
+    "ee_error",
+    "body_error",
+    "root_error",
+]
 
 
 def write_rollouts(
