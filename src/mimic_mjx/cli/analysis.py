@@ -39,3 +39,7 @@ def add_parsers(sub) -> None:
     r.add_argument("--seeds", type=int, default=1, help="rollouts per clip")
     r.add_argument("--seed", type=int, default=0, help="first random seed")
     r.set_defaults(func=cmd_rollout)
+
+    from mimic_mjx.analysis import emg
+
+    emg.add_parser(sub)
