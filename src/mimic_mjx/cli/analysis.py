@@ -43,3 +43,7 @@ def add_parsers(sub) -> None:
     from mimic_mjx.analysis import emg
 
     emg.add_parser(sub)
+
+    from mimic_mjx.analysis.analyze import add_parser as add_analyze_parser
+
+    add_analyze_parser(sub)
