@@ -122,3 +122,13 @@ def test_cli_rollout_and_bad_input(run, tmp_path, capsys):
         main(["rollout", str(root / "run"), "--clips", str(path), "--out", str(tmp_path / "e.h5"), "--seeds", "0"]) == 2
     )
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_analyze_reads_a_real_rollout_file(run, tmp_path):
+    from mimic_mjx.analysis.analyze import analyze
+
+    root, clips = run
+    roll_out(root / "run", clips, tmp_path / "data.h5", stochastic=True, seeds=2)
+    result = analyze(tmp_path / "data.h5", tmp_path / "analysis")
+    assert (tmp_path / "analysis" / "analysis.json").exists()
+    assert "synergies" in result and len(result["synergies"]["vaf"]) >= 1
