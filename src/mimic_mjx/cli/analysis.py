@@ -30,6 +30,29 @@ def cmd_rollout(args) -> int:
     return 0
 
 
+def cmd_experiment(args) -> int:
+    from mimic_mjx.analysis.experiment import TABLE_COLUMNS, experiment
+    from mimic_mjx.data.clips import read_clip_files
+
+    _positive_seeds(args)
+    clips = read_clip_files(args.clips)
+    result = experiment(
+        args.run,
+        clips,
+        args.perturb,
+        args.out,
+        seeds=args.seeds,
+        seed=args.seed,
+        stochastic=args.stochastic,
+        backend=args.backend,
+    )
+    print(f"{'condition':<24}" + "".join(f"{c:>19}" for c in TABLE_COLUMNS[1:]))
+    for row in result["conditions"]:
+        print(f"{row['condition']:<24}" + "".join(f"{row[c]:>19.4g}" for c in TABLE_COLUMNS[1:]))
+    print(f"wrote {args.out}/table.csv, experiments.json, experiments.png and one rollout dataset per condition")
+    return 0
+
+
 def add_parsers(sub) -> None:
     r = sub.add_parser("rollout", help="roll a trained controller out on clips and record body, muscles and network")
     r.add_argument("run", help="run directory written by `mimic train`")
@@ -39,6 +62,21 @@ def add_parsers(sub) -> None:
     r.add_argument("--seeds", type=int, default=1, help="rollouts per clip")
     r.add_argument("--seed", type=int, default=0, help="first random seed")
     r.set_defaults(func=cmd_rollout)
+
+    x = sub.add_parser("experiment", help="virtual experiments: perturb body, physics or network and compare")
+    x.add_argument("run", help="run directory written by `mimic train`")
+    x.add_argument("--clips", nargs="+", required=True, help="clip files (HDF5)")
+    x.add_argument(
+        "--perturb",
+        required=True,
+        help="perturbation file (YAML), one condition per entry; examples: mimic_mjx/configs/perturb_*.yaml",
+    )
+    x.add_argument("--out", required=True, help="output folder")
+    x.add_argument("--stochastic", action="store_true", help="sample latents and actions instead of their means")
+    x.add_argument("--seeds", type=int, default=1, help="rollouts per clip and condition")
+    x.add_argument("--seed", type=int, default=0, help="first random seed (the same in every condition)")
+    x.add_argument("--backend", choices=["native", "mjx", "warp"], help="physics backend (default: the run's)")
+    x.set_defaults(func=cmd_experiment)
 
     from mimic_mjx.analysis import emg
 
