@@ -160,7 +160,18 @@ def test_noisy_resets_and_other_models_are_posed_by_the_backend(rat_walk):
     model = RAT.compile_trainable()
     bank = bind_clips([rat_walk], model, "rat", RAT.end_effectors, 6, 5, tracked_bodies=RAT.tracked())
     cfg = EnvConfig(body="rat", backend="native", reset_noise_rad=0.05)
-    assert ImitationEnv(cfg, bank, model, RAT.end_effectors, RAT.tracked()).ref_poses is None
+    noisy = ImitationEnv(cfg, bank, model, RAT.end_effectors, RAT.tracked())
+    assert noisy.ref_poses is None and noisy.noisy_starts is not None
+    # Noisy starts are posed in advance exactly as the backend poses a fresh state, and differ between draws.
+    starts = [jax.jit(noisy.reset_to)(jax.random.PRNGKey(k), 0, 9).data for k in range(4)]
+    for s0 in starts:
+        by_host = noisy.backend.init(s0.qpos, s0.qvel)
+        np.testing.assert_array_equal(s0.xpos, by_host.xpos)
+        np.testing.assert_array_equal(s0.xquat, by_host.xquat)
+        dev = np.asarray(s0.qpos - noisy.ref_qpos[0, 9])
+        assert np.abs(dev).max() <= 0.05 + 1e-6 and np.abs(dev[noisy.hinge_q]).max() > 0
+        assert np.all(dev[:7] == 0)  # the free root is not perturbed
+    assert len({float(s0.qpos[10]) for s0 in starts}) > 1
     # A bank bound with another model: its poses are the environment model's, recomputed.
     moved = copy.deepcopy(model)
     moved.body_pos[2] += 0.01
