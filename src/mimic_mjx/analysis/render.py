@@ -1,7 +1,8 @@
-"""Headless videos of a body following keypoints (OSMesa or EGL, set by MUJOCO_GL)."""
+"""Headless rendering (OSMesa or EGL, set by MUJOCO_GL): shared helpers and videos of keypoint fits."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -15,7 +16,14 @@ KEYPOINT_RGBA = np.array([1.0, 0.2, 0.2, 1.0], np.float32)  # data: red
 MARKER_RGBA = np.array([0.2, 0.9, 0.2, 1.0], np.float32)  # fitted markers: green
 
 
-def _add_sphere(scene, pos, radius, rgba):
+GL_HELP = (
+    "install OSMesa (apt-get install libosmesa6) and set MUJOCO_GL=osmesa, "
+    "or use a GPU's EGL driver (libEGL, e.g. from the NVIDIA driver) with MUJOCO_GL=egl"
+)
+
+
+def add_sphere(scene: mujoco.MjvScene, pos, radius: float, rgba) -> None:
+    """Append a sphere to ``scene``; silently skipped once the scene is full (a video, not a record)."""
     if scene.ngeom >= scene.maxgeom:
         return
     mujoco.mjv_initGeom(
@@ -24,9 +32,48 @@ def _add_sphere(scene, pos, radius, rgba):
         np.array([radius, 0, 0]),
         np.asarray(pos, np.float64),
         np.eye(3).ravel(),
-        rgba,
+        np.asarray(rgba, np.float32),
     )
     scene.ngeom += 1
+
+
+def open_renderer(model: mujoco.MjModel, width: int, height: int, max_geom: int = 10000) -> mujoco.Renderer:
+    """An offscreen renderer of ``width`` x ``height``; a MimicError saying how to get OpenGL when none works.
+
+    Grows the model's offscreen buffer when the frame is larger than it (a
+    visual setting only: simulation is unchanged).
+    """
+    if width < 1 or height < 1:
+        raise MimicError(f"frame size must be positive, got {width}x{height} pixels")
+    model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), int(width))
+    model.vis.global_.offheight = max(int(model.vis.global_.offheight), int(height))
+    try:
+        return mujoco.Renderer(model, int(height), int(width), max_geom=max_geom)
+    except Exception as exc:  # no GL: say how to get one
+        reason = " ".join(str(exc).split())
+        raise MimicError(
+            f"no OpenGL backend for offscreen rendering (MUJOCO_GL={os.environ.get('MUJOCO_GL', '')!r}: "
+            f"{reason}); {GL_HELP}"
+        ) from None
+
+
+@contextlib.contextmanager
+def mp4_writer(out_path: str | os.PathLike, fps: float):
+    """An imageio writer of an H.264 MP4 that appears at ``out_path`` only once complete."""
+    try:
+        import imageio.v2 as imageio
+        import imageio_ffmpeg  # noqa: F401  (imageio finds ffmpeg through it)
+    except ImportError:
+        raise MimicError("rendering needs imageio and imageio-ffmpeg: pip install imageio imageio-ffmpeg") from None
+    with atomic_path(out_path) as tmp:
+        # Block size 2: any even frame size is kept as asked (H.264's 4:2:0 needs even sides).
+        writer = imageio.get_writer(
+            tmp, format="FFMPEG", fps=float(fps), codec="libx264", macro_block_size=2, ffmpeg_log_level="error"
+        )
+        try:
+            yield writer
+        finally:
+            writer.close()
 
 
 def render_keypoint_fit(
@@ -42,18 +89,7 @@ def render_keypoint_fit(
     max_frames: int | None = None,
 ) -> Path:
     """Write an MP4 of the fitted body with keypoints (red) and fitted markers (green)."""
-    try:
-        import imageio.v2 as imageio
-    except ImportError:
-        raise MimicError("rendering needs imageio and imageio-ffmpeg: pip install imageio imageio-ffmpeg") from None
-    try:
-        renderer = mujoco.Renderer(model, height, width)
-    except Exception as exc:  # no GL: say how to get one
-        raise MimicError(
-            f"cannot create an offscreen OpenGL context with MUJOCO_GL="
-            f"{os.environ.get('MUJOCO_GL', '')!r} ({exc}); install OSMesa "
-            f"(apt-get install libosmesa6) or run on a machine with EGL"
-        ) from None
+    renderer = open_renderer(model, width, height)
     data = mujoco.MjData(model)
     extent = float(np.nanmax(np.ptp(keypoints.reshape(-1, 3)[np.isfinite(keypoints.reshape(-1, 3)).all(1)], 0)))
     radius = max(extent * 0.025, 1e-4)
@@ -63,9 +99,8 @@ def render_keypoint_fit(
     cam.elevation, cam.azimuth = -25.0, 135.0
     out_path = Path(out_path)
     n = qpos.shape[0] if max_frames is None else min(max_frames, qpos.shape[0])
-    with atomic_path(out_path) as tmp:
-        writer = imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", macro_block_size=8)
-        try:
+    try:
+        with mp4_writer(out_path, fps) as writer:
             for t in range(n):
                 data.qpos[:] = qpos[t]
                 mujoco.mj_kinematics(model, data)
@@ -74,10 +109,9 @@ def render_keypoint_fit(
                 renderer.update_scene(data, cam)
                 for k in range(keypoints.shape[1]):
                     if np.isfinite(keypoints[t, k]).all():
-                        _add_sphere(renderer.scene, keypoints[t, k], radius, KEYPOINT_RGBA)
-                    _add_sphere(renderer.scene, markers[t, k], radius * 0.8, MARKER_RGBA)
+                        add_sphere(renderer.scene, keypoints[t, k], radius, KEYPOINT_RGBA)
+                    add_sphere(renderer.scene, markers[t, k], radius * 0.8, MARKER_RGBA)
                 writer.append_data(renderer.render())
-        finally:
-            writer.close()
-            renderer.close()
+    finally:
+        renderer.close()
     return out_path

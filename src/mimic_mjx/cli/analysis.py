@@ -85,3 +85,7 @@ def add_parsers(sub) -> None:
     from mimic_mjx.analysis.analyze import add_parser as add_analyze_parser
 
     add_analyze_parser(sub)
+
+    from mimic_mjx.analysis import video
+
+    video.add_parser(sub)
