@@ -89,3 +89,7 @@ def add_parsers(sub) -> None:
     from mimic_mjx.analysis import video
 
     video.add_parser(sub)
+
+    from mimic_mjx.analysis import export
+
+    export.add_parser(sub)

@@ -1,0 +1,263 @@
+"""ONNX export of a trained controller: ``mimic export RUN --out policy.onnx [--decoder-only]``.
+
+The deterministic controller (what ``make_inference_fn(agent, deterministic=True)``
+computes) is written as a plain ONNX graph, so it runs without JAX (onnxruntime,
+C++, a robot or a game engine):
+
+- full controller, inputs ``reference_obs`` (batch, ref_obs_size) and
+  ``proprio_obs`` (batch, prop_obs_size); outputs ``latent_mean``, ``action``
+  and ``ctrl``;
+- ``decoder_only``: inputs ``latent`` (batch, latent_dim) and ``proprio_obs``;
+  outputs ``action`` and ``ctrl``: the low-level controller, for a new
+  high-level policy that emits intentions.
+
+Observations are raw, as the task builds them: the run's normalisers
+(``(x - mean) / std`` clipped to +-10) are part of the graph. ``action`` is the
+unbounded action mean; ``ctrl`` is what the task applies to the actuators,
+``lo + 0.5 (tanh(action) + 1) (hi - lo)`` with the body's ctrlrange.
+
+The graph is built with the ``onnx`` package's helper API from the parameters
+(MatMul, Add, Sigmoid and Mul for swish, Sub/Div/Clip for normalisation, Tanh
+for controls): the networks are small MLPs, so the graph is the same arithmetic
+as the JAX code, op for op, in float32. (jax2onnx 0.17.1 converts these
+functions with jax 0.10.2 but requires orbax-checkpoint < 0.11.37, which
+conflicts with this project's pin.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mimic_mjx.errors import MimicError, RunDirError
+
+OPSET = 17  # onnxruntime >= 1.14 runs it; IR version 8 keeps older runtimes able to load the file
+IR_VERSION = 8
+NORM_CLIP = 10.0  # RunningStats.normalize's default clip
+MODEL_DOC = (
+    "mimic-mjx imitation controller (deterministic: latent and action means). Observations are raw, as the task "
+    "builds them; the run's normalisers are in the graph. action: unbounded action mean; ctrl: actuator controls "
+    "lo + 0.5 (tanh(action) + 1) (hi - lo). See metadata_props for body, sizes, actuator names and provenance."
+)
+
+DOCS = {
+    "reference_obs": "raw reference observation (look-ahead of the clip relative to the body), as the task builds it; "
+    "normalised inside the graph with the run's statistics",
+    "proprio_obs": "raw proprioceptive observation (joint angles and velocities, activations, actuator forces, "
+    "previous controls, body positions), as the task builds it; normalised inside the graph",
+    "latent": "latent intention fed to the decoder (the encoder's latent mean in the full controller)",
+    "latent_mean": "mean of the encoder's Gaussian latent (the intention the decoder receives)",
+    "action": "policy action mean, unbounded (the task squashes it into the control range)",
+    "ctrl": "actuator controls as the task applies them: lo + 0.5 * (tanh(action) + 1) * (hi - lo), "
+    "actuators in the order of metadata actuator_names",
+}
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise MimicError(
+            "ONNX export needs the onnx package; install it with .venv/bin/pip install onnx==1.23.2"
+        ) from None
+    return onnx
+
+
+def _dense_layers(params: dict, n_hidden: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    names = [f"dense_{i}" for i in range(n_hidden)] + ["out"]
+    return [(np.asarray(params[n]["kernel"], np.float32), np.asarray(params[n]["bias"], np.float32)) for n in names]
+
+
+class _Graph:
+    """Nodes and constants of one ONNX graph, with fresh names."""
+
+    def __init__(self):
+        self.nodes, self.inits, self._n = [], [], 0
+
+    def const(self, name: str, value) -> str:
+        from onnx import numpy_helper
+
+        name = f"{name}_{len(self.inits)}"
+        self.inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs) -> str:
+        from onnx import helper
+
+        self._n += 1
+        out = out or f"{op_type.lower()}_{self._n}"
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=f"{op_type}_{self._n}", **attrs))
+        return out
+
+    def normalize(self, x: str, stats, name: str) -> str:
+        # The very arithmetic of RunningStats.normalize, on float32 constants JAX computed.
+        mean, std = np.asarray(stats.mean, np.float32), np.asarray(stats.std, np.float32)
+        z = self.op("Div", self.op("Sub", x, self.const(f"{name}_mean", mean)), self.const(f"{name}_std", std))
+        return self.op("Clip", z, self.const("clip_lo", np.float32(-NORM_CLIP)), self.const("clip_hi", NORM_CLIP))
+
+    def mlp(self, x: str, layers, name: str, out: str | None = None) -> str:
+        for i, (w, b) in enumerate(layers):
+            last = i == len(layers) - 1
+            y = self.op("Add", self.op("MatMul", x, self.const(f"{name}_{i}_w", w)), self.const(f"{name}_{i}_b", b))
+            if last:
+                return self.op("Identity", y, out=out) if out else y
+            x = self.op("Mul", y, self.op("Sigmoid", y))  # swish
+
+
+def export_policy_onnx(
+    policy,
+    out: str | Path,
+    ctrlrange,
+    decoder_only: bool = False,
+    actuator_names=None,
+    metadata: dict | None = None,
+) -> dict:
+    """Write ``policy``'s deterministic controller (or its decoder alone) as ONNX to ``out``.
+
+    ``ctrlrange`` (action_size, 2): the actuators' control range, for the
+    ``ctrl`` output. Returns the inputs, outputs (name -> shape) and metadata written.
+    """
+    onnx = _onnx()
+    from onnx import TensorProto, helper
+
+    agent, pp = policy.agent, policy.params
+    ctrlrange = np.asarray(ctrlrange, np.float32)
+    if ctrlrange.shape != (policy.action_size, 2):
+        raise MimicError(f"ctrlrange has shape {ctrlrange.shape}; the policy has {policy.action_size} actions")
+    latent_dim = int(agent.latent_dim)
+    g = _Graph()
+    tensor = lambda name, size: helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", int(size)])
+    inputs, outputs = [], []
+    if decoder_only:
+        latent = "latent"
+        inputs.append(tensor("latent", latent_dim))
+    else:
+        inputs.append(tensor("reference_obs", policy.ref_obs_size))
+        enc = _dense_layers(pp.params["encoder"], len(agent.encoder_layers))
+        # The encoder's last layer gives [mean, log_var]: keep the mean's columns.
+        enc[-1] = (enc[-1][0][:, :latent_dim], enc[-1][1][:latent_dim])
+        ref_n = g.normalize("reference_obs", pp.ref_stats, "ref")
+        latent = g.mlp(ref_n, enc, "encoder", out="latent_mean")
+        outputs.append(tensor("latent_mean", latent_dim))
+    inputs.append(tensor("proprio_obs", policy.prop_obs_size))
+    prop_n = g.normalize("proprio_obs", pp.prop_stats, "prop")
+    dec_in = g.op("Concat", latent, prop_n, axis=-1)
+    action = g.mlp(dec_in, _dense_layers(pp.params["decoder"], len(agent.decoder_layers)), "decoder", out="action")
+    lo, hi = ctrlrange[:, 0], ctrlrange[:, 1]
+    squashed = g.op("Mul", g.const("half", 0.5), g.op("Add", g.op("Tanh", action), g.const("one", 1.0)))
+    g.op("Add", g.const("ctrl_lo", lo), g.op("Mul", squashed, g.const("ctrl_span", hi - lo)), out="ctrl")
+    outputs += [tensor("action", policy.action_size), tensor("ctrl", policy.action_size)]
+    for v in inputs + outputs:
+        v.doc_string = DOCS[v.name]
+
+    from mimic_mjx import __version__
+
+    names = list(actuator_names) if actuator_names is not None else [f"actuator_{i}" for i in range(len(lo))]
+    meta = {
+        "body": policy.config.env.body,
+        "part": "decoder" if decoder_only else "controller",
+        "ref_obs_size": str(policy.ref_obs_size),
+        "prop_obs_size": str(policy.prop_obs_size),
+        "action_size": str(policy.action_size),
+        "latent_dim": str(latent_dim),
+        "actuator_names": json.dumps(names),
+        "ctrlrange": json.dumps(ctrlrange.tolist()),
+        "mimic_version": __version__,
+        "run_dir": str(Path(policy.run_dir).resolve()) if policy.run_dir is not None else "",
+        "checkpoint_update": str(policy.update),
+        "control_every_frames": str(policy.config.env.control_every),
+        "substeps": str(policy.config.env.substeps),
+        "horizon_frames": str(policy.config.env.horizon),
+        "observation_normalisation": f"clip((x - mean) / std, -{NORM_CLIP:g}, {NORM_CLIP:g}), inside the graph",
+        **{k: str(v) for k, v in (metadata or {}).items()},
+    }
+    what = "decoder (latent intention + proprioception -> action)" if decoder_only else "controller"
+    graph = helper.make_graph(
+        g.nodes,
+        f"mimic_{meta['body']}_{meta['part']}",
+        inputs,
+        outputs,
+        initializer=g.inits,
+        doc_string=f"mimic-mjx deterministic {what} for body '{meta['body']}'",
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="mimic-mjx",
+        producer_version=__version__,
+        doc_string=MODEL_DOC,
+        ir_version=IR_VERSION,
+    )
+    helper.set_model_props(model, meta)
+    onnx.checker.check_model(model, full_check=True)
+    _write(model, Path(out))
+    return {
+        "out": str(out),
+        "inputs": {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in inputs},
+        "outputs": {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in outputs},
+        "metadata": meta,
+    }
+
+
+def _write(model, out: Path) -> None:
+    from mimic_mjx.data.atomic import atomic_path
+
+    if out.is_dir():
+        raise MimicError(f"--out {out} is a folder; pass a file name such as {out / 'policy.onnx'}")
+    try:
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(model.SerializeToString())
+    except OSError as exc:
+        raise MimicError(
+            f"cannot write {out} ({exc.strerror or exc}); pass an --out path in a writable folder"
+        ) from None
+
+
+def export_onnx(run_dir: str | Path, out: str | Path, decoder_only: bool = False) -> dict:
+    """``mimic export``: write the run's deterministic controller (or decoder) as ONNX to ``out``."""
+    from mimic_mjx.agents.policy import load_policy
+    from mimic_mjx.bodies import get_body
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run folder not found: {run_dir}; pass the folder `mimic train` wrote")
+    if not (run_dir / "checkpoints").is_dir():
+        raise RunDirError(
+            f"{run_dir} holds no checkpoint (no {run_dir / 'checkpoints'}); train it first with "
+            f"`mimic train --run-dir {run_dir}`, or pass the folder `mimic train` wrote"
+        )
+    policy = load_policy(run_dir)
+    model = get_body(policy.config.env.body).compile_trainable()  # the model build_env simulates
+    if model.nu != policy.action_size:
+        raise RunDirError(
+            f"{run_dir}: its controller has {policy.action_size} actions but body '{policy.config.env.body}' "
+            f"has {model.nu} actuators now; was it trained with another version of the body?"
+        )
+    names = [model.actuator(i).name for i in range(model.nu)]
+    return export_policy_onnx(policy, out, model.actuator_ctrlrange, decoder_only, names)
+
+
+def add_parser(subparsers) -> None:
+    x = subparsers.add_parser("export", help="write a trained controller as ONNX (runs without JAX)")
+    x.add_argument("run", help="run directory written by `mimic train`")
+    x.add_argument("--out", required=True, help="ONNX file to write, e.g. policy.onnx")
+    x.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="export the decoder alone (inputs latent, proprio_obs; outputs action, ctrl) for a new high-level policy",
+    )
+    x.set_defaults(func=run)
+
+
+def run(args) -> int:
+    info = export_onnx(args.run, args.out, decoder_only=args.decoder_only)
+    m = info["metadata"]
+    print(f"{m['part']} of {args.run} (body {m['body']}, update {m['checkpoint_update']}) as ONNX opset {OPSET}:")
+    for kind in ("inputs", "outputs"):
+        for name, shape in info[kind].items():
+            print(f"  {kind[:-1]:<6} {name:<14} {shape}")
+    print(f"wrote {os.fspath(args.out)}")
+    return 0
