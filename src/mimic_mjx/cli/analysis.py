@@ -93,3 +93,7 @@ def add_parsers(sub) -> None:
     from mimic_mjx.analysis import export
 
     export.add_parser(sub)
+
+    from mimic_mjx.analysis.report import add_parser as add_report_parser
+
+    add_report_parser(sub)
