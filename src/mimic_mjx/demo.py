@@ -60,6 +60,33 @@ def run_demo(out: Path, minutes: float = 5.0, force: bool = False, log=print) ->
         "plots": [str(p) for p in plots],
         "run_dir": str(out / "run"),
     }
+    result.update(_share(out, test_clips, log))
     write_text(out / "summary.json", json.dumps(result, indent=2))
     log(f"demo done: summary in {out / 'summary.json'}, plots {', '.join(p.name for p in plots)}")
+    log(f"open the report in a browser: {out / 'report.html'}")
     return result
+
+
+def _share(out: Path, clips, log) -> dict:
+    """The analysis stage on the held-out reaches, a video where OpenGL exists, and the report."""
+    from mimic_mjx.analysis.analyze import analyze
+    from mimic_mjx.analysis.report import build_report
+    from mimic_mjx.analysis.rollout import roll_out
+    from mimic_mjx.analysis.video import render_rollout
+    from mimic_mjx.errors import MimicError
+
+    roll_out(out / "run", clips, out / "rollouts.h5")
+    analysis = analyze(out / "rollouts.h5", out / "analysis")
+    latent = analysis.get("representations", {}).get("latent_mean", {})
+    video = out / "heldout_reach.mp4"
+    try:
+        render_rollout(out / "run", clips, clips[0].name, video, width=480, height=360, log=lambda m: None)
+    except MimicError as exc:  # no OpenGL here: the report goes without the video
+        log(f"no video: {exc}")
+        video = None
+    build_report(out / "run", out / "report.html", eval_dir=out / "eval", analysis_dir=out / "analysis", video=video)
+    return {
+        "latent_components_95": latent.get("components_95"),
+        "report": str(out / "report.html"),
+        "video": str(video) if video else None,
+    }

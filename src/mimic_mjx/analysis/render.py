@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from pathlib import Path
 
 import mujoco
@@ -71,7 +72,10 @@ def mp4_writer(out_path: str | os.PathLike, fps: float):
             tmp, format="FFMPEG", fps=float(fps), codec="libx264", macro_block_size=2, ffmpeg_log_level="error"
         )
         try:
-            yield writer
+            with warnings.catch_warnings():
+                # JAX warns at every fork; imageio starts ffmpeg by fork + exec at once, which is safe.
+                warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+                yield writer
         finally:
             writer.close()
 
