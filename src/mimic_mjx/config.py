@@ -305,9 +305,11 @@ def _coerce(value: Any, tp: Any, where: str, default: Any = None) -> Any:
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
+            if not (isinstance(value, float) and value.is_integer()):
+                raise ConfigError(f"{where} must be an integer, got {value!r}")
+            value = int(value)
+        if abs(value) > _INT_LIMIT:
+            raise ConfigError(f"{where} = {value} is out of range (at most {_INT_LIMIT})")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -352,6 +354,10 @@ def _unknown_key_message(prefix: str, key: str, fields) -> str:
     return f"unknown {what} '{dotted}'{hint}; known: {', '.join(sorted(fields))}"
 
 
+_MAX_CONFIG_BYTES = 1 << 20
+_INT_LIMIT = 2**31 - 1  # counts are int32 on the device; larger ones would overflow there
+
+
 def from_dict(values: dict) -> ExperimentConfig:
     """Build and validate a config from a (possibly partial) nested mapping."""
     if not isinstance(values, dict):
@@ -363,13 +369,29 @@ def load(path: str | Path) -> ExperimentConfig:
     """Load a YAML or JSON experiment config file."""
     import yaml
 
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
+    from mimic_mjx.data.atomic import require_regular_file
+
+    path = require_regular_file(path, ConfigError, "config file")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    if len(raw) > _MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is {len(raw)} bytes, far too large for an experiment config; is it the right file?")
+    try:
+        if b"\x00" in raw:  # YAML would read some binary files as one long string
+            raise UnicodeDecodeError("utf-8", raw, raw.index(b"\x00"), raw.index(b"\x00") + 1, "NUL byte")
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file (not UTF-8); pass a YAML or JSON experiment config") from None
+    try:
+        values = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML/JSON: {exc}") from None
+        raise ConfigError(f"{path} is not valid YAML/JSON: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} is nested too deeply to be an experiment config") from None
+    if values is None:  # empty, or comments only: the defaults, as documented for an empty config
+        values = {}
     try:
         return from_dict(values)
     except ConfigError as exc:
@@ -393,3 +415,20 @@ def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> Experimen
             node = node[k]
         node[keys[-1]] = yaml.safe_load(raw)
     return from_dict(values)
+
+
+def cli_number(kind: type = int, minimum: float = 1, maximum: float | None = None, what: str = "a positive integer"):
+    """An argparse ``type`` refusing out-of-range values, so a 0 or -1 is an error, never a default."""
+    import argparse
+    import math
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+
+    return parse

@@ -36,3 +36,10 @@ class KeypointError(MimicError):
 
 class BackendError(MimicError):
     """A physics backend is unknown, not installed, or cannot simulate this body."""
+
+
+class OutputError(MimicError, OSError):
+    """An output file could not be written (disk full, quota, read-only); the previous file is kept.
+
+    Also an OSError, so code that already handled a failed write still does.
+    """

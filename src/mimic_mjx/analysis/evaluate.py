@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mimic_mjx.agents.policy import Policy, load_policy
-from mimic_mjx.data.atomic import atomic_path, write_text
+from mimic_mjx.data.atomic import atomic_hdf5, write_text
 from mimic_mjx.data.clips import Clip
 from mimic_mjx.environments.imitation import ImitationEnv
 from mimic_mjx.errors import RunDirError
@@ -171,7 +171,7 @@ def _mean_keypoint_errors(per_clip, names) -> dict:
 
 def _write_rollouts(path: Path, env, recs: dict) -> None:
     model = env.model
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_hdf5(path) as f:
         f.attrs["control_dt_s"] = env.control_dt
         f.attrs["body"] = env.cfg.body
         str_dt = h5py.string_dtype()

@@ -23,7 +23,7 @@ import mujoco
 import numpy as np
 
 from mimic_mjx.agents.policy import Policy
-from mimic_mjx.data.atomic import atomic_path
+from mimic_mjx.data.atomic import atomic_hdf5
 from mimic_mjx.environments.imitation import ImitationEnv
 from mimic_mjx.errors import RunDirError
 
@@ -264,7 +264,7 @@ def write_rollouts(
     steps = (np.asarray(bank.lengths) - 1) // ce
     summary = {"clips": {}}
     str_dt = h5py.string_dtype()
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_hdf5(path) as f:
         f.attrs.update(
             format=FORMAT,
             format_version=FORMAT_VERSION,

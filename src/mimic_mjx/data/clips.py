@@ -8,6 +8,7 @@ single-clip registration-output layout written by stac-mjx (as in
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,12 +17,19 @@ import h5py
 import numpy as np
 
 from mimic_mjx.bodies.layout import QVEL_OF_QPOS, reference_velocities
-from mimic_mjx.data.atomic import atomic_path
+from mimic_mjx.data.atomic import atomic_path, require_regular_file
 from mimic_mjx.errors import ClipError
 
 FORMAT_NAME = "mimic-mjx-clips"
 FORMAT_VERSION = 1
 REGISTRATION_LAYOUT_DEFAULT_FPS = 200.0
+# Frame rates outside this range are a unit or typing mistake (ms for s, a missing
+# decimal point), and would silently scale every velocity the controller learns.
+FPS_RANGE = (1.0, 100_000.0)
+# No joint angle (rad) or position (m) in a recording comes near these: larger values are damage.
+MAX_MAGNITUDE = 1e4
+MAX_SPEED_MAGNITUDE = 1e7  # rad/s or m/s
+_MAX_ARRAY_BYTES = 1 << 32
 
 
 @dataclasses.dataclass
@@ -66,6 +74,11 @@ class Clip:
         where = f"clip '{self.name}'"
         if not np.isfinite(self.fps) or self.fps <= 0:
             raise ClipError(f"{where}: frame rate must be a positive number of frames per second, got {self.fps}")
+        if not FPS_RANGE[0] <= self.fps <= FPS_RANGE[1]:
+            raise ClipError(
+                f"{where}: frame rate {self.fps:g} Hz is implausible; expected {FPS_RANGE[0]:g} to "
+                f"{FPS_RANGE[1]:g} frames per second"
+            )
         if self.joint_qpos_dims and (
             len(self.joint_qpos_dims) != len(self.joint_names)
             or any(d not in QVEL_OF_QPOS for d in self.joint_qpos_dims)
@@ -109,6 +122,13 @@ class Clip:
                     f"({len(frames)} frame(s) affected). Re-register or interpolate those frames, "
                     f"or drop this clip."
                 )
+            limit = MAX_SPEED_MAGNITUDE if field == "qvel" else MAX_MAGNITUDE
+            peak = float(np.abs(arr).max(initial=0.0))
+            if peak > limit:
+                raise ClipError(
+                    f"{where}: {field} reaches {peak:.3g} (SI units), beyond any recorded movement "
+                    f"(limit {limit:g}); the file is damaged or not in SI units"
+                )
         return self
 
 
@@ -125,6 +145,46 @@ def _f32(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
+def _dataset(group, key: str) -> h5py.Dataset:
+    obj = group[key]
+    if not isinstance(obj, h5py.Dataset):
+        raise ClipError(f"'{key}' is a group, expected a dataset")
+    if obj.shape is None or obj.size * obj.dtype.itemsize > _MAX_ARRAY_BYTES:
+        raise ClipError(f"'{key}' has shape {obj.shape}, too large (or empty) for a clip")
+    return obj
+
+
+def _numbers(group, key: str) -> np.ndarray:
+    """A numeric dataset as float32; text or compound data is refused, not parsed."""
+    ds = _dataset(group, key)
+    if ds.dtype.kind not in "fiu":
+        raise ClipError(f"'{key}' holds {ds.dtype} values, expected numbers")
+    return _f32(ds[()])
+
+
+def _strings(group, key: str) -> tuple[str, ...]:
+    ds = _dataset(group, key)
+    values = ds[()]
+    if ds.dtype.kind not in "SUO" or not all(isinstance(v, (bytes, str)) for v in np.asarray(values).ravel()):
+        raise ClipError(f"'{key}' holds {ds.dtype} values, expected names (strings)")
+    return _decode(values)
+
+
+def _attr_number(value, what: str) -> float:
+    arr = np.asarray(value)
+    if arr.size != 1 or arr.dtype.kind not in "fiu":
+        raise ClipError(f"{what} must be one number, got {value!r}")
+    return float(arr.ravel()[0])
+
+
+def _attr_text(value, what: str) -> str:
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    if not isinstance(value, str):
+        raise ClipError(f"{what} must be text, got {value!r}")
+    return value
+
+
 def _read_registration_layout(f: h5py.File, path: Path, body: str | None, fps: float | None) -> list[Clip]:
     """stac-mjx registration output: one clip per file.
 
@@ -132,16 +192,18 @@ def _read_registration_layout(f: h5py.File, path: Path, body: str | None, fps: f
     the track-mjx mouse-arm reaching data they come from.
     """
     fps = REGISTRATION_LAYOUT_DEFAULT_FPS if fps is None else fps
-    qpos = _f32(f["qpos"][()])
-    names_qpos = _decode(f["names_qpos"][()])
+    qpos = _numbers(f, "qpos")
+    names_qpos = _strings(f, "names_qpos")
     # The stored qvel of these files saturates at +-20 rad/s (stac clips its
     # inferred velocities) while reaches reach 50 rad/s, so derive them.
     qvel = _f32(reference_velocities(qpos, fps))
-    body_names = _decode(f["names_xpos"][()]) if "names_xpos" in f else ()
-    kp_names = _decode(f["kp_names"][()]) if "kp_names" in f else ()
+    body_names = _strings(f, "names_xpos") if "names_xpos" in f else ()
+    kp_names = _strings(f, "kp_names") if "kp_names" in f else ()
     keypoints = None
     if "kp_data" in f and kp_names:
-        kp = _f32(f["kp_data"][()])
+        kp = _numbers(f, "kp_data")
+        if kp.ndim < 2 or kp[0].size != 3 * len(kp_names):
+            raise ClipError(f"'kp_data' has shape {kp.shape}, expected (frames, 3 x {len(kp_names)} keypoints)")
         keypoints = kp.reshape(kp.shape[0], len(kp_names), 3)
     return [
         Clip(
@@ -152,36 +214,38 @@ def _read_registration_layout(f: h5py.File, path: Path, body: str | None, fps: f
             qpos=qpos,
             qvel=qvel,
             body_names=body_names,
-            xpos=_f32(f["xpos"][()]) if "xpos" in f else None,
-            xquat=_f32(f["xquat"][()]) if "xquat" in f else None,
+            xpos=_numbers(f, "xpos") if "xpos" in f else None,
+            xquat=_numbers(f, "xquat") if "xquat" in f else None,
             keypoint_names=kp_names,
             keypoints=keypoints,
-            marker_offsets=_f32(f["offsets"][()]) if "offsets" in f else None,
+            marker_offsets=_numbers(f, "offsets") if "offsets" in f else None,
         ).validate()
     ]
 
 
 def _read_native(f: h5py.File, path: Path) -> list[Clip]:
-    version = int(f.attrs.get("format_version", 0))
+    version = int(_attr_number(f.attrs.get("format_version", 0), "attribute 'format_version'"))
     if version > FORMAT_VERSION:
         raise ClipError(
             f"{path}: clip format version {version} is newer than this mimic-mjx "
             f"understands ({FORMAT_VERSION}); upgrade mimic-mjx"
         )
-    body = str(f.attrs["body"])
-    joint_names = _decode(f["joint_names"][()])
-    body_names = _decode(f["body_names"][()]) if "body_names" in f else ()
-    kp_names = _decode(f["keypoint_names"][()]) if "keypoint_names" in f else ()
-    dims = tuple(int(d) for d in f["joint_qpos_dims"][()]) if "joint_qpos_dims" in f else ()
-    if "clips" not in f or len(f["clips"]) == 0:
+    body = _attr_text(f.attrs["body"], "attribute 'body'")
+    joint_names = _strings(f, "joint_names")
+    body_names = _strings(f, "body_names") if "body_names" in f else ()
+    kp_names = _strings(f, "keypoint_names") if "keypoint_names" in f else ()
+    dims = tuple(int(d) for d in np.ravel(_numbers(f, "joint_qpos_dims"))) if "joint_qpos_dims" in f else ()
+    if "clips" not in f or not isinstance(f["clips"], h5py.Group) or len(f["clips"]) == 0:
         raise ClipError(f"{path}: holds no clips (empty 'clips' group)")
     clips = []
     for name in sorted(f["clips"].keys()):
         g = f["clips"][name]
-        fps = float(g.attrs.get("fps", f.attrs.get("fps", np.nan)))
-        qpos = _f32(g["qpos"][()])
+        if not isinstance(g, h5py.Group):
+            raise ClipError(f"'clips/{name}' is a dataset, expected a clip group")
+        fps = _attr_number(g.attrs.get("fps", f.attrs.get("fps", np.nan)), f"clip '{name}': attribute 'fps'")
+        qpos = _numbers(g, "qpos")
         if "qvel" in g:
-            qvel = _f32(g["qvel"][()])
+            qvel = _numbers(g, "qvel")
         elif any(d != 1 for d in dims):
             raise ClipError(f"{path}: clip '{name}' has free or ball joints and no qvel; store qvel")
         else:
@@ -195,12 +259,12 @@ def _read_native(f: h5py.File, path: Path) -> list[Clip]:
                 qpos=qpos,
                 qvel=qvel,
                 body_names=body_names if "xpos" in g else (),
-                xpos=_f32(g["xpos"][()]) if "xpos" in g else None,
-                xquat=_f32(g["xquat"][()]) if "xquat" in g else None,
+                xpos=_numbers(g, "xpos") if "xpos" in g else None,
+                xquat=_numbers(g, "xquat") if "xquat" in g else None,
                 keypoint_names=kp_names if "keypoints" in g else (),
-                keypoints=_f32(g["keypoints"][()]) if "keypoints" in g else None,
-                marker_offsets=_f32(g["marker_offsets"][()]) if "marker_offsets" in g else None,
-                keypoint_residuals=_f32(g["keypoint_residuals"][()]) if "keypoint_residuals" in g else None,
+                keypoints=_numbers(g, "keypoints") if "keypoints" in g else None,
+                marker_offsets=_numbers(g, "marker_offsets") if "marker_offsets" in g else None,
+                keypoint_residuals=_numbers(g, "keypoint_residuals") if "keypoint_residuals" in g else None,
                 joint_qpos_dims=dims,
             ).validate()
         )
@@ -210,17 +274,17 @@ def _read_native(f: h5py.File, path: Path) -> list[Clip]:
 def read_clips(path: str | os.PathLike, *, body: str | None = None, fps: float | None = None) -> list[Clip]:
     """Read every clip in one HDF5 file (our format or stac-mjx registration output)."""
     path = Path(path)
-    if not path.exists():
-        raise ClipError(f"clip file not found: {path}")
     if path.is_dir():
         raise ClipError(f"{path} is a folder; pass the .h5 files inside it (e.g. {path}/*.h5)")
+    require_regular_file(path, ClipError, "clip file")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise ClipError(f"cannot read {path} as HDF5 ({exc}); is it a clip file?") from None
+        raise ClipError(f"cannot read {path} as HDF5 ({_one_line(exc)}); is it a clip file?") from None
     with f:
         try:
-            if f.attrs.get("format") == FORMAT_NAME:
+            fmt = f.attrs.get("format")
+            if isinstance(fmt, (str, bytes)) and _attr_text(fmt, "format") == FORMAT_NAME:
                 return _read_native(f, path)
             if "qpos" in f and "names_qpos" in f:
                 return _read_registration_layout(f, path, body, fps)
@@ -230,10 +294,17 @@ def read_clips(path: str | os.PathLike, *, body: str | None = None, fps: float |
             if str(path) in str(exc):
                 raise
             raise ClipError(f"{path}: {exc}") from None  # say which file, not just which clip
+        except (OSError, ValueError, TypeError, IndexError, AttributeError, RuntimeError, MemoryError) as exc:
+            # h5py's and numpy's words for a damaged file: a bad block, a truncated dataset.
+            raise ClipError(f"{path}: damaged or unreadable clip file ({_one_line(exc)})") from None
         raise ClipError(
             f"{path}: not a clip file: expected attribute format='{FORMAT_NAME}' or a "
             f"registration output with 'qpos' and 'names_qpos'; see docs/clip-format.md"
         )
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def read_clip_files(paths: Sequence[str | os.PathLike], **kwargs) -> list[Clip]:
@@ -254,6 +325,13 @@ def read_clip_files(paths: Sequence[str | os.PathLike], **kwargs) -> list[Clip]:
     return clips
 
 
+def _write_numbers(group: h5py.Group, key: str, data, unit: str) -> None:
+    # The checksum makes a damaged data block a read error instead of wrong numbers.
+    data = _f32(data)
+    checked = data.ndim > 0 and data.size > 0  # HDF5 checksums chunks; empty or scalar data has none
+    group.create_dataset(key, data=data, fletcher32=checked).attrs["unit"] = unit
+
+
 def write_clips(path: str | os.PathLike, clips: Sequence[Clip]) -> None:
     """Write clips (all of one body, same names) atomically in our format."""
     if not clips:
@@ -272,40 +350,46 @@ def write_clips(path: str | os.PathLike, clips: Sequence[Clip]) -> None:
                 f"write clips of different bodies to different files"
             )
     str_dt = h5py.string_dtype()
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["format"] = FORMAT_NAME
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["body"] = first.body
-        f.attrs["length_unit"] = "m"
-        f.attrs["angle_unit"] = "rad"
-        f.create_dataset("joint_names", data=np.array(first.joint_names, dtype=object), dtype=str_dt)
-        if any(d != 1 for d in first.qpos_dims):
-            f.create_dataset("joint_qpos_dims", data=np.array(first.qpos_dims, np.int32))
-        with_bodies = [c for c in clips if c.xpos is not None]
-        if with_bodies:
-            f.create_dataset("body_names", data=np.array(with_bodies[0].body_names, dtype=object), dtype=str_dt)
-        with_kp = [c for c in clips if c.keypoints is not None]
-        if with_kp:
-            f.create_dataset("keypoint_names", data=np.array(with_kp[0].keypoint_names, dtype=object), dtype=str_dt)
-        grp = f.create_group("clips")
-        for c in clips:
-            if c.name in grp:
-                raise ClipError(f"two clips are named '{c.name}'; clip names must be unique in a file")
-            g = grp.create_group(c.name)
-            g.attrs["fps"] = float(c.fps)
-            g.create_dataset("qpos", data=_f32(c.qpos)).attrs["unit"] = "rad"
-            g.create_dataset("qvel", data=_f32(c.qvel)).attrs["unit"] = "rad/s"
-            if c.xpos is not None:
-                if c.body_names != with_bodies[0].body_names:
-                    raise ClipError(f"clip '{c.name}' lists different body names than '{with_bodies[0].name}'")
-                g.create_dataset("xpos", data=_f32(c.xpos)).attrs["unit"] = "m"
-                if c.xquat is not None:
-                    g.create_dataset("xquat", data=_f32(c.xquat)).attrs["unit"] = "wxyz"
-            if c.keypoints is not None:
-                if c.keypoint_names != with_kp[0].keypoint_names:
-                    raise ClipError(f"clip '{c.name}' lists different keypoint names than '{with_kp[0].name}'")
-                g.create_dataset("keypoints", data=_f32(c.keypoints)).attrs["unit"] = "m"
-            if c.marker_offsets is not None:
-                g.create_dataset("marker_offsets", data=_f32(c.marker_offsets)).attrs["unit"] = "m"
-            if c.keypoint_residuals is not None:
-                g.create_dataset("keypoint_residuals", data=_f32(c.keypoint_residuals)).attrs["unit"] = "m"
+    # Built in memory, then written by atomic_path: HDF5 2.0 can crash closing a file whose writes
+    # failed (a full disk), which no error handling catches. See atomic.atomic_hdf5.
+    with atomic_path(path) as tmp:
+        buffer = io.BytesIO()
+        with h5py.File(buffer, "w") as f:
+            f.attrs["format"] = FORMAT_NAME
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["body"] = first.body
+            f.attrs["length_unit"] = "m"
+            f.attrs["angle_unit"] = "rad"
+            f.create_dataset("joint_names", data=np.array(first.joint_names, dtype=object), dtype=str_dt)
+            if any(d != 1 for d in first.qpos_dims):
+                f.create_dataset("joint_qpos_dims", data=np.array(first.qpos_dims, np.int32))
+            with_bodies = [c for c in clips if c.xpos is not None]
+            if with_bodies:
+                f.create_dataset("body_names", data=np.array(with_bodies[0].body_names, dtype=object), dtype=str_dt)
+            with_kp = [c for c in clips if c.keypoints is not None]
+            if with_kp:
+                f.create_dataset("keypoint_names", data=np.array(with_kp[0].keypoint_names, dtype=object), dtype=str_dt)
+            grp = f.create_group("clips")
+            for c in clips:
+                if c.name in grp:
+                    raise ClipError(f"two clips are named '{c.name}'; clip names must be unique in a file")
+                g = grp.create_group(c.name)
+                g.attrs["fps"] = float(c.fps)
+                _write_numbers(g, "qpos", c.qpos, "rad")
+                _write_numbers(g, "qvel", c.qvel, "rad/s")
+                if c.xpos is not None:
+                    if c.body_names != with_bodies[0].body_names:
+                        raise ClipError(f"clip '{c.name}' lists different body names than '{with_bodies[0].name}'")
+                    _write_numbers(g, "xpos", c.xpos, "m")
+                    if c.xquat is not None:
+                        _write_numbers(g, "xquat", c.xquat, "wxyz")
+                if c.keypoints is not None:
+                    if c.keypoint_names != with_kp[0].keypoint_names:
+                        raise ClipError(f"clip '{c.name}' lists different keypoint names than '{with_kp[0].name}'")
+                    _write_numbers(g, "keypoints", c.keypoints, "m")
+                if c.marker_offsets is not None:
+                    _write_numbers(g, "marker_offsets", c.marker_offsets, "m")
+                if c.keypoint_residuals is not None:
+                    _write_numbers(g, "keypoint_residuals", c.keypoint_residuals, "m")
+        with open(tmp, "wb") as fh:
+            fh.write(buffer.getbuffer())

@@ -5,6 +5,15 @@ observation statistics, compute GAE advantages once, then run
 ``update_epochs`` passes of shuffled minibatches. The latent intention is
 reparameterised with noise ``eps`` that is stored with each transition, so the
 new and old policies are compared on the same latent draw.
+
+Non-finite numbers never reach the parameters: an environment whose reward or
+observation is not finite ends its episode, such transitions are left out of
+the loss, and a minibatch whose loss, gradients or new parameters are not
+finite leaves parameters and optimiser state as they were (counted in the
+metrics; ``check_nonfinite`` stops a run that keeps skipping).
+
+With a ``mesh`` (``training.parallel``) the environments are split over its
+devices; see there for what stays identical across device counts.
 """
 
 from __future__ import annotations
@@ -22,6 +31,27 @@ from mimic_mjx.agents.policy import PolicyParams, network_outputs
 from mimic_mjx.config import ExperimentConfig
 from mimic_mjx.environments.imitation import EnvState, ImitationEnv
 from mimic_mjx.environments.metrics import aggregate_metrics
+from mimic_mjx.errors import MimicError
+from mimic_mjx.training import parallel
+
+#: Consecutive updates whose every minibatch was skipped before the run stops.
+NONFINITE_LIMIT = 5
+_AUTO = "auto"
+
+
+class NonFiniteError(MimicError):
+    """Training keeps producing non-finite losses or gradients."""
+
+
+def check_nonfinite(metrics: dict, limit: int = NONFINITE_LIMIT, learning_rate: float | None = None) -> None:
+    """Raise NonFiniteError once ``limit`` consecutive updates were skipped entirely."""
+    n = int(metrics["train/nonfinite_updates"])
+    if n >= limit:
+        lr = f"learning rate {learning_rate:g}" if learning_rate is not None else "learning rate too high"
+        raise NonFiniteError(
+            f"training produced non-finite losses or gradients in {n} consecutive updates ({lr}?); "
+            "lower ppo.learning_rate or check the clips with `mimic clips check`"
+        )
 
 
 @struct.dataclass
@@ -32,6 +62,9 @@ class TrainState:
     prev_latent: jax.Array  # (num_envs, latent_dim)
     key: jax.Array
     updates: jax.Array  # int32; environment steps = updates * steps_per_update
+    # Consecutive updates in which every minibatch was skipped as non-finite
+    # (a checkpoint without it restores zero).
+    nonfinite_updates: jax.Array = 0
 
 
 class Transition(NamedTuple):
@@ -69,10 +102,49 @@ def compute_gae(rewards, values, bootstrap, terminated, truncated, discount, lam
     return adv, adv + values
 
 
-def clipped_surrogate_loss(ratio, advantages, clip_epsilon):
+def _mean(x, weights=None):
+    if weights is None:
+        return jnp.mean(x)
+    return jnp.sum(x * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def clipped_surrogate_loss(ratio, advantages, clip_epsilon, weights=None):
     """PPO's clipped policy objective, as a loss: -mean(min(r A, clip(r, 1-e, 1+e) A))."""
     clipped = jnp.clip(ratio, 1.0 - clip_epsilon, 1.0 + clip_epsilon)
-    return -jnp.mean(jnp.minimum(ratio * advantages, clipped * advantages))
+    return -_mean(jnp.minimum(ratio * advantages, clipped * advantages), weights)
+
+
+def _all_finite(tree):
+    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def _rows_finite(x, lead: int):
+    """Per leading index (the first ``lead`` axes): whether every entry is finite."""
+    return jnp.all(jnp.isfinite(x).reshape(x.shape[:lead] + (-1,)), axis=-1)
+
+
+def _where_rows(ok, a, b):
+    return jax.tree.map(lambda x, y: jnp.where(ok.reshape(ok.shape + (1,) * (x.ndim - ok.ndim)), x, y), a, b)
+
+
+def masked_stats_update(stats: RunningStats, batch, valid) -> RunningStats:
+    """``stats.update`` over the rows of ``batch`` (..., size) where ``valid``; unchanged if none."""
+    x = batch.reshape(-1, batch.shape[-1])
+    w = valid.reshape(-1, 1).astype(x.dtype)
+    x = jnp.where(w > 0, x, 0.0)
+    n = jnp.sum(w)
+    b_mean = jnp.sum(x * w, axis=0) / jnp.maximum(n, 1.0)
+    b_m2 = jnp.sum(jnp.square(x - b_mean) * w, axis=0)
+    total = stats.count + n
+    delta = b_mean - stats.mean
+    mean = stats.mean + delta * n / jnp.maximum(total, 1.0)
+    m2 = stats.m2 + b_m2 + jnp.square(delta) * stats.count * n / jnp.maximum(total, 1.0)
+    return RunningStats(count=total, mean=mean, m2=m2)
+
+
+def _stats_update(stats: RunningStats, batch, valid) -> RunningStats:
+    # The plain update while everything is finite keeps results those of a run without the guard.
+    return jax.lax.cond(jnp.all(valid), lambda: stats.update(batch), lambda: masked_stats_update(stats, batch, valid))
 
 
 def compute_ppo_loss(
@@ -89,26 +161,34 @@ def compute_ppo_loss(
     entropy_cost,
     kl_weight,
     ar1_alpha,
+    weights=None,
 ):
     """PPO loss of a minibatch plus the latent KL to the AR(1) prior; returns (loss, info).
 
-    Pure: every hyperparameter is an argument. Advantages are normalised per minibatch.
+    Pure: every hyperparameter is an argument. Advantages are normalised per
+    minibatch. ``weights`` (0/1 per transition) leave transitions out; they
+    must still hold finite numbers, since a NaN times zero is NaN.
     """
     out = network_outputs(agent, PolicyParams(params, ref_stats, prop_stats), batch.ref_obs, batch.prop_obs, batch.eps)
     log_prob = gaussian_log_prob(batch.action, out["action_mean"], out["action_log_std"])
     ratio = jnp.exp(log_prob - batch.log_prob)
-    adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-    pg_loss = clipped_surrogate_loss(ratio, adv, clip_epsilon)
-    v_loss = 0.5 * jnp.mean(jnp.square(out["value"] - returns))
-    entropy = jnp.mean(gaussian_entropy(out["action_log_std"]))
-    kl = jnp.mean(kl_to_ar1_prior(out["latent_mean"], out["latent_log_var"], batch.prev_latent, batch.first, ar1_alpha))
+    if weights is None:
+        adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    else:
+        m = _mean(advantages, weights)
+        adv = (advantages - m) / (jnp.sqrt(_mean(jnp.square(advantages - m), weights)) + 1e-8)
+    pg_loss = clipped_surrogate_loss(ratio, adv, clip_epsilon, weights)
+    v_loss = 0.5 * _mean(jnp.square(out["value"] - returns), weights)
+    entropy = _mean(gaussian_entropy(out["action_log_std"]), weights)
+    kl_each = kl_to_ar1_prior(out["latent_mean"], out["latent_log_var"], batch.prev_latent, batch.first, ar1_alpha)
+    kl = _mean(kl_each, weights)
     loss = pg_loss + value_cost * v_loss - entropy_cost * entropy + kl_weight * kl
     return loss, {
         "loss/policy": pg_loss,
         "loss/value": v_loss,
         "loss/latent_kl": kl,
         "policy/entropy": entropy,
-        "policy/approx_kl": jnp.mean((ratio - 1) - jnp.log(ratio)),
+        "policy/approx_kl": _mean((ratio - 1) - jnp.log(ratio), weights),
     }
 
 
@@ -120,25 +200,48 @@ def kl_weight_at(env_steps, kl_weight, ramp_steps):
 
 
 class PPOTrainer:
-    """Builds the jit-compiled ``init`` and ``update`` functions for one experiment."""
+    """Builds the jit-compiled ``init`` and ``update`` functions for one experiment.
 
-    def __init__(self, cfg: ExperimentConfig, env: ImitationEnv):
+    ``mesh``: split the environments over its devices (``parallel.make_mesh``);
+    by default all devices when there are several, None for one device.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, env: ImitationEnv, mesh=_AUTO):
         self.cfg = cfg
         self.env = env
         self.agent = make_agent(cfg.agent, env.action_size)
         p = cfg.ppo
         self.optimizer = optax.chain(optax.clip_by_global_norm(p.max_grad_norm), optax.adam(p.learning_rate))
         self.steps_per_update = p.num_envs * p.unroll_length
-        self._vreset = jax.vmap(env.reset)
-        self._vstep = jax.vmap(env.step)
-        self.init = jax.jit(self._init)
-        self.update = jax.jit(self._update, donate_argnums=0)
+        self.mesh = parallel.default_mesh() if isinstance(mesh, str) and mesh == _AUTO else mesh
+        if self.mesh is not None:
+            parallel.check_divisible(p.num_envs, self.mesh.size)
+        self._vreset = parallel.shard_envs(jax.vmap(env.reset), self.mesh)
+        self._vstep = parallel.shard_envs(jax.vmap(env.step), self.mesh)
+        if self.mesh is None:
+            self.state_sharding = None
+            self.init = jax.jit(self._init)
+            self.update = jax.jit(self._update, donate_argnums=0)
+        else:
+            self.state_sharding = parallel.state_shardings(jax.eval_shape(self._init, jax.random.PRNGKey(0)), self.mesh)
+            rep = parallel.replicated(self.mesh)
+            self.init = jax.jit(self._init, in_shardings=rep, out_shardings=self.state_sharding)
+            self.update = jax.jit(
+                self._update,
+                in_shardings=(self.state_sharding,),
+                out_shardings=(self.state_sharding, rep),
+                donate_argnums=0,
+            )
+
+    def place(self, state: TrainState) -> TrainState:
+        """A host state (a restored checkpoint) laid out on the mesh; needed where devices span processes."""
+        return state if self.mesh is None else parallel.place(state, self.state_sharding)
 
     def _init(self, key) -> TrainState:
         k_params, k_env, k_run = jax.random.split(key, 3)
         env, p, a = self.env, self.cfg.ppo, self.cfg.agent
         params = init_params(self.agent, k_params, env.ref_obs_size, env.prop_obs_size, a.latent_dim)
-        env_state = self._vreset(jax.random.split(k_env, p.num_envs))
+        env_state = self._vreset(parallel.constrain(jax.random.split(k_env, p.num_envs), self.mesh, 0))
         ref_stats = RunningStats.create(env.ref_obs_size).update(env_state.ref_obs)
         prop_stats = RunningStats.create(env.prop_obs_size).update(env_state.prop_obs)
         return TrainState(
@@ -148,9 +251,34 @@ class PPOTrainer:
             prev_latent=jnp.zeros((p.num_envs, a.latent_dim)),
             key=k_run,
             updates=jnp.zeros((), jnp.int32),
+            nonfinite_updates=jnp.zeros((), jnp.int32),
         )
 
     # -- rollout -----------------------------------------------------------
+    def _end_nonfinite(self, nxt: EnvState) -> EnvState:
+        """End (and restart) the episodes whose reward or observation is not finite.
+
+        The environment already ends episodes whose physics blew up; this
+        catches non-finite numbers from anywhere else (e.g. absurd clips).
+        """
+        ok = jnp.isfinite(nxt.reward) & _rows_finite(nxt.ref_obs, 1) & _rows_finite(nxt.prop_obs, 1)
+
+        def restart():
+            bad = (~ok).astype(jnp.float32)
+            fresh = _where_rows(ok, nxt, self._vreset(nxt.key))
+            zeroed = {k: jnp.where(ok, jnp.nan_to_num(v), 0.0) for k, v in nxt.metrics.items()}
+            zeroed.update({"episode/terminated": jnp.maximum(nxt.metrics["episode/terminated"], bad)})
+            zeroed.update({"episode/unstable": jnp.maximum(nxt.metrics["episode/unstable"], bad)})
+            # The transition's reward stays non-finite: the update leaves it out and counts it.
+            return fresh.replace(
+                reward=nxt.reward,
+                terminated=jnp.maximum(nxt.terminated, bad),
+                truncated=nxt.truncated * (1.0 - bad),
+                metrics=zeroed,
+            )
+
+        return jax.lax.cond(jnp.all(ok), lambda: nxt, restart)
+
     def _rollout(self, ts: TrainState, key):
         p = self.cfg.ppo
 
@@ -163,7 +291,7 @@ class PPOTrainer:
             action = a_mean + jnp.exp(a_log_std) * jax.random.normal(k_act, a_mean.shape)
             log_prob = gaussian_log_prob(action, a_mean, a_log_std)
             first = env_state.steps == 0
-            nxt = self._vstep(env_state, action)
+            nxt = self._end_nonfinite(self._vstep(env_state, action))
             tr = Transition(
                 ref_obs=env_state.ref_obs,
                 prop_obs=env_state.prop_obs,
@@ -177,7 +305,8 @@ class PPOTrainer:
                 truncated=nxt.truncated,
                 metrics=nxt.metrics,
             )
-            return (nxt, out["latent"]), tr
+            latent = jnp.where(jnp.isfinite(out["latent"]), out["latent"], 0.0)
+            return (nxt, parallel.constrain(latent, self.mesh, 0)), tr
 
         keys = jax.random.split(key, p.unroll_length)
         (env_state, prev_latent), traj = jax.lax.scan(one_step, (ts.env_state, ts.prev_latent), keys)
@@ -191,55 +320,80 @@ class PPOTrainer:
         p, a = self.cfg.ppo, self.cfg.agent
         key, k_roll, k_perm = jax.random.split(ts.key, 3)
         env_state, prev_latent, traj = self._rollout(ts, k_roll)
+        traj = parallel.constrain(traj, self.mesh, 1)
+
+        # Transitions holding non-finite numbers are zeroed (a NaN times a zero weight is NaN) and left out.
+        batch = traj._replace(metrics={})
+        valid = jnp.all(jnp.stack([_rows_finite(x, 2) for x in jax.tree.leaves(batch)]), axis=0)
+        batch = _where_rows(valid, batch, jax.tree.map(jnp.zeros_like, batch))
 
         pol = ts.policy
-        pol = pol.replace(ref_stats=pol.ref_stats.update(traj.ref_obs), prop_stats=pol.prop_stats.update(traj.prop_obs))
+        pol = pol.replace(
+            ref_stats=_stats_update(pol.ref_stats, batch.ref_obs, valid),
+            prop_stats=_stats_update(pol.prop_stats, batch.prop_obs, valid),
+        )
 
-        values = network_outputs(self.agent, pol, traj.ref_obs, traj.prop_obs, traj.eps)["value"]
+        values = network_outputs(self.agent, pol, batch.ref_obs, batch.prop_obs, batch.eps)["value"]
         bootstrap = network_outputs(
             self.agent, pol, env_state.ref_obs, env_state.prop_obs, jnp.zeros_like(prev_latent)
         )["value"]
+        bootstrap = jnp.where(jnp.isfinite(bootstrap), bootstrap, 0.0)
+        # A left-out transition carries no learning signal and cuts its episode's return, as a truncation does.
+        truncated = jnp.maximum(batch.truncated, 1.0 - valid)
         adv, ret = compute_gae(
-            traj.reward * p.reward_scaling, values, bootstrap, traj.terminated, traj.truncated, p.discount, p.gae_lambda
+            batch.reward * p.reward_scaling, values, bootstrap, batch.terminated, truncated, p.discount, p.gae_lambda
         )
+        valid = valid & jnp.isfinite(adv) & jnp.isfinite(ret)
+        adv, ret = jnp.where(valid, adv, 0.0), jnp.where(valid, ret, 0.0)
 
         n = self.steps_per_update
-        batch = traj._replace(metrics={})
-        flat = jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), (batch, adv, ret))
+        flat = jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), (batch, adv, ret, valid.astype(jnp.float32)))
         kl_weight = self.kl_weight(ts.updates)
         loss_fn = lambda params, mb: compute_ppo_loss(
             params,
             self.agent,
             pol.ref_stats,
             pol.prop_stats,
-            *mb,
+            *mb[:3],
             clip_epsilon=p.clip_epsilon,
             value_cost=p.value_cost,
             entropy_cost=p.entropy_cost,
             kl_weight=kl_weight,
             ar1_alpha=a.ar1_alpha,
+            weights=mb[3],
         )
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
         def sgd_epoch(carry, k):
             perm = jax.random.permutation(k, n)
             mbs = jax.tree.map(lambda x: x[perm].reshape((p.num_minibatches, -1) + x.shape[1:]), flat)
+            mbs = parallel.constrain(mbs, self.mesh, 1)
 
             def sgd_step(c, mb):
                 params, opt_state = c
-                (_, info), grads = grad_fn(params, mb)
-                updates, opt_state = self.optimizer.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), info
+                (loss, info), grads = grad_fn(params, mb)
+                updates, new_opt = self.optimizer.update(grads, opt_state, params)
+                new_params = optax.apply_updates(params, updates)
+                # A non-finite step (loss, gradients, or parameters after an absurd learning rate) is skipped.
+                ok = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_params)
+                keep = lambda new, old: jax.tree.map(lambda x, y: jnp.where(ok, x, y), new, old)
+                return (keep(new_params, params), keep(new_opt, opt_state)), (info, ok)
 
             return jax.lax.scan(sgd_step, carry, mbs)
 
-        (params, opt_state), infos = jax.lax.scan(
+        (params, opt_state), (infos, oks) = jax.lax.scan(
             sgd_epoch, (pol.params, ts.opt_state), jax.random.split(k_perm, p.update_epochs)
         )
 
-        metrics = {k: jnp.mean(v) for k, v in infos.items()}
+        used = jnp.sum(oks)
+        metrics = {k: jnp.sum(jnp.where(oks, v, 0.0)) / used for k, v in infos.items()}  # NaN when all skipped
         metrics.update(aggregate_metrics(traj.metrics, jnp.maximum(traj.terminated, traj.truncated)))
         metrics["policy/kl_weight"] = kl_weight
+        skipped = oks.size - used
+        nonfinite_updates = jnp.where(used == 0, ts.nonfinite_updates + 1, 0).astype(jnp.int32)
+        metrics["train/skipped_minibatches"] = skipped.astype(jnp.float32)
+        metrics["train/nonfinite_updates"] = nonfinite_updates.astype(jnp.float32)
+        metrics["train/nonfinite_transitions"] = jnp.sum(~valid).astype(jnp.float32)
         new = ts.replace(
             policy=pol.replace(params=params),
             opt_state=opt_state,
@@ -247,5 +401,6 @@ class PPOTrainer:
             prev_latent=prev_latent,
             key=key,
             updates=ts.updates + 1,
+            nonfinite_updates=nonfinite_updates,
         )
         return new, metrics

@@ -23,6 +23,11 @@ import numpy as np
 from mimic_mjx.errors import KeypointError
 
 _PACKAGE_DIR = os.path.dirname(__file__)
+# Outside this range a frame rate is a typing or unit mistake, and would silently
+# scale every velocity learned from the recording.
+FPS_RANGE = (1.0, 100_000.0)
+# Far beyond any unit mistake (check_plausible_size explains those): coordinates past this, in metres, are damage.
+MAX_COORDINATE_M = 1e8
 
 
 class KeypointWarning(UserWarning):
@@ -71,6 +76,8 @@ class Keypoints:
         T, K = pos.shape[:2]
         if T == 0 or K == 0:
             raise KeypointError(f"{where}: holds {T} frame(s) of {K} keypoint(s); nothing to use")
+        if T < 2:
+            raise KeypointError(f"{where}: holds {T} frame; a recording needs at least 2 frames to show movement")
         if len(self.names) != K:
             raise KeypointError(
                 f"{where}: {len(self.names)} keypoint names for {K} keypoints; give one name per keypoint"
@@ -82,6 +89,7 @@ class Keypoints:
             raise KeypointError(f"{where}: keypoint names repeat: {repeated}; each keypoint needs its own name")
         if not np.isfinite(self.fps) or self.fps <= 0:
             raise KeypointError(f"{where}: frame rate must be a positive number of frames per second, got {self.fps}")
+        _check_fps_range(self.fps, where)
         if np.shape(self.confidence) != (T, K):
             raise KeypointError(f"{where}: confidence has shape {np.shape(self.confidence)}, expected ({T}, {K})")
         conf = self.confidence
@@ -96,6 +104,12 @@ class Keypoints:
             raise KeypointError(
                 f"{where}: {int(inf.sum())} infinite coordinate(s), first at frame {t} "
                 f"keypoint '{self.names[k]}'; mark missing values as NaN instead"
+            )
+        peak = float(np.nanmax(np.abs(pos), initial=0.0))
+        if peak > MAX_COORDINATE_M:
+            raise KeypointError(
+                f"{where}: coordinates reach {peak:.3g} m, beyond any unit mistake (limit {MAX_COORDINATE_M:g} m); "
+                f"the file is damaged or its unit is wrong"
             )
         missing = np.isnan(pos).any(axis=2)
         if missing.all():
@@ -159,11 +173,31 @@ def _as_names(value) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _check_fps_range(fps: float, where: str) -> None:
+    if not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
+        raise KeypointError(
+            f"{where}: frame rate {fps:g} Hz is implausible; expected {FPS_RANGE[0]:g} to {FPS_RANGE[1]:g} "
+            f"frames per second"
+        )
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _numeric(value, path: Path, what: str) -> np.ndarray:
+    """``value`` as float64, refusing text: numbers stored as strings are a broken export, not data."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu":
+        raise KeypointError(f"{path}: {what} holds {arr.dtype} values, expected numbers")
+    return arr.astype(np.float64)
+
+
 def _open_h5(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as exc:
-        raise KeypointError(f"cannot read {path} as HDF5 ({exc}); is it the right file?") from None
+        raise KeypointError(f"cannot read {path} as HDF5 ({_one_line(exc)}); is it the right file?") from None
 
 
 def _positive_fps(fps) -> float | None:

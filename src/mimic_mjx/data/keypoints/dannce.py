@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from mimic_mjx.data.keypoints.common import _as_names, _open_h5, _Raw, _warn
+from mimic_mjx.data.keypoints.common import _as_names, _numeric, _open_h5, _Raw, _warn
 from mimic_mjx.data.skeletons import RAT23_EDGES, RAT23_NAMES
 from mimic_mjx.errors import KeypointError
 
@@ -105,11 +105,11 @@ def _read_dannce(path: Path) -> _Raw:
             else ""
         )
         raise KeypointError(f"{path}: no 'pred' variable (DANNCE 3D predictions); the file holds {present}.{hint}")
-    pred = _dannce_layout(np.asarray(data["pred"], dtype=np.float64), path)
+    pred = _dannce_layout(_numeric(data["pred"], path, "'pred'"), path)
     T, K = pred.shape[:2]
     confidence = None
     if "p_max" in data:  # DANNCE's per-keypoint peak probability
-        p_max = np.asarray(data["p_max"], dtype=np.float64)
+        p_max = _numeric(data["p_max"], path, "'p_max'")
         if p_max.shape == (T, K):
             confidence = p_max
         else:

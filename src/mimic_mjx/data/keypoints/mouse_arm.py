@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from mimic_mjx.data.clips import REGISTRATION_LAYOUT_DEFAULT_FPS
-from mimic_mjx.data.keypoints.common import _as_names, _open_h5, _Raw
+from mimic_mjx.data.keypoints.common import _as_names, _numeric, _open_h5, _Raw
 from mimic_mjx.errors import KeypointError
 
 # The mouse-arm registration files record no frame rate; they come from 200 Hz data.
@@ -25,7 +23,7 @@ def _read_mouse_arm_h5(path: Path) -> _Raw:
                 f"{path}: no 'kp_data' dataset; expected a registration file with 'kp_data' "
                 f"(frames, 3 x keypoints) and 'kp_names'"
             )
-        kp = np.asarray(f["kp_data"][()], dtype=np.float64)
+        kp = _numeric(f["kp_data"][()], path, "'kp_data'")
         names = _as_names(f["kp_names"][()]) if "kp_names" in f else None
     if kp.ndim == 3 and kp.shape[2] == 3:
         positions = kp

@@ -12,7 +12,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from mimic_mjx.data.keypoints.common import _as_names, _decode_attr, _ntype, _open_h5, _positive_fps, _Raw, _warn
+from mimic_mjx.data.keypoints.common import (
+    _as_names,
+    _decode_attr,
+    _ntype,
+    _numeric,
+    _open_h5,
+    _positive_fps,
+    _Raw,
+    _warn,
+)
 from mimic_mjx.errors import KeypointError
 
 
@@ -123,8 +132,8 @@ def _nwb_series(path: Path, container: h5py.Group, series: list) -> _Raw:
         # NWB stores values such that value_in_unit = data * conversion + offset.
         conversion = float(d.attrs.get("conversion", 1.0))
         offset = float(d.attrs.get("offset", 0.0))
-        positions.append(np.asarray(d[()], dtype=np.float64) * conversion + offset)
-        c = np.asarray(s["confidence"][()], dtype=np.float64) if "confidence" in s else None
+        positions.append(_numeric(d[()], path, f"series '{s.name}' data") * conversion + offset)
+        c = _numeric(s["confidence"][()], path, f"series '{s.name}' confidence") if "confidence" in s else None
         confidence.append(c if c is not None and c.shape == (d.shape[0],) else np.ones(d.shape[0]))
     return _Raw(
         positions=np.stack(positions, axis=1),

@@ -6,14 +6,14 @@ plus one line in ``_READERS`` (and ``FORMATS``/``_EXTENSIONS``), nothing else.
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from mimic_mjx.data.keypoints.common import Keypoints, _ntype, _open_h5, _warn
+from mimic_mjx.data.atomic import require_regular_file
+from mimic_mjx.data.keypoints.common import Keypoints, _check_fps_range, _ntype, _one_line, _open_h5, _warn
 from mimic_mjx.data.keypoints.dannce import _read_dannce
 from mimic_mjx.data.keypoints.mouse_arm import _read_mouse_arm_h5
 from mimic_mjx.data.keypoints.nwb import _read_nwb
@@ -91,6 +91,7 @@ def _check_arguments(format, units, fps) -> tuple[str | None, str | None, float 
             raise KeypointError(f"frame rate must be a number of frames per second, got {fps!r}") from None
         if not np.isfinite(fps) or fps <= 0:
             raise KeypointError(f"frame rate must be a positive number of frames per second, got {fps}")
+        _check_fps_range(fps, "fps")
     return format, units, fps
 
 
@@ -113,30 +114,18 @@ def read_keypoints(
     reorders named keypoints to its order. A DANNCE file with 23 keypoints and
     no names is read as the rat23 skeleton (mimic_mjx.data.skeletons).
     """
-    path = Path(path)
-    if not path.exists():
-        raise KeypointError(f"keypoint file not found: {path}")
-    if path.is_dir():
-        raise KeypointError(f"{path} is a folder; pass the keypoint file inside it")
+    path = require_regular_file(path, KeypointError, "keypoint file")
     format, units, fps = _check_arguments(format, units, fps)
-    fmt = format or _detect_format(path)
+    fmt = format
     try:
+        fmt = format or _detect_format(path)
         raw = _READERS[fmt](path)
     except KeypointError:
         raise
-    except (
-        OSError,
-        KeyError,
-        ValueError,
-        TypeError,
-        IndexError,
-        AttributeError,
-        NotImplementedError,
-        csv.Error,
-    ) as exc:  # the libraries' own errors for a malformed file
+    except Exception as exc:  # h5py, scipy, sleap-io and csv each have their own words for a damaged file
         raise KeypointError(
-            f"cannot read {path} as '{fmt}' keypoints ({type(exc).__name__}: {exc}); check the "
-            f"file, or pass format= (one of {list(FORMATS)})"
+            f"cannot read {path} as '{fmt or 'keypoint'}' keypoints ({type(exc).__name__}: {_one_line(exc)}); "
+            f"check the file, or pass format= (one of {list(FORMATS)})"
         ) from exc
     rate = _resolve_fps(raw, path, fps)  # first: a missing rate is fatal, so warn about nothing else before
     kp_names, edges = _resolve_names(raw, path, names, skeleton)

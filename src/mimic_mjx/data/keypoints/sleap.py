@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mimic_mjx.data.keypoints.common import _as_names, _open_h5, _positive_fps, _Raw, _warn
+from mimic_mjx.data.keypoints.common import _as_names, _numeric, _open_h5, _positive_fps, _Raw, _warn
 from mimic_mjx.errors import KeypointError
 
 
@@ -46,7 +46,7 @@ def _read_sleap_h5(path: Path) -> _Raw:
             raise KeypointError(
                 f"{path}: no 'tracks' dataset; expected a SLEAP/sleap-anipose HDF5 file (it holds {list(f.keys())})"
             )
-        tracks, n_tracks, transposed = _sleap_tracks(np.asarray(f["tracks"][()], dtype=np.float64), path)
+        tracks, n_tracks, transposed = _sleap_tracks(_numeric(f["tracks"][()], path, "'tracks'"), path)
         if n_tracks > 1:
             _warn(f"{path}: holds {n_tracks} tracks (animals); reading the first one")
         positions = tracks[:, 0]
@@ -59,7 +59,7 @@ def _read_sleap_h5(path: Path) -> _Raw:
         for key in ("point_scores", "scores"):
             if key not in f:
                 continue
-            s = np.asarray(f[key][()], dtype=np.float64)
+            s = _numeric(f[key][()], path, f"'{key}'")
             if transposed and s.ndim == 3:  # (tracks, K, frames)
                 s = s.transpose(2, 0, 1)
             if s.ndim == 3 and s.shape[0] == T and s.shape[2] == K:

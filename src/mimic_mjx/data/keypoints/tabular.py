@@ -18,7 +18,34 @@ from mimic_mjx.data.keypoints.common import _Raw, _warn
 from mimic_mjx.errors import KeypointError
 
 
+def _blank(row: list[str]) -> bool:
+    return not any(c.strip() for c in row)
+
+
+def _data_rows(rows: list[list[str]], path: Path, first_line: int, numbered: bool) -> list[list[str]]:
+    """The data rows, never silently dropping one where that would shift later frames in time.
+
+    With frame numbers, blank rows carry nothing and are dropped (each row is placed
+    by its number). Without, a row of empty cells is a frame with no keypoints and
+    stays; an empty line is refused, since which frame it stands for is unknown.
+    """
+    if not rows:
+        raise KeypointError(f"{path}: the CSV file has a header but no data rows")
+    if numbered:
+        return [r for r in rows if not _blank(r)]
+    for i, r in enumerate(rows):
+        if len(r) <= 1 and _blank(r):
+            raise KeypointError(
+                f"{path}: line {first_line + i} is empty; in a table without frame numbers an empty line would "
+                f"shift later frames in time. Write a row of empty cells for a frame without keypoints, or "
+                f"add an 'fnum' frame-number column"
+            )
+    return rows
+
+
 def _float_table(rows: list[list[str]], path: Path, first_line: int) -> np.ndarray:
+    if not rows:
+        raise KeypointError(f"{path}: the CSV file holds no data rows with values")
     widths = {len(r) for r in rows}
     if len(widths) != 1:
         bad = next(i for i, r in enumerate(rows) if len(r) != len(rows[0]))
@@ -36,15 +63,24 @@ def _float_table(rows: list[list[str]], path: Path, first_line: int) -> np.ndarr
 
 def _read_csv(path: Path) -> _Raw:
     with open(path, newline="") as fh:
-        rows = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
-    if not rows:
+        reader = csv.reader(fh)
+        rows, lines = [], []
+        for r in reader:
+            rows.append(r)
+            lines.append(reader.line_num)
+    # Blank lines before the header or after the last row shift nothing.
+    start = next((i for i, r in enumerate(rows) if not _blank(r)), len(rows))
+    end = next((i for i in range(len(rows), 0, -1) if not _blank(rows[i - 1])), 0)
+    if start >= end:
         raise KeypointError(f"{path}: the CSV file is empty")
+    first_line = lines[start]
+    rows = rows[start:end]
     if rows[0][0].strip().lower() == "scorer":
-        return _read_dlc_csv(path, rows)
-    return _read_anipose_csv(path, rows)
+        return _read_dlc_csv(path, rows, first_line)
+    return _read_anipose_csv(path, rows, first_line)
 
 
-def _read_anipose_csv(path: Path, rows: list[list[str]]) -> _Raw:
+def _read_anipose_csv(path: Path, rows: list[list[str]], first_line: int = 1) -> _Raw:
     header = [c.strip() for c in rows[0]]
     names = [c[:-2] for c in header if c.endswith("_x")]
     if not names:
@@ -61,8 +97,9 @@ def _read_anipose_csv(path: Path, rows: list[list[str]]) -> _Raw:
     missing_y = [n for n in names if f"{n}_y" not in header]
     if missing_y:
         raise KeypointError(f"{path}: keypoint(s) {missing_y} have '_x' and '_z' but no '_y' column")
-    table = _float_table(rows[1:], path, first_line=2)
     col = {c: i for i, c in enumerate(header)}
+    data = _data_rows(rows[1:], path, first_line + 1, numbered="fnum" in col)
+    table = _float_table(data, path, first_line=first_line + 1)
     positions = np.stack([table[:, [col[f"{n}_x"], col[f"{n}_y"], col[f"{n}_z"]]] for n in names], axis=1)
     has_score = all(f"{n}_score" in col for n in names)
     confidence = np.stack([table[:, col[f"{n}_score"]] for n in names], axis=1) if has_score else None
@@ -71,12 +108,15 @@ def _read_anipose_csv(path: Path, rows: list[list[str]]) -> _Raw:
     return _Raw(positions=positions, what="Anipose CSV files", confidence=confidence, names=tuple(names))
 
 
-def _by_frame_number(fnum: np.ndarray, positions: np.ndarray, confidence, path: Path):
+def _by_frame_number(fnum: np.ndarray, positions: np.ndarray, confidence, path: Path, column: str = "'fnum'"):
     if not np.isfinite(fnum).all() or (fnum != np.round(fnum)).any():
-        raise KeypointError(f"{path}: the 'fnum' column must hold whole frame numbers")
-    frames = fnum.astype(int) - int(fnum.min())
+        raise KeypointError(f"{path}: {column} must hold whole frame numbers")
+    span = float(fnum.max() - fnum.min()) + 1
+    if span > 100 * len(fnum) + 1000:  # a damaged number would otherwise allocate a vast empty recording
+        raise KeypointError(f"{path}: {column} spans {span:.0f} frames for {len(fnum)} rows; a frame number is wrong")
+    frames = fnum.astype(np.int64) - int(fnum.min())
     if len(np.unique(frames)) != len(frames):
-        raise KeypointError(f"{path}: frame numbers in 'fnum' repeat; expected one row per frame")
+        raise KeypointError(f"{path}: frame numbers in {column} repeat; expected one row per frame")
     T = int(frames.max()) + 1
     placed = np.full((T,) + positions.shape[1:], np.nan)
     placed[frames] = positions
@@ -87,7 +127,7 @@ def _by_frame_number(fnum: np.ndarray, positions: np.ndarray, confidence, path: 
     return placed, placed_conf
 
 
-def _read_dlc_csv(path: Path, rows: list[list[str]]) -> _Raw:
+def _read_dlc_csv(path: Path, rows: list[list[str]], first_line: int = 1) -> _Raw:
     labels = {}
     n_header = 0
     for r in rows[:5]:
@@ -123,10 +163,13 @@ def _read_dlc_csv(path: Path, rows: list[list[str]]) -> _Raw:
     incomplete = [bp for bp, c in parts if not {"x", "y"} <= set(c)]
     if incomplete:
         raise KeypointError(f"{path}: DeepLabCut keypoint(s) {incomplete} lack an x or y column")
-    table = _float_table([r[:width] + [""] * (width - len(r)) for r in rows[n_header:]], path, n_header + 1)
+    # The first column is DeepLabCut's frame index: rows are placed by it, so a dropped row stays a gap.
+    data = _data_rows(rows[n_header:], path, first_line + n_header, numbered=True)
+    table = _float_table([r[:width] + [""] * (width - len(r)) for r in data], path, first_line + n_header)
     positions = np.stack([table[:, [c["x"], c["y"], c["z"]]] for _, c in parts], axis=1)
     has_likelihood = all("likelihood" in c for _, c in parts)
     confidence = np.stack([table[:, c["likelihood"]] for _, c in parts], axis=1) if has_likelihood else None
+    positions, confidence = _by_frame_number(table[:, 0], positions, confidence, path, "the frame index (first column)")
     return _Raw(
         positions=positions, what="DeepLabCut CSV files", confidence=confidence, names=tuple(bp for bp, _ in parts)
     )
