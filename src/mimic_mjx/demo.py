@@ -39,6 +39,8 @@ def run_demo(out: Path, minutes: float = 5.0, force: bool = False, log=print) ->
     write_clips(out / "clips" / "heldout_reaches.h5", test_clips)
     log(f"made {len(train_clips)} training and {len(test_clips)} held-out reaches in {out / 'clips'}")
     summary = train(cfg, out / "run", train_clips, log=log)
+    if summary.get("stopped_by"):
+        raise KeyboardInterrupt  # stopped by a signal: the checkpoint is saved, the demo ends here
     ev = evaluate(out / "run", test_clips, out / "eval")
     plots = [plot_training_curve(out / "run" / "metrics.jsonl", out / "training_curve.png")]
     for c in ev["clips"][:3]:

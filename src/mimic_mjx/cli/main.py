@@ -21,10 +21,18 @@ def _load_config(args):
 def cmd_train(args) -> int:
     from mimic_mjx.data.clips import read_clip_files
     from mimic_mjx.training.rundir import stored_config
+    from mimic_mjx.training.signals import exit_code
+    from mimic_mjx.training.parallel import init_distributed
     from mimic_mjx.training.trainer import stderr_log, train
 
+    init_distributed()  # several processes (SLURM, MIMIC_COORDINATOR, ...): docs/scaling.md; else nothing
     run_dir = Path(args.run_dir)
-    if args.resume and not args.config and not args.clips:
+    if args.resume and args.clips:
+        raise MimicError(
+            f"--clips cannot be combined with --resume: a run keeps the clips it started with "
+            f"({run_dir / 'train_clips.h5'}); to train on other clips, start a new run with another --run-dir"
+        )
+    if args.resume and not args.config:
         from mimic_mjx import config as config_lib
 
         cfg = config_lib.apply_overrides(stored_config(run_dir), args.set or [])
@@ -37,7 +45,8 @@ def cmd_train(args) -> int:
         clips = read_clip_files(paths) if paths and not args.resume else None
     summary = train(cfg, run_dir, clips, resume=args.resume, log=stderr_log)
     print(json.dumps({k: v for k, v in summary.items() if k != "last_metrics"}))
-    return 0
+    # 128 + signal number, as for a process the signal ended: schedulers read it as "preempted".
+    return exit_code(summary.get("stopped_by"))
 
 
 def cmd_evaluate(args) -> int:
@@ -78,15 +87,15 @@ def cmd_bench(args) -> int:
     sets = [f"env.body={body.name}"]
     if args.backend:
         sets.append(f"env.backend={args.backend}")
-    if args.num_envs:
+    if args.num_envs is not None:
         sets.append(f"ppo.num_envs={args.num_envs}")
     substeps = args.substeps
-    if not substeps and not args.config and body.default_config_file is None:
+    if substeps is None and not args.config and body.default_config_file is None:
         # No tuned config: keep the body's own physics time step at the clips' rate.
         substeps = max(1, round(1.0 / clips[0].fps / body.compile_trainable().opt.timestep))
-    if substeps:
+    if substeps is not None:
         sets.append(f"env.substeps={substeps}")
-    if args.threads:
+    if args.threads is not None:
         sets.append(f"env.native_threads={args.threads}")
     cfg = config_lib.apply_overrides(cfg, sets + (args.set or []))
     if cfg.env.body != body.name:
@@ -117,10 +126,10 @@ def cmd_register(args) -> int:
     from mimic_mjx.training.trainer import stderr_log
 
     velocity = StacConfig().velocity_m_per_rad_s if args.velocity_prior is None else 1e-3 * args.velocity_prior
-    if velocity < 0:
+    if not 0 <= velocity < float("inf"):
         raise MimicError(f"--velocity-prior must be 0 (off) or more, got {args.velocity_prior}")
     lever = StacConfig().observable_lever_m if args.observable_lever is None else 1e-3 * args.observable_lever
-    if lever < 0:
+    if not 0 <= lever < float("inf"):
         raise MimicError(f"--observable-lever must be 0 (off) or more, got {args.observable_lever}")
     kp = read_keypoints(
         args.keypoints, format=args.format, units=args.units, fps=args.fps, names=args.names, skeleton=args.skeleton
@@ -138,7 +147,7 @@ def cmd_register(args) -> int:
         observable_lever_m=lever,
     )
     reg = register(kp, args.body, cfg, fit_scale=args.fit_scale, log=stderr_log)
-    clips = split_clip(reg.clip, args.clip_length) if args.clip_length else [reg.clip]
+    clips = split_clip(reg.clip, args.clip_length) if args.clip_length is not None else [reg.clip]
     write_clips(args.out, clips)
     print(format_residuals(reg.summary))
     print(f"wrote {len(clips)} clip(s) to {args.out}")
@@ -195,9 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a controller on reference clips")
     t.add_argument("--config", help="experiment config (YAML), e.g. configs/forelimb.yaml")
-    t.add_argument("--clips", nargs="+", help="clip files (HDF5)")
+    t.add_argument("--clips", nargs="+", help="clip files (HDF5) of a new run (a resumed run keeps its own)")
     t.add_argument("--run-dir", required=True, help="folder for this run's config, checkpoints and metrics")
-    t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir from its newest good checkpoint (SIGTERM/Ctrl-C save one and stop)",
+    )
     t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. ppo.num_envs=128")
     t.set_defaults(func=cmd_train)
 
@@ -214,6 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="replace an existing demo output folder")
     d.set_defaults(func=cmd_demo)
 
+    # Counts and rates are checked as they are parsed: a 0 or -1 must be an error, never a default.
+    from mimic_mjx.config import cli_number
+    from mimic_mjx.data.clips import FPS_RANGE
+
+    _COUNT = cli_number(int, 1, what="a whole number, 1 or more")
+    _BOUND = cli_number(float, 0, what="a positive number")
+    _FPS = cli_number(
+        float, FPS_RANGE[0], FPS_RANGE[1], what=f"a frame rate from {FPS_RANGE[0]:g} to {FPS_RANGE[1]:g} Hz"
+    )
+
     r = sub.add_parser("register", help="fit a body to 3D keypoints (STAC) and write reference clips")
     r.add_argument("--body", required=True, help="body model, e.g. rat or mouse_forelimb (see `mimic bodies`)")
     r.add_argument(
@@ -223,14 +246,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--format", help="keypoint file format, if the extension is ambiguous")
     r.add_argument("--units", choices=["m", "cm", "mm"], help="length unit of the file (overrides its metadata)")
-    r.add_argument("--fps", type=float, help="frame rate in Hz (overrides its metadata)")
+    r.add_argument("--fps", type=_FPS, help="frame rate in Hz (overrides its metadata)")
     r.add_argument("--names", help="comma-separated keypoint names, in the file's order")
     r.add_argument("--skeleton", help="skeleton .mat with joint_names (and joints_idx)")
     r.add_argument("--out", required=True, help="clip file to write (HDF5)")
-    r.add_argument("--clip-length", type=int, help="split into clips of this many frames")
-    r.add_argument("--rounds", type=int, default=3, help="pose/offset alternations")
-    r.add_argument("--iterations", type=int, default=25, help="Levenberg-Marquardt steps per pose round")
-    r.add_argument("--min-confidence", type=float, default=0.0, help="ignore keypoints at or below this confidence")
+    r.add_argument(
+        "--clip-length",
+        type=cli_number(int, 2, what="a whole number of frames, 2 or more"),
+        help="split into clips of this many frames",
+    )
+    r.add_argument("--rounds", type=_COUNT, default=3, help="pose/offset alternations")
+    r.add_argument("--iterations", type=_COUNT, default=25, help="Levenberg-Marquardt steps per pose round")
+    r.add_argument(
+        "--min-confidence",
+        type=cli_number(float, 0, 1, what="a confidence from 0 to 1"),
+        default=0.0,
+        help="ignore keypoints at or below this confidence",
+    )
     r.add_argument("--weight-by-confidence", action="store_true", help="weight keypoints by their confidence")
     r.add_argument("--fit-scale", action="store_true", help="also fit one global body scale factor")
     r.add_argument(
@@ -248,18 +280,22 @@ def build_parser() -> argparse.ArgumentParser:
         "its speed prior grows accordingly (up to 50x); 0: the same prior everywhere (default 5)",
     )
     r.add_argument("--render", help="also write an MP4 of the fit (headless)")
-    r.add_argument("--render-frames", type=int, help="render at most this many frames")
+    r.add_argument("--render-frames", type=_COUNT, help="render at most this many frames")
     r.set_defaults(func=cmd_register)
 
     k = sub.add_parser("bench", help="measure environment, training and raw physics throughput")
     k.add_argument("--body", default="rat", help="body model (see `mimic bodies`)")
     k.add_argument("--backend", choices=BACKENDS, help="physics backend")
-    k.add_argument("--num-envs", type=int, help="parallel environments")
-    k.add_argument("--substeps", type=int, help="physics steps per control step")
-    k.add_argument("--threads", type=int, help="host threads of the native backend (default: all cores)")
+    k.add_argument("--num-envs", type=_COUNT, help="parallel environments")
+    k.add_argument("--substeps", type=_COUNT, help="physics steps per control step")
+    k.add_argument(
+        "--threads",
+        type=cli_number(int, 0, what="a number of threads (0: all cores)"),
+        help="host threads of the native backend (default: all cores)",
+    )
     k.add_argument("--clips", nargs="+", help="clip files (default: built-in reaches or the body's rest pose)")
     k.add_argument("--config", help="experiment config (default: the body's built-in config)")
-    k.add_argument("--updates", type=int, default=5, help="training updates to time")
+    k.add_argument("--updates", type=_COUNT, default=5, help="training updates to time")
     k.add_argument(
         "--no-published", action="store_true", help="skip the training measurement with the published network sizes"
     )
@@ -273,8 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="report each clip's peak joint speeds and accelerations against the body's physiological bounds",
     )
     ck.add_argument("files", nargs="+", help="clip files (HDF5)")
-    ck.add_argument("--max-speed", type=float, help="joint speed bound, rad/s (default: the body's)")
-    ck.add_argument("--max-accel", type=float, help="joint acceleration bound, rad/s^2 (default: the body's)")
+    ck.add_argument("--max-speed", type=_BOUND, help="joint speed bound, rad/s (default: the body's)")
+    ck.add_argument("--max-accel", type=_BOUND, help="joint acceleration bound, rad/s^2 (default: the body's)")
     ck.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     ck.set_defaults(func=cmd_clips_check)
 

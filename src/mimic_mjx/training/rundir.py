@@ -8,14 +8,27 @@ clips trained on, so the run is self-contained), ``checkpoints/`` (orbax),
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from mimic_mjx import config as config_lib
 from mimic_mjx.data.atomic import write_text
-from mimic_mjx.errors import RunDirError
+from mimic_mjx.errors import MimicError, RunDirError
 
-# Keys that may change between a run and its resumption (how long to train).
-RESUMABLE_CHANGES = {("train", "total_steps"), ("train", "max_minutes")}
+# Keys that may change between a run and its resumption: how long to train, how
+# often to log and checkpoint, where to log, and host threads. None changes the
+# trained parameters.
+RESUMABLE_CHANGES = {
+    ("name",),
+    ("train", "total_steps"),
+    ("train", "max_minutes"),
+    ("train", "log_every_updates"),
+    ("train", "checkpoint_every_updates"),
+    ("train", "tensorboard"),
+    ("train", "wandb"),
+    ("train", "wandb_project"),
+    ("env", "native_threads"),
+}
 
 
 def _diff(a: dict, b: dict, prefix=()) -> list[tuple[str, ...]]:
@@ -27,6 +40,16 @@ def _diff(a: dict, b: dict, prefix=()) -> list[tuple[str, ...]]:
         elif va != vb:
             out.append(prefix + (k,))
     return out
+
+
+def _value(d: dict, key: tuple[str, ...]):
+    for k in key:
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+
+def _changes(old: dict, new: dict, keys) -> str:
+    return ", ".join(f"{'.'.join(k)} {_value(old, k)!r} -> {_value(new, k)!r}" for k in keys)
 
 
 def stored_config(run_dir: Path) -> config_lib.ExperimentConfig:
@@ -48,26 +71,61 @@ def stored_config(run_dir: Path) -> config_lib.ExperimentConfig:
         raise RunDirError(f"{path}: {exc}") from None
 
 
-def prepare_run_dir(run_dir: Path, cfg: config_lib.ExperimentConfig, resume: bool) -> None:
-    """Create or check ``run_dir`` for ``cfg``; raise RunDirError on a conflict."""
+def has_checkpoints(run_dir: Path) -> bool:
+    """Whether any checkpoint step (finished or not, good or not) was written."""
+    ckpts = Path(run_dir) / "checkpoints"
+    return ckpts.is_dir() and any(p.name.isdigit() and p.is_dir() for p in ckpts.iterdir())
+
+
+def prepare_run_dir(
+    run_dir: Path, cfg: config_lib.ExperimentConfig, resume: bool, log: Callable[[str], None] = lambda m: None
+) -> str:
+    """Create or check ``run_dir`` for ``cfg``; raise RunDirError on a conflict.
+
+    Returns ``"new"``, ``"resume"``, or ``"restart"``: the folder holds a run that
+    stopped before its first checkpoint, which is started again from update 0.
+    """
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} is a file, not a folder; pass another --run-dir")
     cfg_path = run_dir / "config.json"
+    mode = "resume" if resume else "new"
     if cfg_path.exists():
         old = stored_config(run_dir)
-        diffs = [d for d in _diff(old.to_dict(), cfg.to_dict()) if d not in RESUMABLE_CHANGES]
-        if diffs:
-            keys = ", ".join(".".join(map(str, d)) for d in diffs)
-            raise RunDirError(
-                f"{run_dir} already holds a different experiment (differs in: {keys}); choose another --run-dir"
+        old_d, new_d = old.to_dict(), cfg.to_dict()
+        diffs = _diff(old_d, new_d)
+        conflicts = [d for d in diffs if d not in RESUMABLE_CHANGES]
+        if not has_checkpoints(run_dir):
+            # Nothing was trained yet (a crash or stop before the first checkpoint): nothing to lose.
+            log(f"{run_dir} holds a run that stopped before its first checkpoint; starting it again from update 0")
+            mode = "restart"
+        elif conflicts:
+            keys = ", ".join(".".join(map(str, d)) for d in conflicts)
+            action = (
+                "resume without these --config/--set values, or start a new run with another --run-dir"
+                if resume
+                else "choose another --run-dir"
             )
-        if not resume:
+            raise RunDirError(
+                f"{run_dir} already holds a different experiment (differs in: {keys}); "
+                f"stored vs given: {_changes(old_d, new_d, conflicts)}; {action}"
+            )
+        elif not resume:
             raise RunDirError(
                 f"{run_dir} already holds this experiment; pass --resume to continue it or choose another --run-dir"
             )
+        elif diffs:
+            log(f"resuming with changed settings: {_changes(old_d, new_d, diffs)}")
     else:
         if resume:
             raise RunDirError(f"nothing to resume in {run_dir}: it holds no run (no config.json)")
         if run_dir.exists() and any(run_dir.iterdir()):
             raise RunDirError(f"{run_dir} exists, is not empty and is not a mimic-mjx run; choose another --run-dir")
+    try:
         run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(cfg_path, cfg.to_json())
+        write_text(cfg_path, cfg.to_json())
+    except MimicError:
+        raise  # already says what failed and what to do
+    except OSError as exc:
+        raise RunDirError(f"cannot write to {run_dir}: {exc.strerror or exc}; pass another --run-dir") from None
+    return mode

@@ -16,8 +16,10 @@ from mimic_mjx.errors import RunDirError
 from mimic_mjx.training.checkpoint import Checkpoints
 from mimic_mjx.training.experiment import build_env
 from mimic_mjx.training.logging import MetricsLog
-from mimic_mjx.training.ppo import PPOTrainer
+from mimic_mjx.training.parallel import describe_devices, gather
+from mimic_mjx.training.ppo import PPOTrainer, check_nonfinite
 from mimic_mjx.training.rundir import prepare_run_dir
+from mimic_mjx.training.signals import StopRequest
 
 
 def _fmt_time(seconds: float) -> str:
@@ -108,13 +110,23 @@ def train(
     """Train (or resume) an experiment in ``run_dir``; returns a summary dict.
 
     ``clips`` are the training clips for a new run; a resumed run reads the
-    copy stored in the run directory.
+    copy stored in the run directory. SIGTERM and SIGINT stop it after the
+    current update with a checkpoint; the summary's ``stopped_by`` names the signal.
     """
-    run_dir = Path(run_dir)
+    with StopRequest() as stop:
+        return _train(cfg, Path(run_dir), clips, resume, log, stop)
+
+
+def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest) -> dict:
     clips_path = run_dir / "train_clips.h5"
     if resume:
-        prepare_run_dir(run_dir, cfg, resume)
+        mode = prepare_run_dir(run_dir, cfg, resume, log)
         if not clips_path.exists():
+            if mode == "restart":
+                raise RunDirError(
+                    f"{run_dir} stopped before its first checkpoint and before its clips were stored; "
+                    f"start it again with `mimic train --run-dir {run_dir} --clips FILE [FILE ...]`"
+                )
             raise RunDirError(f"{clips_path} is missing; the run cannot be resumed")
         clips = read_clips(clips_path)
         env = build_env(cfg, clips)
@@ -125,20 +137,25 @@ def train(
         # bad input (clips of another body, a backend not installed) leaves nothing behind.
         env = build_env(cfg, clips)
         warn_implausible_clips(clips, cfg.env.body, log)
-        prepare_run_dir(run_dir, cfg, resume)
+        mode = prepare_run_dir(run_dir, cfg, resume, log)
         write_clips(clips_path, clips)
 
     trainer = PPOTrainer(cfg, env)
-    ckpts = Checkpoints(run_dir / "checkpoints")
+    ckpts = Checkpoints(run_dir / "checkpoints", log=log)
     p = cfg.ppo
     total_updates = max(1, -(-cfg.train.total_steps // trainer.steps_per_update))
 
     t0 = time.perf_counter()
     state = trainer.init(jax.random.PRNGKey(cfg.train.seed))
-    if resume and ckpts.latest_step() is not None:
-        state = ckpts.restore(state)
+    if mode == "resume":
+        state = trainer.place(ckpts.restore(state))
+        if ckpts.skipped:
+            # Moved, not deleted: the updates after the restored one are trained and saved again.
+            aside = run_dir / "damaged_checkpoints"
+            ckpts.set_aside(ckpts.skipped, aside)
+            log(f"moved the damaged checkpoints (updates {', '.join(map(str, ckpts.skipped))}) to {aside}")
         log(f"resumed from update {int(state.updates)} ({int(state.updates) * trainer.steps_per_update:,} steps)")
-    start_update = int(state.updates)
+    start_update = saved_update = int(state.updates)
     meta = checkpoint_meta(cfg, env)
     mlog = MetricsLog(
         run_dir,
@@ -147,27 +164,36 @@ def train(
         wandb_project=cfg.train.wandb_project,
         wandb_run_name=cfg.name,
         config=cfg.to_dict(),
-        resume_from_update=start_update if resume else None,
+        resume_from_update=start_update if mode != "new" else None,
     )
 
     log(
         f"training {cfg.name}: body {cfg.env.body}, {len(clips)} clips, {p.num_envs} envs x "
-        f"{p.unroll_length} steps per update, {total_updates} updates on {jax.default_backend()} "
-        f"({', '.join(str(d) for d in jax.devices())}); compiling..."
+        f"{p.unroll_length} steps per update, {total_updates} updates on "
+        f"{describe_devices(trainer.mesh)}; compiling..."
     )
     compile_s = None
     t_loop = None
     deadline = t0 + 60 * cfg.train.max_minutes if cfg.train.max_minutes else None
     last = {}
     stopped_early = False
+    discarded = None  # None: no update ran; False: updates ran and are kept; else why the first was dropped
+    loop_start_update = start_update
+    resume_hint = f"resume with `mimic train --run-dir {run_dir} --resume`"
     with mlog:
-        while int(state.updates) < total_updates:
+        while int(state.updates) < total_updates and not stop.signum:
             state, metrics = trainer.update(state)
             upd = int(state.updates)
+            check_nonfinite(metrics, learning_rate=cfg.ppo.learning_rate)
+            discarded = False
             if compile_s is None:
                 jax.block_until_ready(state)
                 compile_s = time.perf_counter() - t0
                 t_loop, loop_start_update = time.perf_counter(), upd
+                if stop.signum:
+                    # Stopped while compiling: the caller wants out now, not a checkpoint of one update.
+                    discarded = "during compilation"
+                    break
                 log(f"first update done in {compile_s:.1f} s (compile included)")
             if upd % cfg.train.log_every_updates == 0 or upd == total_updates:
                 m = {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -180,29 +206,42 @@ def train(
                 log(progress_line(upd, total_updates, upd * trainer.steps_per_update, sps, m, eta))
                 last = m
             if upd % cfg.train.checkpoint_every_updates == 0:
-                ckpts.save(upd, state, meta)
+                ckpts.save(upd, gather(state), meta)
+                saved_update = upd
             if deadline is not None and time.perf_counter() > deadline and upd < total_updates:
                 log(f"time limit of {cfg.train.max_minutes} min reached at update {upd}")
                 stopped_early = True
                 break
-    jax.block_until_ready(state)
-    upd = int(state.updates)
-    if ckpts.latest_step() != upd:
-        ckpts.save(upd, state, meta)
+    stopped_by = stop.name
+    if stopped_by and discarded is not False:
+        log(
+            f"stopped by {stopped_by} {discarded or 'before training started'}; nothing new to save; "
+            + (resume_hint if start_update else f"start again with `mimic train --run-dir {run_dir} --resume`")
+        )
+        upd, t_loop = start_update, None
+    else:
+        jax.block_until_ready(state)
+        upd = int(state.updates)
+        if upd > saved_update:
+            ckpts.save(upd, gather(state), meta)
+        if stopped_by:
+            log(f"stopped by {stopped_by} at update {upd}; {resume_hint}")
     ckpts.close()
-    wall = time.perf_counter() - t0
-    run_updates = upd - start_update
+    summary = _summary(run_dir, upd, start_update, trainer, t0, t_loop, loop_start_update, compile_s, last)
+    return {**summary, "stopped_early": stopped_early or bool(stopped_by), "stopped_by": stopped_by}
+
+
+def _summary(run_dir, upd, start_update, trainer, t0, t_loop, loop_start_update, compile_s, last) -> dict:
     loop_s = time.perf_counter() - t_loop if t_loop else 0.0
     steady = (upd - loop_start_update) * trainer.steps_per_update / loop_s if t_loop and loop_s > 0 else float("nan")
     return {
         "run_dir": str(run_dir),
         "updates": upd,
         "env_steps": upd * trainer.steps_per_update,
-        "wall_s": wall,
+        "wall_s": time.perf_counter() - t0,
         "compile_s": compile_s or 0.0,
         "steps_per_s": steady,
-        "steps_this_run": run_updates * trainer.steps_per_update,
-        "stopped_early": stopped_early,
+        "steps_this_run": (upd - start_update) * trainer.steps_per_update,
         "last_metrics": last,
     }
 
