@@ -20,9 +20,9 @@ def _load_config(args):
 
 def cmd_train(args) -> int:
     from mimic_mjx.data.clips import read_clip_files
+    from mimic_mjx.training.parallel import init_distributed
     from mimic_mjx.training.rundir import stored_config
     from mimic_mjx.training.signals import exit_code
-    from mimic_mjx.training.parallel import init_distributed
     from mimic_mjx.training.trainer import stderr_log, train
 
     init_distributed()  # several processes (SLURM, MIMIC_COORDINATOR, ...): docs/scaling.md; else nothing
