@@ -100,6 +100,11 @@ def main() -> int:
     ap.add_argument("--references", choices=["registered", "shipped"], default="registered")
     ap.add_argument("--run-dir", default=str(ROOT / "runs" / "bench_forelimb"), help="seeds go to RUN_DIR/seedN")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    ap.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="do not train: evaluate the seeds' existing run folders again (their train_summary.json is read)",
+    )
     args = ap.parse_args()
     if args.seeds < 1:
         print(f"--seeds must be at least 1, got {args.seeds}", file=sys.stderr)
@@ -143,11 +148,16 @@ def main() -> int:
     seeds = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         run_dir = base / f"seed{seed}"
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        cfg = config_lib.apply_overrides(cfg0, [f"train.seed={seed}"])
         log(f"--- seed {seed} -> {run_dir}")
-        summary = train(cfg, run_dir, train_clips, log=log)
+        if args.evaluate_only:
+            summary = json.loads((run_dir / "train_summary.json").read_text())
+        else:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            cfg = config_lib.apply_overrides(cfg0, [f"train.seed={seed}"])
+            summary = train(cfg, run_dir, train_clips, log=log)
+            keep = ("env_steps", "steps_per_s", "compile_s", "wall_s", "updates")
+            (run_dir / "train_summary.json").write_text(json.dumps({k: summary[k] for k in keep}))
         ev = evaluate(run_dir, eval_clips, run_dir / "eval_heldout")
         log(format_summary(ev))
         seeds.append(_seed_figures(ev, summary, run_dir))

@@ -30,12 +30,12 @@ def load(run_dir, clips):
     """The run's policy and its task on ``clips`` (native backend: only its model and functions are used)."""
     from mimic_mjx.agents.policy import load_policy
     from mimic_mjx.analysis.rollout import check_sizes
-    from mimic_mjx.training.experiment import build_env
+    from mimic_mjx.training.experiment import build_eval_env
 
     policy = load_policy(run_dir)
     cfg = policy.config
     cfg = cfg.replace(env=dataclasses.replace(cfg.env, backend="native", native_threads=1))
-    env = build_env(cfg, clips)
+    env = build_eval_env(cfg, clips)
     check_sizes(policy, env)
     return policy, env
 

@@ -22,7 +22,7 @@ from mimic_mjx.data.atomic import atomic_hdf5, write_text
 from mimic_mjx.data.clips import Clip
 from mimic_mjx.environments.imitation import ImitationEnv
 from mimic_mjx.errors import RunDirError
-from mimic_mjx.training.experiment import build_env
+from mimic_mjx.training.experiment import build_eval_env
 
 
 def _rollout_fn(policy: Policy, env: ImitationEnv, num_steps: int):
@@ -73,7 +73,7 @@ def _rollout_fn(policy: Policy, env: ImitationEnv, num_steps: int):
 def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) -> dict:
     """Roll the run's controller out on ``clips``; write rollouts.h5 and summary.json."""
     policy = load_policy(run_dir)
-    env = build_env(policy.config, clips)
+    env = build_eval_env(policy.config, clips)
     if (env.ref_obs_size, env.prop_obs_size, env.action_size) != (
         policy.ref_obs_size,
         policy.prop_obs_size,

@@ -25,7 +25,7 @@ from mimic_mjx.agents.policy import Policy, load_policy
 from mimic_mjx.analysis import perturb as P
 from mimic_mjx.analysis.rollout import collect, derive_physiology, write_rollouts
 from mimic_mjx.data.atomic import atomic_path, write_text
-from mimic_mjx.training.experiment import build_env
+from mimic_mjx.training.experiment import build_eval_env
 
 TABLE_COLUMNS = (
     "condition",
@@ -86,7 +86,7 @@ def run_condition(policy, cfg, clips, ps, *, seeds: int, seed: int, stochastic: 
     from mimic_mjx.bodies import get_body
 
     model = P.apply_to_model(get_body(cfg.env.body).compile_trainable(), ps)
-    env = build_env(cfg, clips, physics_model=model)
+    env = build_eval_env(cfg, clips, physics_model=model)
     pol = _perturbed_policy(policy, ps, cfg.agent.latent_dim)
     num_steps = int((env.bank.lengths.max() - 1) // env.cfg.control_every)
     recs = collect(

@@ -331,10 +331,10 @@ def roll_out(
 ) -> dict:
     """``mimic rollout``: roll the run's controller out on ``clips`` and write the dataset ``out``."""
     from mimic_mjx.agents.policy import load_policy
-    from mimic_mjx.training.experiment import build_env
+    from mimic_mjx.training.experiment import build_eval_env
 
     policy = load_policy(run_dir)
-    env = build_env(policy.config, clips)
+    env = build_eval_env(policy.config, clips)
     recs = collect(policy, env, stochastic=stochastic, seeds=seeds, seed=seed)
     recs.update(derive_physiology(env, recs))
     return write_rollouts(out, env, policy, recs, stochastic=stochastic)

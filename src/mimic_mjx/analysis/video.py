@@ -275,12 +275,12 @@ def render_rollout(
     """
     from mimic_mjx.agents.policy import load_policy
     from mimic_mjx.analysis.rollout import collect
-    from mimic_mjx.training.experiment import build_env
+    from mimic_mjx.training.experiment import build_eval_env
 
     _check_args(slowmo, fps, width, height)
     clip = _pick_clip(clips, clip_name)
     policy = load_policy(run_dir)
-    env = build_env(policy.config, [clip])
+    env = build_eval_env(policy.config, [clip])
     view = dict(camera=camera, azimuth=azimuth, elevation=elevation, distance=distance, ghost_offset=ghost_offset)
     with GhostPainter(env.model, width, height, **view) as painter:  # fails fast without GL, before the rollout
         log(f"rolling {policy.run_dir} out on {clip.name} ({clip.num_frames} frames at {clip.fps:g} Hz)")

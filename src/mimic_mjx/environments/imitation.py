@@ -84,6 +84,7 @@ class ImitationEnv:
         tracked_bodies: Sequence[str] | None = None,
         reward: RewardConfig = RewardConfig(),
         termination: TerminationConfig = TerminationConfig(),
+        force_scale_model: mujoco.MjModel | None = None,
     ):
         self.cfg = cfg
         self.reward_cfg = reward
@@ -134,7 +135,9 @@ class ImitationEnv:
         self.ctrl_lo, self.ctrl_hi = jnp.asarray(lo), jnp.asarray(hi)
         is_muscle = model.actuator_gaintype == int(mujoco.mjtGain.mjGAIN_MUSCLE)
         # Muscle forces as fractions of their peak isometric force; other actuators as they are.
-        self.force_scale = jnp.asarray(np.where(is_muscle, np.abs(model.actuator_gainprm[:, 2]), 1.0))
+        # Peak forces from ``force_scale_model`` where given (an experiment's unperturbed body).
+        peak = np.abs((model if force_scale_model is None else force_scale_model).actuator_gainprm[:, 2])
+        self.force_scale = jnp.asarray(np.where(is_muscle & (peak > 0), peak, 1.0))
         self.horizon_offsets = jnp.arange(1, cfg.horizon + 1) * cfg.control_every
         self.action_size = model.nu
         # For each activation state, the actuator it belongs to.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import mujoco
@@ -36,4 +37,20 @@ def build_env(
         keypoint_bodies=body.keypoint_bodies,
     )
     sim = model if physics_model is None else physics_model
-    return ImitationEnv(e, bank, sim, body.end_effectors, body.tracked(), cfg.reward, cfg.termination)
+    # Proprioception reports muscle forces as fractions of the body's own peak forces, also when
+    # an experiment weakens a muscle: the controller feels the weaker force, as an animal would.
+    return ImitationEnv(
+        e, bank, sim, body.end_effectors, body.tracked(), cfg.reward, cfg.termination, force_scale_model=model
+    )
+
+
+def build_eval_env(
+    cfg: ExperimentConfig, clips: Sequence[Clip], physics_model: mujoco.MjModel | None = None
+) -> ImitationEnv:
+    """``build_env`` for rolling a controller out: every clip starts exactly in its reference state.
+
+    Training may start episodes off the reference (``env.reset_noise_rad``);
+    evaluation, rollout datasets, experiments and videos never do.
+    """
+    cfg = cfg.replace(env=dataclasses.replace(cfg.env, reset_noise_rad=0.0))
+    return build_env(cfg, clips, physics_model)
