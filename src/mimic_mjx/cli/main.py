@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plots", type=int, default=3, help="plot this many clips (0: none)")
     e.set_defaults(func=cmd_evaluate)
 
-    d = sub.add_parser("demo", help="train and evaluate on built-in synthetic reaches; no data needed")
+    d = sub.add_parser("demo", help="train, evaluate, analyse and report on built-in synthetic reaches; no data needed")
     d.add_argument("--out", default="demo_out", help="output folder")
     d.add_argument("--minutes", type=float, default=5.0, help="training time budget")
     d.add_argument("--force", action="store_true", help="replace an existing demo output folder")
