@@ -262,3 +262,12 @@ def test_evaluation_scores_markers_against_recorded_keypoints(runs, clips, tmp_p
         assert g["markers"].shape == (steps, 3, 3) and g["keypoint_error"].shape == (steps, 3)
         assert g["reference_keypoints"].shape == (clips[1][0].num_frames, 3, 3)
         assert [n.decode() for n in f["keypoint_names"][()]] == ["Shoulder", "Elbow", "Wrist"]
+
+
+def test_each_training_session_records_its_machine(runs):
+    root = runs[0]
+    full = [json.loads(x) for x in (root / "full" / "provenance.jsonl").read_text().splitlines()]
+    part = [json.loads(x) for x in (root / "part" / "provenance.jsonl").read_text().splitlines()]
+    assert len(full) == 1 and full[0]["mode"] == "new" and full[0]["start_update"] == 0
+    assert [p["mode"] for p in part] == ["new", "resume"] and part[1]["start_update"] == 2
+    assert part[1]["versions"]["jax"] == jax.__version__ and "cpu" in part[1]["devices"].lower()

@@ -147,6 +147,7 @@ def _provenance(run: Path, config: dict, records: list[dict]) -> str:
         *((name, _version(name)) for name in ("jax", "jaxlib", "mujoco", "mujoco-mjx", "flax")),
         ("report written", datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")),
         ("run last logged", _mtime(run / "metrics.jsonl")),
+        *_training_machines(run),
         ("report machine", f"{platform.platform()} ({platform.machine()}), {os.cpu_count()} CPUs"),
         ("python", platform.python_version()),
         ("updates", last.get("update", "–")),
@@ -162,6 +163,28 @@ def _provenance(run: Path, config: dict, records: list[dict]) -> str:
         + _table(["key", "value"], cfg_rows, cls="kv")
         + "</details>"
     )
+
+
+def _training_machines(run: Path) -> list[tuple[str, str]]:
+    """One row per training session from the run's provenance.jsonl (runs of earlier versions have none)."""
+    path = run / "provenance.jsonl"
+    if not path.is_file():
+        return [("trained on", "not recorded (a run of an earlier mimic-mjx)")]
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            e = json.loads(line)
+            v = e.get("versions", {})
+            rows.append(
+                (
+                    f"trained ({e['mode']} from update {e['start_update']})",
+                    f"{e['started']} on {e['host']}: {e['platform']}, {e['cpu_count']} CPUs, {e['devices']}; "
+                    f"jax {v.get('jax', '?')}, mujoco {v.get('mujoco', '?')}",
+                )
+            )
+        except (ValueError, KeyError, TypeError):
+            rows.append(("trained on", "unreadable provenance line"))
+    return rows
 
 
 def _mtime(path: Path) -> str:

@@ -129,3 +129,37 @@ def prepare_run_dir(
     except OSError as exc:
         raise RunDirError(f"cannot write to {run_dir}: {exc.strerror or exc}; pass another --run-dir") from None
     return mode
+
+
+def record_provenance(run_dir: Path, devices: str, mode: str, start_update: int) -> dict:
+    """Append where and with what this training session ran to ``provenance.jsonl`` (one line per session).
+
+    A report written elsewhere, later, still names the machine, devices and
+    versions that trained the run.
+    """
+    import datetime
+    import importlib.metadata
+    import os
+    import platform
+
+    def version(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    entry = {
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "mode": mode,
+        "start_update": int(start_update),
+        "host": platform.node(),
+        "platform": f"{platform.platform()} ({platform.machine()})",
+        "cpu_count": os.cpu_count(),
+        "devices": devices,
+        "python": platform.python_version(),
+        "versions": {n: version(n) for n in ("mimic-mjx", "jax", "jaxlib", "mujoco", "mujoco-mjx", "flax", "optax")},
+    }
+    path = Path(run_dir) / "provenance.jsonl"
+    old = path.read_text() if path.is_file() else ""
+    write_text(path, old + json.dumps(entry) + "\n")
+    return entry

@@ -18,7 +18,7 @@ from mimic_mjx.training.experiment import build_env
 from mimic_mjx.training.logging import MetricsLog
 from mimic_mjx.training.parallel import describe_devices, gather
 from mimic_mjx.training.ppo import PPOTrainer, check_nonfinite
-from mimic_mjx.training.rundir import prepare_run_dir
+from mimic_mjx.training.rundir import prepare_run_dir, record_provenance
 from mimic_mjx.training.signals import StopRequest
 
 
@@ -156,6 +156,7 @@ def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest) -> d
             log(f"moved the damaged checkpoints (updates {', '.join(map(str, ckpts.skipped))}) to {aside}")
         log(f"resumed from update {int(state.updates)} ({int(state.updates) * trainer.steps_per_update:,} steps)")
     start_update = saved_update = int(state.updates)
+    record_provenance(run_dir, describe_devices(trainer.mesh), mode, start_update)
     meta = checkpoint_meta(cfg, env)
     mlog = MetricsLog(
         run_dir,
