@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     # Counts and rates are checked as they are parsed: a 0 or -1 must be an error, never a default.
-    from mimic_mjx.config import cli_number
+    from mimic_mjx.cli.types import cli_number
     from mimic_mjx.data.clips import FPS_RANGE
 
     _COUNT = cli_number(int, 1, what="a whole number, 1 or more")
