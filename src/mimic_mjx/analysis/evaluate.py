@@ -1,9 +1,11 @@
 """Deterministic evaluation of a trained controller on (held-out) clips.
 
 Every clip is rolled out from its first frame with the latent mean and the
-action mean. A clip's rollout freezes at the step where tracking is lost
-(the training termination thresholds), so errors are measured over the part
-of the clip that was tracked and the tracked fraction is reported beside them.
+action mean. A clip's rollout stops being scored at the step where tracking is lost
+(the training termination thresholds; the records hold NaN from there), so
+errors are measured over the part of the clip that was tracked and the
+tracked fraction is reported beside them. The rollout itself is
+``analysis.rollout.collect``, shared with ``mimic rollout``.
 """
 
 from __future__ import annotations
@@ -14,82 +16,22 @@ from pathlib import Path
 
 import h5py
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from mimic_mjx.agents.policy import Policy, load_policy
+from mimic_mjx.agents.policy import load_policy
+from mimic_mjx.analysis.rollout import collect
 from mimic_mjx.data.atomic import atomic_hdf5, write_text
 from mimic_mjx.data.clips import Clip
-from mimic_mjx.environments.imitation import ImitationEnv
-from mimic_mjx.errors import RunDirError
 from mimic_mjx.training.experiment import build_eval_env
-
-
-def _rollout_fn(policy: Policy, env: ImitationEnv, num_steps: int):
-    act = policy.inference_fn(deterministic=True, record_layers=True)
-
-    def run_clip(pp, clip):
-        state = env.reset_to(jax.random.PRNGKey(0), clip, 0)
-
-        def body(carry, _):
-            state, alive = carry
-            a, extras = act(pp, state.ref_obs, state.prop_obs)
-            nxt = env.step_no_reset(state, a)
-            in_clip = state.frame + env.cfg.control_every < env.lengths[clip]
-            tracked = alive & in_clip & (nxt.terminated == 0)
-            # Freeze the rollout once tracking is lost or the clip is over.
-            keep = alive & in_clip
-            new_state = jax.tree.map(lambda n, o: jnp.where(keep, n, o), nxt, state)
-            phys = env.view(nxt)
-            err = env.errors(phys, clip, nxt.frame)
-            rec = {
-                "qpos": phys.qpos,
-                "ctrl": env.action_to_ctrl(a),
-                "activation": phys.act,
-                "muscle_force": phys.actuator_force,
-                "latent_mean": extras["latent_mean"],
-                "layers": extras["layers"],
-                "metrics": nxt.metrics,
-                "ee_pos": phys.xpos[env.ee_ids],
-                "body_pos": phys.xpos[env.body_ids],
-                "joint_error": err.joint,
-                "ee_error": err.ee,
-                "body_error": err.body,
-                "root_error": err.root_pos,
-                "markers": env.markers(phys, clip),
-                "keypoint_error": err.keypoint,
-                "keypoint_valid": err.keypoint_valid,
-                "valid": keep,
-                "tracked": tracked,
-            }
-            return (new_state, tracked), rec
-
-        _, recs = jax.lax.scan(body, (state, jnp.bool_(True)), None, length=num_steps)
-        return recs
-
-    return jax.jit(jax.vmap(run_clip, in_axes=(None, 0)))
 
 
 def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) -> dict:
     """Roll the run's controller out on ``clips``; write rollouts.h5 and summary.json."""
     policy = load_policy(run_dir)
     env = build_eval_env(policy.config, clips)
-    if (env.ref_obs_size, env.prop_obs_size, env.action_size) != (
-        policy.ref_obs_size,
-        policy.prop_obs_size,
-        policy.action_size,
-    ):
-        raise RunDirError(
-            f"{run_dir}: its controller expects observations of sizes "
-            f"{policy.ref_obs_size}/{policy.prop_obs_size} and {policy.action_size} actions, but its "
-            f"task now builds {env.ref_obs_size}/{env.prop_obs_size} and {env.action_size}; "
-            f"was it trained with another version of the body or task?"
-        )
     ce = env.cfg.control_every
-    num_steps = int((env.bank.lengths.max() - 1) // ce)
-    run = _rollout_fn(policy, env, num_steps)
-    recs = jax.device_get(run(policy.params, jnp.arange(env.bank.num_clips)))
-    recs = jax.tree.map(np.asarray, recs)
+    # One deterministic rollout per clip; the seed axis of the records is dropped.
+    recs = jax.tree.map(lambda x: x[:, 0], {k: v for k, v in collect(policy, env).items() if k != "xfrc"})
 
     per_clip = []
     for i, name in enumerate(env.bank.names):
@@ -145,6 +87,8 @@ def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) ->
 
 def _keypoint_errors_mm(names, err, valid) -> dict:
     """Per-clip keypoint errors (mm) over the steps where each keypoint was recorded."""
+    valid = valid > 0
+    err = np.where(valid, err, 0.0)
     seen = valid.sum(axis=0)
     if not len(names) or not seen.any():
         return {}

@@ -63,8 +63,8 @@ def plot_clip(rollouts_h5: str | Path, clip: str, out_dir: str | Path) -> list[P
         act[: max(tracked, 1)].T,
         aspect="auto",
         origin="lower",
-        vmin=min(0.0, float(act.min())),
-        vmax=max(1.0, float(act.max())),
+        vmin=min(0.0, float(np.nanmin(act))),
+        vmax=max(1.0, float(np.nanmax(act))),
         cmap="magma",
         extent=(t_sim[0] - dt / 2, t_sim[max(tracked, 1) - 1] + dt / 2, -0.5, len(muscles) - 0.5),
     )

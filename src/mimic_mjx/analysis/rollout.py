@@ -90,6 +90,9 @@ def _rollout_fn(policy: Policy, env: ImitationEnv, num_steps: int, stochastic: b
                 "root_error": err.root_pos,
                 "markers": env.markers(phys, clip),
                 "keypoint_error": jnp.where(err.keypoint_valid > 0, err.keypoint, jnp.nan),
+                "keypoint_valid": err.keypoint_valid,
+                "muscle_force": phys.actuator_force,  # as the backend left it after the step
+                "metrics": nxt.metrics,
                 "tracked": tracked,
             }
             return (new_state, tracked), rec
