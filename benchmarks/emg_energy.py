@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from forelimb import DATA, ROOT, _references  # the same references and split as the forelimb benchmark
+from forelimb import ROOT, split_trials  # the same references and split as the forelimb benchmark
 
 CONDITIONS = {
     "physics_aware": ["reward.joint_vel.weight=0.1"],  # energy and ctrl_change are in the default config
@@ -89,11 +89,6 @@ def main() -> int:
     if bool(args.emg) != bool(args.map):
         print("--emg and --map go together", file=sys.stderr)
         return 2
-    files = sorted(DATA.glob("trial*_ik.h5"))
-    if len(files) != 37:
-        print(f"needs the 37 trials of {DATA} (found {len(files)}); see ../shared/data/README.md", file=sys.stderr)
-        return 2
-
     from mimic_mjx import config as config_lib
     from mimic_mjx.analysis.bench import raw_physics
     from mimic_mjx.analysis.rollout import roll_out
@@ -103,11 +98,7 @@ def main() -> int:
 
     log = lambda m: print(m, flush=True)
     base = Path(args.run_dir)
-    base.mkdir(parents=True, exist_ok=True)
-    clips = _references(files, args.references, base / f"references_{args.references}.h5", log)
-    held = set(range(2, 37, 5)[:7])
-    train_clips = [c for i, c in enumerate(clips) if i not in held]
-    eval_clips = [c for i, c in enumerate(clips) if i in held]
+    train_clips, eval_clips = split_trials(args.references, base, log)
     cfg0 = config_lib.apply_overrides(
         get_body("mouse_forelimb").default_config(), [f"train.max_minutes={args.minutes}", f"train.seed={args.seed}"]
     )

@@ -49,6 +49,18 @@ def _references(files, kind: str, cache: Path, log):
     return clips
 
 
+def split_trials(kind: str, base: Path, log):
+    """The 30 training and 7 held-out trials' references (the held-out ones spread over the sessions)."""
+    files = sorted(DATA.glob("trial*_ik.h5"))
+    if len(files) != 37:
+        raise SystemExit(f"needs the 37 trials of {DATA} (found {len(files)}); see ../shared/data/README.md")
+    base.mkdir(parents=True, exist_ok=True)
+    clips = _references(files, kind, base / f"references_{kind}.h5", log)
+    held_out_idx = set(range(2, 37, 5)[:7])
+    train_clips = [c for i, c in enumerate(clips) if i not in held_out_idx]
+    return train_clips, [c for i, c in enumerate(clips) if i in held_out_idx]
+
+
 def _reference_residuals_mm(clips) -> dict:
     """Mean distance (mm) of the references' own markers to the recorded keypoints: the floor of any controller."""
     import mujoco
@@ -110,11 +122,6 @@ def main() -> int:
         print(f"--seeds must be at least 1, got {args.seeds}", file=sys.stderr)
         return 2
 
-    files = sorted(DATA.glob("trial*_ik.h5"))
-    if len(files) != 37:
-        print(f"needs the 37 trials of {DATA} (found {len(files)}); see ../shared/data/README.md", file=sys.stderr)
-        return 2
-
     from mimic_mjx import config as config_lib
     from mimic_mjx.analysis.bench import raw_physics
     from mimic_mjx.analysis.evaluate import evaluate, format_summary
@@ -124,11 +131,7 @@ def main() -> int:
 
     log = lambda m: print(m, flush=True)
     base = Path(args.run_dir)
-    base.mkdir(parents=True, exist_ok=True)
-    clips = _references(files, args.references, base / f"references_{args.references}.h5", log)
-    held_out_idx = set(range(2, 37, 5)[:7])  # spread over the recording sessions
-    train_clips = [c for i, c in enumerate(clips) if i not in held_out_idx]
-    eval_clips = [c for i, c in enumerate(clips) if i in held_out_idx]
+    train_clips, eval_clips = split_trials(args.references, base, log)
     log(f"train on {len(train_clips)} trials, evaluate on {len(eval_clips)}: {', '.join(c.name for c in eval_clips)}")
     floor = _reference_residuals_mm(eval_clips)
     log(f"the held-out references' own markers vs the recorded keypoints (mm): {floor}")
