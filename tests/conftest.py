@@ -35,3 +35,20 @@ def tiny_config_dict() -> dict:
         "ppo": {"num_envs": 8, "unroll_length": 4, "num_minibatches": 2, "update_epochs": 1},
         "train": {"total_steps": 96, "checkpoint_every_updates": 1, "log_every_updates": 1},
     }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_code():
+    """Free each test module's compiled XLA programs when it ends.
+
+    One pytest process runs hundreds of jit-compiled experiments; holding all
+    of them grew the process until forking ffmpeg (video tests) failed with
+    ENOMEM late in the suite.
+    """
+    yield
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
