@@ -115,6 +115,8 @@ def main() -> int:
         log(f"--- {name}: {' '.join(overrides)}")
         cfg = config_lib.apply_overrides(cfg0, overrides)
         summary = train(cfg, run_dir, train_clips, log=log)
+        if summary.get("stopped_by"):  # preempted: its checkpoint is saved, its figures would mislead
+            return 128 + {"SIGINT": 2, "SIGTERM": 15}.get(summary["stopped_by"], 0)
         data = run_dir / "heldout_rollouts.h5"
         roll_out(run_dir, eval_clips, data)
         fig = dataset_figures(data) | {

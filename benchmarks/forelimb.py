@@ -159,6 +159,8 @@ def main() -> int:
                 shutil.rmtree(run_dir)
             cfg = config_lib.apply_overrides(cfg0, [f"train.seed={seed}"])
             summary = train(cfg, run_dir, train_clips, log=log)
+            if summary.get("stopped_by"):  # preempted: its checkpoint is saved, its figures would mislead
+                return 128 + {"SIGINT": 2, "SIGTERM": 15}.get(summary["stopped_by"], 0)
             keep = ("env_steps", "steps_per_s", "compile_s", "wall_s", "updates")
             (run_dir / "train_summary.json").write_text(json.dumps({k: summary[k] for k in keep}))
         ev = evaluate(run_dir, eval_clips, run_dir / "eval_heldout")
