@@ -94,6 +94,7 @@ def main() -> int:
     from mimic_mjx.analysis.rollout import roll_out
     from mimic_mjx.bodies import get_body
     from mimic_mjx.training.experiment import build_env
+    from mimic_mjx.training.signals import exit_code
     from mimic_mjx.training.trainer import train
 
     log = lambda m: print(m, flush=True)
@@ -116,7 +117,7 @@ def main() -> int:
         cfg = config_lib.apply_overrides(cfg0, overrides)
         summary = train(cfg, run_dir, train_clips, log=log)
         if summary.get("stopped_by"):  # preempted: its checkpoint is saved, its figures would mislead
-            return 128 + {"SIGINT": 2, "SIGTERM": 15}.get(summary["stopped_by"], 0)
+            return exit_code(summary["stopped_by"])
         data = run_dir / "heldout_rollouts.h5"
         roll_out(run_dir, eval_clips, data)
         fig = dataset_figures(data) | {

@@ -127,6 +127,7 @@ def main() -> int:
     from mimic_mjx.analysis.evaluate import evaluate, format_summary
     from mimic_mjx.bodies import get_body
     from mimic_mjx.training.experiment import build_env
+    from mimic_mjx.training.signals import exit_code
     from mimic_mjx.training.trainer import train
 
     log = lambda m: print(m, flush=True)
@@ -160,7 +161,7 @@ def main() -> int:
             cfg = config_lib.apply_overrides(cfg0, [f"train.seed={seed}"])
             summary = train(cfg, run_dir, train_clips, log=log)
             if summary.get("stopped_by"):  # preempted: its checkpoint is saved, its figures would mislead
-                return 128 + {"SIGINT": 2, "SIGTERM": 15}.get(summary["stopped_by"], 0)
+                return exit_code(summary["stopped_by"])
             keep = ("env_steps", "steps_per_s", "compile_s", "wall_s", "updates")
             (run_dir / "train_summary.json").write_text(json.dumps({k: summary[k] for k in keep}))
         ev = evaluate(run_dir, eval_clips, run_dir / "eval_heldout")
