@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import MOUSE_ARM
-from mimic_mjx.data import clips as clips_mod
+from mimic_mjx.data import atomic as atomic_mod
 from mimic_mjx.data.clips import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -370,12 +370,13 @@ def test_crash_midway_leaves_no_file(tmp_path, monkeypatch):
 
 def test_write_goes_through_atomic_path(tmp_path, monkeypatch):
     used = []
-    real = clips_mod.atomic_path
+    real = atomic_mod.atomic_path
 
     def spy(path):
         used.append(Path(path))
         return real(path)
 
-    monkeypatch.setattr(clips_mod, "atomic_path", spy)
+    # write_clips builds the file in memory (atomic_hdf5), which writes it through atomic_path.
+    monkeypatch.setattr(atomic_mod, "atomic_path", spy)
     write_clips(tmp_path / "c.h5", [make_clip()])
     assert used == [tmp_path / "c.h5"]

@@ -155,11 +155,13 @@ def atomic_hdf5(path: str | os.PathLike):
 
     import h5py
 
-    buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as f:
-        yield f
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        fh.write(buffer.getbuffer())
+    # Inside atomic_path: the folder is checked first, and an error while building is reported as a write's.
+    with atomic_path(path) as tmp:
+        buffer = io.BytesIO()
+        with h5py.File(buffer, "w") as f:
+            yield f
+        with open(tmp, "wb") as fh:
+            fh.write(buffer.getbuffer())
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -8,7 +8,6 @@ single-clip registration-output layout written by stac-mjx (as in
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +16,7 @@ import h5py
 import numpy as np
 
 from mimic_mjx.bodies.layout import QVEL_OF_QPOS, reference_velocities
-from mimic_mjx.data.atomic import atomic_path, require_regular_file
+from mimic_mjx.data.atomic import atomic_hdf5, require_regular_file
 from mimic_mjx.errors import ClipError
 
 FORMAT_NAME = "mimic-mjx-clips"
@@ -350,46 +349,41 @@ def write_clips(path: str | os.PathLike, clips: Sequence[Clip]) -> None:
                 f"write clips of different bodies to different files"
             )
     str_dt = h5py.string_dtype()
-    # Built in memory, then written by atomic_path: HDF5 2.0 can crash closing a file whose writes
-    # failed (a full disk), which no error handling catches. See atomic.atomic_hdf5.
-    with atomic_path(path) as tmp:
-        buffer = io.BytesIO()
-        with h5py.File(buffer, "w") as f:
-            f.attrs["format"] = FORMAT_NAME
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["body"] = first.body
-            f.attrs["length_unit"] = "m"
-            f.attrs["angle_unit"] = "rad"
-            f.create_dataset("joint_names", data=np.array(first.joint_names, dtype=object), dtype=str_dt)
-            if any(d != 1 for d in first.qpos_dims):
-                f.create_dataset("joint_qpos_dims", data=np.array(first.qpos_dims, np.int32))
-            with_bodies = [c for c in clips if c.xpos is not None]
-            if with_bodies:
-                f.create_dataset("body_names", data=np.array(with_bodies[0].body_names, dtype=object), dtype=str_dt)
-            with_kp = [c for c in clips if c.keypoints is not None]
-            if with_kp:
-                f.create_dataset("keypoint_names", data=np.array(with_kp[0].keypoint_names, dtype=object), dtype=str_dt)
-            grp = f.create_group("clips")
-            for c in clips:
-                if c.name in grp:
-                    raise ClipError(f"two clips are named '{c.name}'; clip names must be unique in a file")
-                g = grp.create_group(c.name)
-                g.attrs["fps"] = float(c.fps)
-                _write_numbers(g, "qpos", c.qpos, "rad")
-                _write_numbers(g, "qvel", c.qvel, "rad/s")
-                if c.xpos is not None:
-                    if c.body_names != with_bodies[0].body_names:
-                        raise ClipError(f"clip '{c.name}' lists different body names than '{with_bodies[0].name}'")
-                    _write_numbers(g, "xpos", c.xpos, "m")
-                    if c.xquat is not None:
-                        _write_numbers(g, "xquat", c.xquat, "wxyz")
-                if c.keypoints is not None:
-                    if c.keypoint_names != with_kp[0].keypoint_names:
-                        raise ClipError(f"clip '{c.name}' lists different keypoint names than '{with_kp[0].name}'")
-                    _write_numbers(g, "keypoints", c.keypoints, "m")
-                if c.marker_offsets is not None:
-                    _write_numbers(g, "marker_offsets", c.marker_offsets, "m")
-                if c.keypoint_residuals is not None:
-                    _write_numbers(g, "keypoint_residuals", c.keypoint_residuals, "m")
-        with open(tmp, "wb") as fh:
-            fh.write(buffer.getbuffer())
+    # Built in memory (atomic_hdf5): HDF5 2.0 can crash closing a file whose writes failed (a full disk).
+    with atomic_hdf5(path) as f:
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["body"] = first.body
+        f.attrs["length_unit"] = "m"
+        f.attrs["angle_unit"] = "rad"
+        f.create_dataset("joint_names", data=np.array(first.joint_names, dtype=object), dtype=str_dt)
+        if any(d != 1 for d in first.qpos_dims):
+            f.create_dataset("joint_qpos_dims", data=np.array(first.qpos_dims, np.int32))
+        with_bodies = [c for c in clips if c.xpos is not None]
+        if with_bodies:
+            f.create_dataset("body_names", data=np.array(with_bodies[0].body_names, dtype=object), dtype=str_dt)
+        with_kp = [c for c in clips if c.keypoints is not None]
+        if with_kp:
+            f.create_dataset("keypoint_names", data=np.array(with_kp[0].keypoint_names, dtype=object), dtype=str_dt)
+        grp = f.create_group("clips")
+        for c in clips:
+            if c.name in grp:
+                raise ClipError(f"two clips are named '{c.name}'; clip names must be unique in a file")
+            g = grp.create_group(c.name)
+            g.attrs["fps"] = float(c.fps)
+            _write_numbers(g, "qpos", c.qpos, "rad")
+            _write_numbers(g, "qvel", c.qvel, "rad/s")
+            if c.xpos is not None:
+                if c.body_names != with_bodies[0].body_names:
+                    raise ClipError(f"clip '{c.name}' lists different body names than '{with_bodies[0].name}'")
+                _write_numbers(g, "xpos", c.xpos, "m")
+                if c.xquat is not None:
+                    _write_numbers(g, "xquat", c.xquat, "wxyz")
+            if c.keypoints is not None:
+                if c.keypoint_names != with_kp[0].keypoint_names:
+                    raise ClipError(f"clip '{c.name}' lists different keypoint names than '{with_kp[0].name}'")
+                _write_numbers(g, "keypoints", c.keypoints, "m")
+            if c.marker_offsets is not None:
+                _write_numbers(g, "marker_offsets", c.marker_offsets, "m")
+            if c.keypoint_residuals is not None:
+                _write_numbers(g, "keypoint_residuals", c.keypoint_residuals, "m")
