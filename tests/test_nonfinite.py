@@ -12,7 +12,7 @@ from mimic_mjx import config as config_lib
 from mimic_mjx.agents.normalizer import RunningStats
 from mimic_mjx.data.synthetic import make_reaching_clips
 from mimic_mjx.training.experiment import build_env
-from mimic_mjx.training.ppo import NonFiniteError, PPOTrainer, check_nonfinite, masked_stats_update
+from mimic_mjx.training.ppo import NonFiniteError, PPOTrainer, check_nonfinite
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +106,10 @@ def test_masked_stats_update_ignores_left_out_rows():
     poisoned = x.copy()
     poisoned[~valid] = np.nan
     s0 = RunningStats.create(3).update(jnp.asarray(rng.normal(size=(4, 3)), jnp.float32))
-    got = masked_stats_update(s0, jnp.asarray(poisoned), jnp.asarray(valid))
+    got = s0.update(jnp.asarray(poisoned), jnp.asarray(valid))
     want = s0.update(jnp.asarray(x[valid]))
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    none = masked_stats_update(s0, jnp.asarray(poisoned), jnp.zeros((6, 5), bool))
+    none = s0.update(jnp.asarray(poisoned), jnp.zeros((6, 5), bool))
     for a, b in zip(jax.tree.leaves(none), jax.tree.leaves(s0), strict=True):
         np.testing.assert_allclose(a, b)

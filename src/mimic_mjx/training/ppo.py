@@ -127,26 +127,6 @@ def _where_rows(ok, a, b):
     return jax.tree.map(lambda x, y: jnp.where(ok.reshape(ok.shape + (1,) * (x.ndim - ok.ndim)), x, y), a, b)
 
 
-def masked_stats_update(stats: RunningStats, batch, valid) -> RunningStats:
-    """``stats.update`` over the rows of ``batch`` (..., size) where ``valid``; unchanged if none."""
-    x = batch.reshape(-1, batch.shape[-1])
-    w = valid.reshape(-1, 1).astype(x.dtype)
-    x = jnp.where(w > 0, x, 0.0)
-    n = jnp.sum(w)
-    b_mean = jnp.sum(x * w, axis=0) / jnp.maximum(n, 1.0)
-    b_m2 = jnp.sum(jnp.square(x - b_mean) * w, axis=0)
-    total = stats.count + n
-    delta = b_mean - stats.mean
-    mean = stats.mean + delta * n / jnp.maximum(total, 1.0)
-    m2 = stats.m2 + b_m2 + jnp.square(delta) * stats.count * n / jnp.maximum(total, 1.0)
-    return RunningStats(count=total, mean=mean, m2=m2)
-
-
-def _stats_update(stats: RunningStats, batch, valid) -> RunningStats:
-    # The plain update while everything is finite keeps results those of a run without the guard.
-    return jax.lax.cond(jnp.all(valid), lambda: stats.update(batch), lambda: masked_stats_update(stats, batch, valid))
-
-
 def compute_ppo_loss(
     params,
     agent,
@@ -329,8 +309,8 @@ class PPOTrainer:
 
         pol = ts.policy
         pol = pol.replace(
-            ref_stats=_stats_update(pol.ref_stats, batch.ref_obs, valid),
-            prop_stats=_stats_update(pol.prop_stats, batch.prop_obs, valid),
+            ref_stats=pol.ref_stats.update(batch.ref_obs, valid),
+            prop_stats=pol.prop_stats.update(batch.prop_obs, valid),
         )
 
         values = network_outputs(self.agent, pol, batch.ref_obs, batch.prop_obs, batch.eps)["value"]
