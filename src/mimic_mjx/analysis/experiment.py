@@ -81,11 +81,12 @@ def _spec_text(ps) -> str:
     return yaml.safe_dump([{"kind": p.kind, **dataclasses.asdict(p)} for p in ps], sort_keys=False) if ps else ""
 
 
-def run_condition(policy, cfg, clips, ps, *, seeds: int, seed: int, stochastic: bool):
-    """Build the (perturbed) task, roll the (perturbed) controller out; the env and records."""
-    from mimic_mjx.bodies import get_body
+def run_condition(policy, cfg, clips, body_model, ps, *, seeds: int, seed: int, stochastic: bool):
+    """Build the (perturbed) task, roll the (perturbed) controller out; the env and records.
 
-    model = P.apply_to_model(get_body(cfg.env.body).compile_trainable(), ps)
+    ``body_model``: the body's trainable model, which ``ps`` perturb (a copy; it is not changed).
+    """
+    model = P.apply_to_model(body_model, ps)
     env = build_eval_env(cfg, clips, physics_model=model)
     pol = _perturbed_policy(policy, ps, cfg.agent.latent_dim)
     num_steps = int((env.bank.lengths.max() - 1) // env.cfg.control_every)
@@ -130,7 +131,7 @@ def experiment(
     rows, base = [], None
     for i, (name, ps) in enumerate(conditions):
         log(f"[{i}/{len(conditions) - 1}] {name}")
-        env, pol, recs = run_condition(policy, cfg, clips, ps, seeds=seeds, seed=seed, stochastic=stochastic)
+        env, pol, recs = run_condition(policy, cfg, clips, model, ps, seeds=seeds, seed=seed, stochastic=stochastic)
         steps = (np.asarray(env.bank.lengths) - 1) // env.cfg.control_every
         path = out_dir / _file_name(i, name)
         write_rollouts(path, env, pol, recs, stochastic=stochastic, perturbation=_spec_text(ps))

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from mimic_mjx.errors import MimicError
+from mimic_mjx.cli.types import cli_number
 
-
-def _positive_seeds(args) -> None:
-    if args.seeds < 1:
-        raise MimicError(f"--seeds must be at least 1 (rollouts per clip), got {args.seeds}")
+_SEEDS = cli_number(int, 1, what="a number of rollouts per clip, 1 or more")
 
 
 def cmd_rollout(args) -> int:
     from mimic_mjx.analysis.rollout import roll_out
     from mimic_mjx.data.clips import read_clip_files
 
-    _positive_seeds(args)
     clips = read_clip_files(args.clips)
     s = roll_out(args.run, clips, args.out, stochastic=args.stochastic, seeds=args.seeds, seed=args.seed)
     mode = "stochastic" if args.stochastic else "deterministic"
@@ -34,7 +30,6 @@ def cmd_experiment(args) -> int:
     from mimic_mjx.analysis.experiment import TABLE_COLUMNS, experiment
     from mimic_mjx.data.clips import read_clip_files
 
-    _positive_seeds(args)
     clips = read_clip_files(args.clips)
     result = experiment(
         args.run,
@@ -59,7 +54,7 @@ def add_parsers(sub) -> None:
     r.add_argument("--clips", nargs="+", required=True, help="clip files (HDF5); clips may be longer than training's")
     r.add_argument("--out", required=True, help="dataset to write (HDF5, docs/rollout-format.md)")
     r.add_argument("--stochastic", action="store_true", help="sample latents and actions instead of their means")
-    r.add_argument("--seeds", type=int, default=1, help="rollouts per clip")
+    r.add_argument("--seeds", type=_SEEDS, default=1, help="rollouts per clip")
     r.add_argument("--seed", type=int, default=0, help="first random seed")
     r.set_defaults(func=cmd_rollout)
 
@@ -73,7 +68,7 @@ def add_parsers(sub) -> None:
     )
     x.add_argument("--out", required=True, help="output folder")
     x.add_argument("--stochastic", action="store_true", help="sample latents and actions instead of their means")
-    x.add_argument("--seeds", type=int, default=1, help="rollouts per clip and condition")
+    x.add_argument("--seeds", type=_SEEDS, default=1, help="rollouts per clip and condition")
     x.add_argument("--seed", type=int, default=0, help="first random seed (the same in every condition)")
     x.add_argument("--backend", choices=["native", "mjx", "warp"], help="physics backend (default: the run's)")
     x.set_defaults(func=cmd_experiment)

@@ -109,11 +109,12 @@ class ImitationEnv:
         self.lengths = jnp.asarray(bank.lengths)
         # Body poses of every reference frame, for resets without a host call
         # (``init_posed``); a noisy reset is posed by the backend instead.
+        self.layout = JointLayout.from_model(model)
         self.ref_poses, self.noisy_starts = None, None
         if self.backend.init_takes_poses and cfg.reset_noise_rad == 0:
             self.ref_poses = tuple(jnp.asarray(p) for p in _bank_poses(bank, model))
         elif self.backend.init_takes_poses:
-            starts = _noisy_starts(bank, model, JointLayout.from_model(model).hinge_qpos, cfg.reset_noise_rad)
+            starts = _noisy_starts(bank, model, self.layout.hinge_qpos, cfg.reset_noise_rad)
             self.noisy_starts = None if starts is None else tuple(jnp.asarray(a) for a in starts)
         self.end_effectors = tuple(end_effectors)
         self.tracked_bodies = tuple(self.end_effectors if tracked_bodies is None else tracked_bodies)
@@ -125,7 +126,6 @@ class ImitationEnv:
                 f"the reference bank tracks {bank.body_pos.shape[2]} bodies but the task "
                 f"tracks {len(self.tracked_bodies)}; bind the clips with the same tracked bodies"
             )
-        self.layout = JointLayout.from_model(model)
         self.has_root = self.layout.free_root
         self.hinge_q, self.hinge_v = self.layout.hinge_qpos, self.layout.hinge_dof
         # The joints the joint errors refer to (all but the free root), in qpos order.
