@@ -19,7 +19,7 @@ from mimic_mjx.data.keypoints import Keypoints, KeypointWarning
 from mimic_mjx.data.synthetic import make_reaching_clips
 from mimic_mjx.errors import BodyError, KeypointError
 from mimic_mjx.registration.register import register, split_clip
-from mimic_mjx.registration.stac import StacConfig, StacSolver
+from mimic_mjx.registration.stac import StacConfig, StacSolver, _inside_margin
 
 ARM = get_body("mouse_forelimb")
 ARM_MAP = get_keypoint_map("mouse_forelimb")
@@ -298,6 +298,34 @@ def test_speed_prior_removes_a_swing_at_the_singular_pose():
     assert residual["default"] < 2e-4 and residual["default"] < residual["off"] + 3e-5  # noise: 0.1 mm per axis
 
 
+def test_limit_margin_shrinks_limited_ranges_only():
+    lay = JointLayout.from_model(ARM.compile())
+    inner = _inside_margin(lay, 0.05)
+    np.testing.assert_allclose(inner.lo, lay.lo + 0.05)
+    np.testing.assert_allclose(inner.hi, lay.hi - 0.05)
+    narrow = dataclasses.replace(lay, lo=np.array([-np.inf, -0.1, 0.0, -1.0]), hi=np.array([np.inf, 0.1, 0.2, 1.0]))
+    got = _inside_margin(narrow, 0.05)
+    # Unlimited joints stay unlimited; a narrow range loses at most a tenth of itself at each end.
+    np.testing.assert_allclose(got.lo, [-np.inf, -0.08, 0.02, -0.95])
+    np.testing.assert_allclose(got.hi, [np.inf, 0.08, 0.18, 0.95])
+    assert _inside_margin(lay, 0.0).lo.tolist() == lay.lo.tolist()
+
+
+@pytest.mark.slow
+def test_fit_stays_the_margin_inside_a_limit_the_keypoints_pass():
+    """The reach's keypoints take sh_extension 15 deg past its -70 deg limit: the fit holds the
+    joint the margin inside it (with margin 0, on the limit itself), never beyond."""
+    qpos, kp, bodies = _straightening_reach()
+    lo = np.rad2deg(ARM.compile().jnt_range[1, 0])
+    low = {}
+    for margin in (0.0, StacConfig().limit_margin_rad):
+        cfg = StacConfig(rounds=0, limit_margin_rad=margin)
+        res = StacSolver(ARM.compile(), bodies, np.zeros((3, 3)), [0], cfg).solve(kp, np.ones(kp.shape[:2]), fps=200.0)
+        low[margin] = np.rad2deg(res.qpos[:, 1].min())
+    assert low[0.0] == pytest.approx(lo, abs=1e-3)
+    assert low[StacConfig().limit_margin_rad] == pytest.approx(lo + np.rad2deg(StacConfig().limit_margin_rad), abs=1e-3)
+
+
 def test_cli_register_errors_are_one_line(tmp_path, capsys):
     missing = tmp_path / "none.h5"
     args = ["register", "--body", "mouse_forelimb", "--out", str(tmp_path / "x.h5")]
@@ -308,4 +336,7 @@ def test_cli_register_errors_are_one_line(tmp_path, capsys):
     assert (
         capsys.readouterr().err.strip() == "mimic register: error: --velocity-prior must be 0 (off) or more, got -1.0"
     )
+    with pytest.raises(SystemExit):
+        main([*args, "--keypoints", str(missing), "--limit-margin", "-1"])
+    assert "--limit-margin" in capsys.readouterr().err
     assert not (tmp_path / "x.h5").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -145,6 +146,7 @@ def cmd_register(args) -> int:
         weight_by_confidence=args.weight_by_confidence,
         velocity_m_per_rad_s=velocity,
         observable_lever_m=lever,
+        limit_margin_rad=StacConfig().limit_margin_rad if args.limit_margin is None else math.radians(args.limit_margin),
     )
     reg = register(kp, args.body, cfg, fit_scale=args.fit_scale, log=stderr_log)
     clips = split_clip(reg.clip, args.clip_length) if args.clip_length is not None else [reg.clip]
@@ -278,6 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MM",
         help="a joint that moves the keypoints less than this per radian at a frame is poorly seen there, and "
         "its speed prior grows accordingly (up to 50x); 0: the same prior everywhere (default 5)",
+    )
+    r.add_argument(
+        "--limit-margin",
+        type=cli_number(float, 0, 90, what="an angle in degrees from 0 to 90"),
+        metavar="DEG",
+        help="keep hinges this far inside their range limits (at most a tenth of each range), so that "
+        "references do not ride a limit the simulated joint presses on; 0: the limits themselves (default 2.9)",
     )
     r.add_argument("--render", help="also write an MP4 of the fit (headless)")
     r.add_argument("--render-frames", type=_COUNT, help="render at most this many frames")

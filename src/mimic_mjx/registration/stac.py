@@ -16,14 +16,11 @@ alternates
    closed form.
 
 Why Levenberg-Marquardt in JAX rather than a general least-squares library:
-each frame's problem is small (tens of unknowns, 3 residuals per keypoint)
-and all frames are independent once the smoothness neighbours are held at the
-current iterate, so one batched normal-equation solve per iteration handles
-every frame together; the Jacobians come from forward-mode differentiation of
-MJX kinematics, exact and batched. SciPy's least_squares would loop over
-frames in Python or build one huge sparse problem with finite-difference
-Jacobians, both far slower for thousands of frames. The damping adapts per
-frame, so easy frames converge in a few steps while hard ones keep going.
+each frame's problem is small and, with the smoothness neighbours held at the
+current iterate, independent of the others, so one batched normal-equation
+solve per iteration handles every frame with exact forward-mode Jacobians of
+MJX kinematics; SciPy would loop over frames in Python or build one huge
+sparse problem with finite differences. The damping adapts per frame.
 
 Temporal priors. Where the keypoints hardly see a joint (the mouse arm's
 shoulder at its extension limit, where elevation and rotation turn about
@@ -36,7 +33,9 @@ multiplies that charge where the joint is poorly seen at that frame
 (``observable_lever_m``): well-seen joints keep their recorded speeds, unseen
 ones move no faster than the keypoints demand. A second-difference
 (acceleration) prior was tried and dropped: its 1, -4, 6, -4, 1 stencil makes
-the frame-by-frame (Jacobi) sweep diverge at useful weights.
+the frame-by-frame (Jacobi) sweep diverge at useful weights. Hinges are
+projected ``limit_margin_rad`` inside their limits: a reference on a limit
+makes the simulated joint press on its limit constraint.
 """
 
 from __future__ import annotations
@@ -71,6 +70,10 @@ class StacConfig:
     # compensate), it is poorly seen from them and its speed prior grows by observable_lever_m /
     # its lever, up to 50x. 5 mm: below the forearm of the mouse (6.9 mm) or any rat limb segment.
     observable_lever_m: float = 0.005
+    # Hinges stay this far inside their range limits (at most a tenth of the range): a reference
+    # that rides a limit asks the simulated joint to press on its limit constraint, where the
+    # controller overshoots (docs/registration.md); 0.05 rad ~ 3 deg.
+    limit_margin_rad: float = 0.05
     offset_reg: float = 0.05  # offset regularisation, as a fraction of the frames' total weight
     min_confidence: float = 0.0  # keypoints at or below this confidence are ignored
     weight_by_confidence: bool = False  # else every kept keypoint weighs 1
@@ -110,6 +113,13 @@ def project(layout: JointLayout, q):
     return q.at[layout.hinge_qpos].set(jnp.clip(q[layout.hinge_qpos], layout.lo, layout.hi))
 
 
+def _inside_margin(layout: JointLayout, margin: float) -> JointLayout:
+    """The layout with its limited hinges' ranges shrunk by ``margin`` (<= a tenth of the range) at both ends."""
+    m = np.minimum(margin, 0.1 * (layout.hi - layout.lo))
+    m = np.where(np.isfinite(m), m, 0.0)
+    return dataclasses.replace(layout, lo=layout.lo + m, hi=layout.hi - m)
+
+
 class StacSolver:
     """Fits one body (a compiled MjModel) to keypoints through a keypoint map."""
 
@@ -125,7 +135,7 @@ class StacSolver:
         self.model = model
         self.cfg = cfg
         self.log = log
-        self.layout = registration_layout(model)
+        self.layout = _inside_margin(registration_layout(model), cfg.limit_margin_rad)
         self.body_ids = np.array([model.body(b).id for b in keypoint_bodies])
         self.initial_offsets = np.asarray(initial_offsets, np.float64)
         self.trunk = np.asarray(trunk, int)
