@@ -132,6 +132,7 @@ def cmd_register(args) -> int:
     lever = StacConfig().observable_lever_m if args.observable_lever is None else 1e-3 * args.observable_lever
     if not 0 <= lever < float("inf"):
         raise MimicError(f"--observable-lever must be 0 (off) or more, got {args.observable_lever}")
+    margin = StacConfig().limit_margin_rad if args.limit_margin is None else math.radians(args.limit_margin)
     kp = read_keypoints(
         args.keypoints, format=args.format, units=args.units, fps=args.fps, names=args.names, skeleton=args.skeleton
     )
@@ -146,7 +147,7 @@ def cmd_register(args) -> int:
         weight_by_confidence=args.weight_by_confidence,
         velocity_m_per_rad_s=velocity,
         observable_lever_m=lever,
-        limit_margin_rad=StacConfig().limit_margin_rad if args.limit_margin is None else math.radians(args.limit_margin),
+        limit_margin_rad=margin,
     )
     reg = register(kp, args.body, cfg, fit_scale=args.fit_scale, log=stderr_log)
     clips = split_clip(reg.clip, args.clip_length) if args.clip_length is not None else [reg.clip]
