@@ -324,6 +324,9 @@ def test_bench_cli_prints_the_figures(capsys):
         assert k in fig
     assert fig["backend"] == "native" and fig["num_envs"] == 16 and fig["substeps"] == 5
     assert fig["env_steps_per_s"] > 0 and fig["train_steps_per_s"] > 0 and fig["raw_physics_steps_per_s"] > 0
+    before, after = fig["raw_physics_steps_per_s_before_after"]
+    assert fig["raw_physics_steps_per_s"] == pytest.approx(0.5 * (before + after), abs=0.1)
+    assert fig["train_vs_raw"] == pytest.approx(fig["train_steps_per_s"] / fig["raw_physics_steps_per_s"], abs=2e-3)
 
 
 @pytest.mark.slow

@@ -7,7 +7,8 @@ Everything is measured in the same process, in control (environment) steps:
   the C engine; mjx/warp: batched ``mjx.step``), divided by the substeps,
   from start states the environment's own resets produce (several batches,
   two control steps each): contacts make a state's cost, and the task keeps
-  restarting from reference poses;
+  restarting from reference poses; measured before and after the other
+  figures and averaged, since a shared machine's speed drifts;
 - environment: the task's jit-compiled batched ``step`` with random actions,
   observations, reward, terminations and automatic resets included;
 - training: whole PPO updates (rollout + optimisation), for the experiment's
@@ -211,13 +212,19 @@ def bench(
     log(f"bench: body {cfg.env.body}, backend {backend}, {n} environments, {cfg.env.substeps} substeps")
 
     reset = jax.jit(jax.vmap(env.reset))  # compiled once for the raw and the environment figures
-    raw, raw_compile = raw_physics(env, n, seed=cfg.train.seed, reset=reset)
-    log(f"  raw physics: {raw:,.0f} control steps/s ({raw * cfg.env.substeps:,.0f} physics steps/s)")
+    raw_before, raw_compile = raw_physics(env, n, seed=cfg.train.seed, reset=reset)
     env_compile, env_sps, unstable = _time_env(
         env, reset, n, steps_per_call=cfg.ppo.unroll_length, calls=env_calls, seed=cfg.train.seed
     )
-    log(f"  environment: {env_sps:,.0f} steps/s ({env_sps / raw:.2f} x raw), compile {env_compile:.1f} s")
     first, train_sps = _time_training(cfg, clips, updates)
+    # Raw physics before and after, averaged: a shared VM's speed drifts between measurements.
+    raw_after, _ = raw_physics(env, n, seed=cfg.train.seed + 1, reset=reset)
+    raw = 0.5 * (raw_before + raw_after)
+    log(
+        f"  raw physics: {raw:,.0f} control steps/s ({raw * cfg.env.substeps:,.0f} physics steps/s; "
+        f"{raw_before:,.0f} before, {raw_after:,.0f} after)"
+    )
+    log(f"  environment: {env_sps:,.0f} steps/s ({env_sps / raw:.2f} x raw), compile {env_compile:.1f} s")
     log(
         f"  training ({_nets(cfg)}): {train_sps:,.0f} steps/s ({train_sps / raw:.2f} x raw), "
         f"first update {first:.1f} s incl. compile"
@@ -232,6 +239,7 @@ def bench(
         "env_steps_per_s": round(env_sps, 1),
         "train_steps_per_s": round(train_sps, 1),
         "raw_physics_steps_per_s": round(raw, 1),
+        "raw_physics_steps_per_s_before_after": [round(raw_before, 1), round(raw_after, 1)],
         "env_vs_raw": round(env_sps / raw, 3),
         "train_vs_raw": round(train_sps / raw, 3),
         "first_update_s": round(first, 2),
