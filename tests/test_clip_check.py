@@ -76,6 +76,29 @@ def test_injected_90_degree_jump_is_reported_with_its_frames(reach):
     assert not check_clip(bad, max_speed=200.0, max_accel=1e6).exceeding
 
 
+def test_frames_on_a_range_limit_are_reported_not_counted_as_exceeding(reach, tmp_path, capsys):
+    assert not any(j.limit_frames for j in check_clip(reach).joints)
+    lo, hi = get_body("mouse_forelimb").compile().jnt_range[0]  # sh_elv
+    qpos = reach.qpos.copy()
+    qpos[10:21, 0] = hi
+    qpos[40:43, 0] = lo + 0.005  # within the tolerance
+    held = dataclasses.replace(reach, name="held", qpos=qpos, qvel=reference_velocities(qpos, reach.fps))
+    check = check_clip(held, max_speed=1e6, max_accel=1e9)
+    sh_elv = check.joints[0]
+    assert sh_elv.joint == "sh_elv" and sh_elv.limit_frames == ((10, 20), (40, 42))
+    assert not check.exceeding and all(not j.limit_frames for j in check.joints[1:])
+    # A clip of a body mimic does not know has no ranges to check.
+    assert not any(j.limit_frames for j in check_clip(dataclasses.replace(held, body="unknown_body")).joints)
+    path = tmp_path / "held.h5"
+    write_clips(path, [held])
+    assert main(["clips", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "(limit 10-20, 40-42)" in out and "1 of 1 clip(s) hold a joint on its range limit" in out
+    assert main(["clips", "check", str(path), "--json"]) == 0
+    joints = json.loads(capsys.readouterr().out)["clips"][0]["joints"]
+    assert joints[0]["limit_frames"] == [[10, 20], [40, 42]]
+
+
 def test_free_root_clip_checks_hinges_and_root_angular_speed():
     # A free-root layout by hand: root (7 columns) then one hinge, turning at 3 rad/s about z.
     T, fps = 40, 50.0

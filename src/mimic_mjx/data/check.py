@@ -1,4 +1,5 @@
-"""Clip checks: peak joint speeds and accelerations against a body's physiological bounds.
+"""Clip checks: peak joint speeds and accelerations against a body's physiological bounds,
+and frames that hold a joint on its range limit.
 
 A reference clip asks the controller to follow its joint angles. Where a
 registration has invented motion the keypoints do not show (e.g. a joint
@@ -11,6 +12,11 @@ velocities the tracking task uses); accelerations are central differences of
 those. Hinge and slide joints are checked one by one; a free root's angular
 speed (the norm of its angular velocity) is checked against the same bounds
 as ``root (angular)``; ball joints are not checked. Frames are 0-based.
+
+A reference held on a joint's range limit (within ``LIMIT_TOL_RAD``) asks the
+simulated joint to press on its limit constraint, where controllers overshoot
+(docs/benchmarks.md, trial43); such frames are reported, not counted as
+exceeding a bound.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import mujoco
 import numpy as np
 
 from mimic_mjx.bodies.layout import QVEL_OF_QPOS, JointLayout, reference_velocities
@@ -25,6 +32,8 @@ from mimic_mjx.data.clips import Clip
 from mimic_mjx.errors import BodyError
 
 ROOT_ANGULAR = "root (angular)"
+#: A joint this close to a range limit of its body counts as held on the limit.
+LIMIT_TOL_RAD = 0.01
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +45,7 @@ class JointCheck:
     peak_accel_frame: int
     speed_frames: tuple[tuple[int, int], ...]  # inclusive frame ranges above the speed bound
     accel_frames: tuple[tuple[int, int], ...]  # inclusive frame ranges above the acceleration bound
+    limit_frames: tuple[tuple[int, int], ...] = ()  # inclusive frame ranges on the body's range limit
 
     @property
     def exceeds(self) -> bool:
@@ -61,6 +71,7 @@ class ClipCheck:
         for j in d["joints"]:
             j["speed_frames"] = [list(r) for r in j["speed_frames"]]
             j["accel_frames"] = [list(r) for r in j["accel_frames"]]
+            j["limit_frames"] = [list(r) for r in j["limit_frames"]]
         return d
 
 
@@ -136,12 +147,42 @@ def body_bounds(body_name: str) -> tuple[float | None, float | None]:
     return body.max_joint_speed_rad_s, body.max_joint_accel_rad_s2
 
 
-def check_clip(clip: Clip, max_speed: float | None = None, max_accel: float | None = None) -> ClipCheck:
-    """Peaks and exceedances of one clip; bounds default to those of the clip's body."""
+def body_ranges(body_name: str) -> dict[str, tuple[float, float]]:
+    """A registered body's limited scalar joints and their ranges; empty for unknown bodies."""
+    from mimic_mjx.bodies import get_body
+
+    try:
+        model = get_body(body_name).compile()
+    except BodyError:
+        return {}
+    scalar = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+    return {
+        model.joint(j).name: (float(model.jnt_range[j, 0]), float(model.jnt_range[j, 1]))
+        for j in range(model.njnt)
+        if model.jnt_limited[j] and model.jnt_type[j] in scalar
+    }
+
+
+def _limit_frames(clip: Clip, layout: JointLayout, ranges: dict) -> dict[str, tuple[tuple[int, int], ...]]:
+    out = {}
+    for name, col in zip(layout.joint_names, layout.hinge_qpos, strict=True):
+        if name in ranges:
+            lo, hi = ranges[name]
+            q = clip.qpos[:, col]
+            out[name] = frame_ranges((q <= lo + LIMIT_TOL_RAD) | (q >= hi - LIMIT_TOL_RAD))
+    return out
+
+
+def check_clip(
+    clip: Clip, max_speed: float | None = None, max_accel: float | None = None, ranges: dict | None = None
+) -> ClipCheck:
+    """Peaks and exceedances of one clip; bounds and joint ranges default to those of the clip's body."""
     speed_bound, accel_bound = body_bounds(clip.body)
     max_speed = speed_bound if max_speed is None else max_speed
     max_accel = accel_bound if max_accel is None else max_accel
-    names, vel, acc = joint_speeds_and_accels(clip.qpos, clip.fps, clip_layout(clip))
+    layout = clip_layout(clip)
+    names, vel, acc = joint_speeds_and_accels(clip.qpos, clip.fps, layout)
+    on_limit = _limit_frames(clip, layout, body_ranges(clip.body) if ranges is None else ranges)
     speed, accel = np.abs(vel), np.abs(acc)
     joints = []
     for i, name in enumerate(names):
@@ -154,6 +195,7 @@ def check_clip(clip: Clip, max_speed: float | None = None, max_accel: float | No
                 peak_accel_frame=int(accel[:, i].argmax()),
                 speed_frames=frame_ranges(speed[:, i] > max_speed) if max_speed is not None else (),
                 accel_frames=frame_ranges(accel[:, i] > max_accel) if max_accel is not None else (),
+                limit_frames=on_limit.get(name, ()),
             )
         )
     return ClipCheck(
@@ -170,7 +212,11 @@ def check_clip(clip: Clip, max_speed: float | None = None, max_accel: float | No
 def check_clips(
     clips: Sequence[Clip], max_speed: float | None = None, max_accel: float | None = None
 ) -> list[ClipCheck]:
-    return [check_clip(c, max_speed, max_accel) for c in clips]
+    ranges = {}  # per body, compiled once
+    for c in clips:
+        if c.body not in ranges:
+            ranges[c.body] = body_ranges(c.body)
+    return [check_clip(c, max_speed, max_accel, ranges[c.body]) for c in clips]
 
 
 def exceedance_line(check: ClipCheck, joint: JointCheck) -> str:
@@ -199,7 +245,7 @@ def clip_speed_warnings(clips: Sequence[Clip], body_name: str) -> list[str]:
         return []
     lines = []
     for c in clips:
-        check = check_clip(c, max_speed, max_accel)
+        check = check_clip(c, max_speed, max_accel, ranges={})
         lines += [exceedance_line(check, j) for j in check.exceeding]
     return lines
 
@@ -215,6 +261,7 @@ def format_report(checks: Sequence[ClipCheck]) -> str:
         )
         lines.append(
             f"  {'joint':<22} {'peak speed':>10} {'frame':>5} {'peak accel':>11} {'frame':>5}  exceeds at frames"
+            "  (on its range limit at frames)"
         )
         for j in ch.joints:
             over = []
@@ -222,10 +269,17 @@ def format_report(checks: Sequence[ClipCheck]) -> str:
                 over.append(f"speed {format_ranges(j.speed_frames)}")
             if j.accel_frames:
                 over.append(f"accel {format_ranges(j.accel_frames)}")
+            limit = f"  (limit {format_ranges(j.limit_frames)})" if j.limit_frames else ""
             lines.append(
                 f"  {j.joint:<22} {j.peak_speed:>10.1f} {j.peak_speed_frame:>5d} {j.peak_accel:>11.0f} "
-                f"{j.peak_accel_frame:>5d}  {'; '.join(over) or '-'}"
+                f"{j.peak_accel_frame:>5d}  {'; '.join(over) or '-'}{limit}"
             )
+    on_limit = sum(any(j.limit_frames for j in ch.joints) for ch in checks)
+    if on_limit:
+        lines.append(
+            f"{on_limit} of {len(checks)} clip(s) hold a joint on its range limit (within {LIMIT_TOL_RAD:g} rad): "
+            "the simulated joint presses on its limit there; `mimic register --limit-margin` keeps fits inside"
+        )
     bad = sum(bool(ch.exceeding) for ch in checks)
     lines.append(f"{bad} of {len(checks)} clip(s) exceed a bound (speeds in rad/s, accelerations in rad/s^2)")
     return "\n".join(lines)
