@@ -24,18 +24,15 @@ sparse problem with finite differences. The damping adapts per frame.
 
 Temporal priors. Where the keypoints hardly see a joint (the mouse arm's
 shoulder at its extension limit, where elevation and rotation turn about
-nearly one axis as the elbow straightens), the residuals barely change as it
-turns, and the fit swings it by 90 deg in a few frames to gain a fraction of a
-millimetre. The speed prior charges
-each finite difference (q_t - q_t-1) * fps like a keypoint error
-(``velocity_m_per_rad_s``, physical units, so the same at any frame rate) and
-multiplies that charge where the joint is poorly seen at that frame
-(``observable_lever_m``): well-seen joints keep their recorded speeds, unseen
-ones move no faster than the keypoints demand. A second-difference
-(acceleration) prior was tried and dropped: its 1, -4, 6, -4, 1 stencil makes
-the frame-by-frame (Jacobi) sweep diverge at useful weights. Hinges are
-projected ``limit_margin_rad`` inside their limits: a reference on a limit
-makes the simulated joint press on its limit constraint.
+nearly one axis as the elbow straightens), the fit would swing it by 90 deg in
+a few frames to gain a fraction of a millimetre. The speed prior charges each
+finite difference (q_t - q_t-1) * fps like a keypoint error
+(``velocity_m_per_rad_s``, the same at any frame rate), multiplied where the
+joint is poorly seen at that frame (``observable_lever_m``). An acceleration
+prior was dropped: its 1, -4, 6, -4, 1 stencil makes the frame-by-frame
+(Jacobi) sweep diverge at useful weights. Hinges are projected
+``limit_margin_rad`` inside their limits: a reference on a limit makes the
+simulated joint press on its limit constraint.
 """
 
 from __future__ import annotations
