@@ -45,10 +45,13 @@ def _figures(residuals_m: list[np.ndarray], qpos: list[np.ndarray], clips) -> di
         "peak_speed_rad_s_median_by_joint": by_joint(np.median(peaks, 0)),
         "peak_speed_rad_s_max_by_joint": by_joint(peaks.max(0)),
         "trials_over_bounds": sum(bool(c.exceeding) for c in checks),
-        "frames_on_a_limit": sum(
-            any(a <= t <= b for j in c.joints for a, b in j.limit_frames) for c in checks for t in range(c.frames)
-        ),
+        "frames_on_a_limit": sum(len(_limit_frame_set(c)) for c in checks),
     }
+
+
+def _limit_frame_set(check) -> set[int]:
+    """Frames of a clip in which any joint is on its range limit."""
+    return {t for j in check.joints for a, b in j.limit_frames for t in range(a, b + 1)}
 
 
 def _line(name: str, f: dict) -> str:

@@ -14,12 +14,12 @@ import json
 import math
 import os
 import platform
-from importlib import metadata
 from pathlib import Path
 
 from mimic_mjx.analysis import report_figures as F
 from mimic_mjx.data.atomic import write_text
 from mimic_mjx.errors import MimicError, RunDirError
+from mimic_mjx.training.rundir import package_version
 
 SECTIONS = {
     "provenance": "Provenance",
@@ -110,13 +110,6 @@ def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
     return out
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def _wall_s(records: list[dict]) -> float | None:
     """Training wall time over every session: ``train/wall_s`` restarts when a run is resumed."""
     total, prev = 0.0, None
@@ -144,7 +137,7 @@ def _provenance(run: Path, config: dict, records: list[dict]) -> str:
         ("experiment", config.get("name", "–")),
         ("body", config.get("env", {}).get("body", "–") if isinstance(config.get("env"), dict) else "–"),
         ("mimic-mjx", mimic_mjx.__version__),
-        *((name, _version(name)) for name in ("jax", "jaxlib", "mujoco", "mujoco-mjx", "flax")),
+        *((name, package_version(name)) for name in ("jax", "jaxlib", "mujoco", "mujoco-mjx", "flax")),
         ("report written", datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")),
         ("run last logged", _mtime(run / "metrics.jsonl")),
         *_training_machines(run),

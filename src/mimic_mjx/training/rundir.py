@@ -131,6 +131,16 @@ def prepare_run_dir(
     return mode
 
 
+def package_version(name: str) -> str:
+    """The installed version of distribution ``name``, or "not installed"."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def record_provenance(run_dir: Path, devices: str, mode: str, start_update: int) -> dict:
     """Append where and with what this training session ran to ``provenance.jsonl`` (one line per session).
 
@@ -138,15 +148,8 @@ def record_provenance(run_dir: Path, devices: str, mode: str, start_update: int)
     versions that trained the run.
     """
     import datetime
-    import importlib.metadata
     import os
     import platform
-
-    def version(name: str) -> str:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
 
     entry = {
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -157,7 +160,9 @@ def record_provenance(run_dir: Path, devices: str, mode: str, start_update: int)
         "cpu_count": os.cpu_count(),
         "devices": devices,
         "python": platform.python_version(),
-        "versions": {n: version(n) for n in ("mimic-mjx", "jax", "jaxlib", "mujoco", "mujoco-mjx", "flax", "optax")},
+        "versions": {
+            n: package_version(n) for n in ("mimic-mjx", "jax", "jaxlib", "mujoco", "mujoco-mjx", "flax", "optax")
+        },
     }
     path = Path(run_dir) / "provenance.jsonl"
     old = path.read_text() if path.is_file() else ""
