@@ -32,7 +32,8 @@ def clips():
 def runs(tmp_path_factory, clips):
     """One uninterrupted run of 3 updates, and one stopped after 2 then resumed."""
     root = tmp_path_factory.mktemp("runs")
-    cfg = config_lib.from_dict(tiny_config_dict())  # 96 steps = 3 updates of 8 envs x 4 steps
+    # 96 steps = 3 updates of 8 envs x 4 steps; half the episodes start before remembered terminations.
+    cfg = config_lib.from_dict({**tiny_config_dict(), "env": {"failure_start_prob": 0.5}})
     short = cfg.replace(train=cfg.train.__class__(**{**cfg.train.__dict__, "total_steps": 64}))
     full = train(cfg, root / "full", clips[0], log=lambda m: None)
     part = train(short, root / "part", clips[0], log=lambda m: None)
@@ -58,6 +59,8 @@ def test_resume_is_exact_and_training_deterministic(runs, clips):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(a.policy.params))
     assert int(a.updates) == 3
+    # The termination memory was used and resumed with the rest.
+    assert float(np.sum(a.failures)) > 0
     # The logged metrics agree too, line by line.
     lines = lambda d: [json.loads(line) for line in (root / d / "metrics.jsonl").read_text().splitlines()]
     fa, fb = lines("full"), lines("part")

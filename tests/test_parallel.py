@@ -46,6 +46,7 @@ def test_one_result_whatever_the_device_count(backend, tmp_path):
     assert one["mesh"] is None and two["mesh"] == 2
     a, b = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     assert sorted(a) == sorted(b)
+    assert a["failures"].sum() > 0  # terminations were remembered, so their agreement says something
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=1e-4, atol=1e-5, err_msg=k)
     finals = [k for k in a if k.startswith("final_")]
@@ -150,7 +151,8 @@ def _trainer(backend="mjx", **ppo):
     from mimic_mjx.training.ppo import PPOTrainer
 
     d = tiny_config_dict()
-    d["env"] = {"backend": backend}
+    # Episodes also start before remembered terminations: the memory is shared by the shards.
+    d["env"] = {"backend": backend, "failure_start_prob": 0.5}
     d["ppo"].update(ppo)
     cfg = config_lib.from_dict(d)
     return PPOTrainer(cfg, build_env(cfg, make_reaching_clips(3, seed=7, num_frames=30)))
@@ -172,6 +174,7 @@ def _worker_train(backend, out, updates):
     arrays = {f"final_{jax.tree_util.keystr(p)}": np.asarray(v) for p, v in leaves(state.policy.params)}
     arrays |= {f"init_{jax.tree_util.keystr(p)}": np.asarray(v) for p, v in leaves(init)}
     arrays |= {f"stats_{jax.tree_util.keystr(p)}": np.asarray(v) for p, v in leaves(state.policy.ref_stats)}
+    arrays["failures"] = np.asarray(jax.device_get(state.failures))
     np.savez(out, **arrays)
     shards = len(state.env_state.steps.addressable_shards)
     summary = {

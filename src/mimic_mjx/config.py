@@ -37,16 +37,22 @@ class EnvConfig:
     # uniformly drawn frame). Evaluation tracks whole clips from their first frame,
     # and recorded clips often begin mid-movement, their hardest part.
     first_frame_start_prob: float = 0.0
+    # Fraction of episodes that start 1 to ``failure_start_back_steps`` control
+    # steps before a place where the policy recently lost tracking
+    # (environments.starts); the rest start as above.
+    failure_start_prob: float = 0.0
+    failure_start_back_steps: int = 20
 
     def validate(self) -> None:
-        _positive(self, "horizon", "substeps", "control_every")
+        _positive(self, "horizon", "substeps", "control_every", "failure_start_back_steps")
         _non_negative(self, "reset_noise_rad", "native_threads")
         if self.backend not in BACKENDS:
             close = difflib.get_close_matches(self.backend, BACKENDS, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"env.backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'{hint}")
-        if not 0.0 <= self.first_frame_start_prob <= 1.0:
-            raise ConfigError(f"env.first_frame_start_prob must be in [0, 1], got {self.first_frame_start_prob}")
+        for name in ("first_frame_start_prob", "failure_start_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"env.{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 # -- reward terms ------------------------------------------------------------

@@ -28,10 +28,11 @@ from flax import struct
 
 from mimic_mjx.bodies.layout import JointLayout
 from mimic_mjx.config import EnvConfig, RewardConfig, TerminationConfig
-from mimic_mjx.data.binding import ReferenceBank, body_ids, reference_poses
+from mimic_mjx.data.binding import ReferenceBank, body_ids
 from mimic_mjx.environments.metrics import aggregate_metrics, step_metrics  # noqa: F401  (re-export)
 from mimic_mjx.environments.physics import make_backend
 from mimic_mjx.environments.rewards import Errors, StepQuantities, masked_mean, reward_terms, rms
+from mimic_mjx.environments.starts import NOISY_STARTS_PER_FRAME, bank_poses, noisy_starts, sample_failure_start
 from mimic_mjx.errors import BindingError
 from mimic_mjx.quaternions import heading_matrix, quat_angle, quat_conj, quat_mul, quat_rotate, quat_to_mat
 
@@ -112,9 +113,9 @@ class ImitationEnv:
         self.layout = JointLayout.from_model(model)
         self.ref_poses, self.noisy_starts = None, None
         if self.backend.init_takes_poses and cfg.reset_noise_rad == 0:
-            self.ref_poses = tuple(jnp.asarray(p) for p in _bank_poses(bank, model))
+            self.ref_poses = tuple(jnp.asarray(p) for p in bank_poses(bank, model))
         elif self.backend.init_takes_poses:
-            starts = _noisy_starts(bank, model, self.layout.hinge_qpos, cfg.reset_noise_rad)
+            starts = noisy_starts(bank, model, self.layout.hinge_qpos, cfg.reset_noise_rad)
             self.noisy_starts = None if starts is None else tuple(jnp.asarray(a) for a in starts)
         self.end_effectors = tuple(end_effectors)
         self.tracked_bodies = tuple(self.end_effectors if tracked_bodies is None else tracked_bodies)
@@ -268,13 +269,33 @@ class ImitationEnv:
             key=key,
         )
 
-    def reset(self, key) -> EnvState:
-        """Start an episode at a random clip and start frame."""
+    @property
+    def failure_table_shape(self) -> tuple[int, int]:
+        """Shape of the termination memory ``reset`` draws from (``environments.starts``)."""
+        return self.bank.qpos.shape[:2]
+
+    def reset(self, key, failure_cdf=None) -> EnvState:
+        """Start an episode at a random clip and start frame.
+
+        ``failure_cdf`` (``starts.failure_cdf`` of the termination memory, the
+        same for every environment): with ``env.failure_start_prob``, start
+        shortly before a remembered termination instead.
+        """
+        cfg = self.cfg
         k_clip, k_frame, k_first, k_noise, k_next = jax.random.split(key, 5)
         clip = jax.random.randint(k_clip, (), 0, self.bank.num_clips)
-        last_start = self.lengths[clip] - self.cfg.control_every  # leave at least one step
+        last_start = self.lengths[clip] - cfg.control_every  # leave at least one step
         frame = jax.random.randint(k_frame, (), 0, last_start)
-        frame = jnp.where(jax.random.uniform(k_first) < self.cfg.first_frame_start_prob, 0, frame)
+        frame = jnp.where(jax.random.uniform(k_first) < cfg.first_frame_start_prob, 0, frame)
+        if failure_cdf is not None and cfg.failure_start_prob > 0:
+            # Keys folded from an existing one: runs without the memory draw exactly as before.
+            k_use, k_at = jax.random.split(jax.random.fold_in(k_first, 1))
+            frames = self.failure_table_shape[1]
+            known, f_clip, f_frame = sample_failure_start(
+                k_at, failure_cdf, frames, cfg.failure_start_back_steps, cfg.control_every
+            )
+            use = known & (jax.random.uniform(k_use) < cfg.failure_start_prob)
+            clip, frame = jnp.where(use, f_clip, clip), jnp.where(use, f_frame, frame)
         state = self.reset_to(k_noise, clip, frame)
         return state.replace(key=k_next)
 
@@ -337,11 +358,11 @@ class ImitationEnv:
             lost = lost | (err.root_pos > t.max_root_error_m) | (err.root_angle > t.max_root_angle_rad) | fallen
         return lost
 
-    def step(self, state: EnvState, action) -> EnvState:
-        """Advance one control step, starting a new episode if this one ended."""
+    def step(self, state: EnvState, action, failure_cdf=None) -> EnvState:
+        """Advance one control step, starting a new episode if this one ended (see ``reset``)."""
         nxt = self.step_no_reset(state, action)
         done = (nxt.terminated + nxt.truncated) > 0
-        fresh = self.reset(nxt.key)
+        fresh = self.reset(nxt.key, failure_cdf)
         # Keep the transition's outcome; take the state and observation of the new episode.
         merged = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, nxt)
         return merged.replace(
@@ -351,37 +372,3 @@ class ImitationEnv:
             metrics=nxt.metrics,
             key=jnp.where(done, fresh.key, jax.random.split(nxt.key)[0]),
         )
-
-
-# Noisy starts drawn in advance per reference frame, posed once on the host: a
-# reset then costs no host call (it is computed for every environment at every
-# step), where posing fresh noise took a second callback per control step
-# (~35% of the forelimb's environment step).
-NOISY_STARTS_PER_FRAME = 16
-_NOISY_STARTS_MAX_BYTES = 256 * 2**20
-
-
-def _noisy_starts(bank: ReferenceBank, model: mujoco.MjModel, hinge_q, noise_rad: float, seed: int = 0):
-    """Reference frames with uniform noise on the hinge angles, and their poses; None when too large to hold."""
-    n, t = bank.qpos.shape[:2]
-    k = NOISY_STARTS_PER_FRAME
-    if n * t * k * (model.nq + 7 * model.nbody) * 4 > _NOISY_STARTS_MAX_BYTES:
-        return None
-    qpos = np.repeat(bank.qpos[:, :, None, :], k, axis=2).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    qpos[..., hinge_q] += rng.uniform(-noise_rad, noise_rad, qpos[..., hinge_q].shape).astype(np.float32)
-    return (qpos, *reference_poses(model, qpos))
-
-
-def _bank_poses(bank: ReferenceBank, model: mujoco.MjModel) -> tuple[np.ndarray, np.ndarray]:
-    """The bank's body poses of every frame, as ``model`` poses the bodies.
-
-    A bank bound with another model (or without poses) gets them recomputed;
-    its first and last frames are checked to the bit.
-    """
-    if bank.xpos is not None and bank.xpos.shape[2] == model.nbody:
-        ends = bank.qpos[:, [0, -1]]
-        xpos, xquat = reference_poses(model, ends)
-        if np.array_equal(xpos, bank.xpos[:, [0, -1]]) and np.array_equal(xquat, bank.xquat[:, [0, -1]]):
-            return bank.xpos, bank.xquat
-    return reference_poses(model, bank.qpos)

@@ -87,12 +87,20 @@ def state_shardings(state, mesh: Mesh):
     return shard.replace(env_state=jax.tree.map(lambda _: env, state.env_state), prev_latent=env)
 
 
-def shard_envs(fn, mesh: Mesh | None):
-    """``fn`` over a batch of environments, each device running its own shard (identity without a mesh)."""
+def shard_envs(fn, mesh: Mesh | None, shared_args: int = 0):
+    """``fn`` over a batch of environments, each device running its own shard (identity without a mesh).
+
+    The last ``shared_args`` arguments are the same for every environment (replicated).
+    """
     if mesh is None:
         return fn
-    # check_vma off: the native backend's pure_callback has no replication rule.
-    return jax.shard_map(fn, mesh=mesh, in_specs=P(AXIS), out_specs=P(AXIS), check_vma=False)
+
+    def sharded(*args):
+        specs = tuple(P(AXIS) if i < len(args) - shared_args else P() for i in range(len(args)))
+        # check_vma off: the native backend's pure_callback has no replication rule.
+        return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P(AXIS), check_vma=False)(*args)
+
+    return sharded
 
 
 def constrain(x, mesh: Mesh | None, axis: int):

@@ -31,6 +31,7 @@ from mimic_mjx.agents.policy import PolicyParams, network_outputs
 from mimic_mjx.config import ExperimentConfig
 from mimic_mjx.environments.imitation import EnvState, ImitationEnv
 from mimic_mjx.environments.metrics import aggregate_metrics
+from mimic_mjx.environments.starts import empty_failures, failure_cdf, record_failures
 from mimic_mjx.errors import MimicError
 from mimic_mjx.training import parallel
 
@@ -65,6 +66,9 @@ class TrainState:
     # Consecutive updates in which every minibatch was skipped as non-finite
     # (a checkpoint without it restores zero).
     nonfinite_updates: jax.Array = 0
+    # Decayed termination counts per (clip, frame) that episodes may start
+    # before (environments.starts); a checkpoint without it restores an empty memory.
+    failures: jax.Array = 0
 
 
 class Transition(NamedTuple):
@@ -197,7 +201,8 @@ class PPOTrainer:
         if self.mesh is not None:
             parallel.check_divisible(p.num_envs, self.mesh.size)
         self._vreset = parallel.shard_envs(jax.vmap(env.reset), self.mesh)
-        self._vstep = parallel.shard_envs(jax.vmap(env.step), self.mesh)
+        # The termination memory's CDF is the same for every environment: not split.
+        self._vstep = parallel.shard_envs(jax.vmap(env.step, in_axes=(0, 0, None)), self.mesh, shared_args=1)
         if self.mesh is None:
             self.state_sharding = None
             self.init = jax.jit(self._init)
@@ -232,6 +237,7 @@ class PPOTrainer:
             key=k_run,
             updates=jnp.zeros((), jnp.int32),
             nonfinite_updates=jnp.zeros((), jnp.int32),
+            failures=empty_failures(*env.failure_table_shape),
         )
 
     # -- rollout -----------------------------------------------------------
@@ -260,7 +266,9 @@ class PPOTrainer:
         return jax.lax.cond(jnp.all(ok), lambda: nxt, restart)
 
     def _rollout(self, ts: TrainState, key):
-        p = self.cfg.ppo
+        """(env_state, prev_latent, trajectory, (clip, frame) each transition ended on)."""
+        p, ce = self.cfg.ppo, self.cfg.env.control_every
+        cdf = failure_cdf(ts.failures) if self.cfg.env.failure_start_prob > 0 else None
 
         def one_step(carry, k):
             env_state, prev_latent = carry
@@ -271,7 +279,7 @@ class PPOTrainer:
             action = a_mean + jnp.exp(a_log_std) * jax.random.normal(k_act, a_mean.shape)
             log_prob = gaussian_log_prob(action, a_mean, a_log_std)
             first = env_state.steps == 0
-            nxt = self._end_nonfinite(self._vstep(env_state, action))
+            nxt = self._end_nonfinite(self._vstep(env_state, action, cdf))
             tr = Transition(
                 ref_obs=env_state.ref_obs,
                 prop_obs=env_state.prop_obs,
@@ -286,11 +294,11 @@ class PPOTrainer:
                 metrics=nxt.metrics,
             )
             latent = jnp.where(jnp.isfinite(out["latent"]), out["latent"], 0.0)
-            return (nxt, parallel.constrain(latent, self.mesh, 0)), tr
+            return (nxt, parallel.constrain(latent, self.mesh, 0)), (tr, (env_state.clip, env_state.frame + ce))
 
         keys = jax.random.split(key, p.unroll_length)
-        (env_state, prev_latent), traj = jax.lax.scan(one_step, (ts.env_state, ts.prev_latent), keys)
-        return env_state, prev_latent, traj
+        (env_state, prev_latent), (traj, ends) = jax.lax.scan(one_step, (ts.env_state, ts.prev_latent), keys)
+        return env_state, prev_latent, traj, ends
 
     def kl_weight(self, updates):
         a = self.cfg.agent
@@ -299,7 +307,7 @@ class PPOTrainer:
     def _update(self, ts: TrainState):
         p, a = self.cfg.ppo, self.cfg.agent
         key, k_roll, k_perm = jax.random.split(ts.key, 3)
-        env_state, prev_latent, traj = self._rollout(ts, k_roll)
+        env_state, prev_latent, traj, ends = self._rollout(ts, k_roll)
         traj = parallel.constrain(traj, self.mesh, 1)
 
         # Transitions holding non-finite numbers are zeroed (a NaN times a zero weight is NaN) and left out.
@@ -382,5 +390,6 @@ class PPOTrainer:
             key=key,
             updates=ts.updates + 1,
             nonfinite_updates=nonfinite_updates,
+            failures=record_failures(ts.failures, *ends, traj.terminated),
         )
         return new, metrics

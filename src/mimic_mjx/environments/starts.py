@@ -1,0 +1,99 @@
+"""Where episodes start: a memory of recent terminations, as pure functions of arrays.
+
+Most episodes start at a clip's first frame or at a uniformly drawn frame
+(``ImitationEnv.reset``). With ``env.failure_start_prob`` > 0 a share of them
+starts shortly before a place where the current policy recently lost
+tracking, so the rare hard moments of the training clips (a shoulder held at
+the end of its range mid-reach, an onset) are practised as often as they are
+failed, not as often as they occur. The memory is a table of decayed
+termination counts per (clip, frame), kept in the training state (checkpointed,
+so a resumed run draws the same starts).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+
+from mimic_mjx.data.binding import ReferenceBank, reference_poses
+
+#: Per update, old terminations count this much less (half-life ~34 updates,
+#: ~0.2 M environment steps with the forelimb's 256 x 20 batch): the memory
+#: follows the policy as it learns, yet holds enough events to draw from.
+FAILURE_DECAY = 0.98
+
+
+def empty_failures(num_clips: int, frames: int) -> jax.Array:
+    """A termination memory with nothing in it: (clips, frames) float32."""
+    return jnp.zeros((num_clips, frames), jnp.float32)
+
+
+def record_failures(table, clip, frame, terminated, decay: float = FAILURE_DECAY):
+    """Decay ``table`` and add the terminations of one rollout.
+
+    clip, frame: int arrays (any shape) of the reference frame each transition
+    ended on; terminated: float 0/1 of the same shape. Frames outside the
+    table (cannot happen for valid states) are dropped, not wrapped.
+    """
+    n, t = table.shape
+    ok = (clip >= 0) & (clip < n) & (frame >= 0) & (frame < t)
+    idx = jnp.where(ok, clip * t + frame, 0).ravel()
+    counts = jax.ops.segment_sum((terminated * ok).ravel(), idx, num_segments=n * t)
+    return decay * table + counts.reshape(n, t)
+
+
+def failure_cdf(table) -> jax.Array:
+    """Cumulative termination mass over the flattened table (computed once per rollout, shared by all environments)."""
+    return jnp.cumsum(table.ravel())
+
+
+def sample_failure_start(key, cdf, frames: int, back_max: int, step: int = 1):
+    """(has_failures, clip, frame): a start ``step`` to ``back_max * step`` frames before a remembered termination.
+
+    Drawn in proportion to the memory by inverse CDF (a binary search, not a
+    categorical over every frame per environment). ``frames``: the table's
+    frames per clip; ``step``: clip frames per control step.
+    """
+    k_at, k_back = jax.random.split(key)
+    total = cdf[-1]
+    idx = jnp.searchsorted(cdf, jax.random.uniform(k_at) * total, side="right")
+    idx = jnp.minimum(idx, cdf.shape[0] - 1)
+    clip, end = idx // frames, idx % frames
+    back = jax.random.randint(k_back, (), 1, back_max + 1) * step
+    return total > 0, clip.astype(jnp.int32), jnp.maximum(end - back, 0).astype(jnp.int32)
+
+
+# Noisy starts drawn in advance per reference frame, posed once on the host: a
+# reset then costs no host call (it is computed for every environment at every
+# step), where posing fresh noise took a second callback per control step
+# (~35% of the forelimb's environment step).
+NOISY_STARTS_PER_FRAME = 16
+NOISY_STARTS_MAX_BYTES = 256 * 2**20
+
+
+def noisy_starts(bank: ReferenceBank, model: mujoco.MjModel, hinge_q, noise_rad: float, seed: int = 0):
+    """Reference frames with uniform noise on the hinge angles, and their poses; None when too large to hold."""
+    n, t = bank.qpos.shape[:2]
+    k = NOISY_STARTS_PER_FRAME
+    if n * t * k * (model.nq + 7 * model.nbody) * 4 > NOISY_STARTS_MAX_BYTES:
+        return None
+    qpos = np.repeat(bank.qpos[:, :, None, :], k, axis=2).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    qpos[..., hinge_q] += rng.uniform(-noise_rad, noise_rad, qpos[..., hinge_q].shape).astype(np.float32)
+    return (qpos, *reference_poses(model, qpos))
+
+
+def bank_poses(bank: ReferenceBank, model: mujoco.MjModel) -> tuple[np.ndarray, np.ndarray]:
+    """The bank's body poses of every frame, as ``model`` poses the bodies.
+
+    A bank bound with another model (or without poses) gets them recomputed;
+    its first and last frames are checked to the bit.
+    """
+    if bank.xpos is not None and bank.xpos.shape[2] == model.nbody:
+        ends = bank.qpos[:, [0, -1]]
+        xpos, xquat = reference_poses(model, ends)
+        if np.array_equal(xpos, bank.xpos[:, [0, -1]]) and np.array_equal(xquat, bank.xquat[:, [0, -1]]):
+            return bank.xpos, bank.xquat
+    return reference_poses(model, bank.qpos)
