@@ -187,6 +187,9 @@ class PPOConfig:
     num_minibatches: int = 8
     update_epochs: int = 4
     learning_rate: float = 3e-4
+    # Learning rate reached at train.total_steps, linearly from learning_rate
+    # (None: constant). Resuming with a longer total_steps stretches the schedule.
+    learning_rate_end: float | None = None
     discount: float = 0.95
     gae_lambda: float = 0.95
     clip_epsilon: float = 0.2
@@ -208,6 +211,11 @@ class PPOConfig:
             "reward_scaling",
         )
         _non_negative(self, "entropy_cost", "value_cost")
+        if self.learning_rate_end is not None and not 0.0 <= self.learning_rate_end <= self.learning_rate:
+            raise ConfigError(
+                f"ppo.learning_rate_end must be in [0, ppo.learning_rate ({self.learning_rate:g})], "
+                f"got {self.learning_rate_end:g}; leave it out for a constant learning rate"
+            )
         for name in ("discount", "gae_lambda"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"ppo.{name} must be in [0, 1], got {getattr(self, name)}")

@@ -195,8 +195,11 @@ class PPOTrainer:
         self.env = env
         self.agent = make_agent(cfg.agent, env.action_size)
         p = cfg.ppo
-        self.optimizer = optax.chain(optax.clip_by_global_norm(p.max_grad_norm), optax.adam(p.learning_rate))
         self.steps_per_update = p.num_envs * p.unroll_length
+        self.total_updates = max(1, -(-cfg.train.total_steps // self.steps_per_update))
+        # A constant rate stays a number: the optimiser state keeps the layout of earlier checkpoints.
+        lr = p.learning_rate if p.learning_rate_end is None else self.learning_rate_schedule
+        self.optimizer = optax.chain(optax.clip_by_global_norm(p.max_grad_norm), optax.adam(lr))
         self.mesh = parallel.default_mesh() if isinstance(mesh, str) and mesh == _AUTO else mesh
         if self.mesh is not None:
             parallel.check_divisible(p.num_envs, self.mesh.size)
@@ -300,6 +303,14 @@ class PPOTrainer:
         (env_state, prev_latent), (traj, ends) = jax.lax.scan(one_step, (ts.env_state, ts.prev_latent), keys)
         return env_state, prev_latent, traj, ends
 
+    def learning_rate_schedule(self, sgd_steps):
+        """Learning rate after ``sgd_steps`` applied minibatch steps (Adam's own count, so it resumes exactly)."""
+        p = self.cfg.ppo
+        if p.learning_rate_end is None:
+            return jnp.asarray(p.learning_rate, jnp.float32)
+        done = sgd_steps / (self.total_updates * p.update_epochs * p.num_minibatches)
+        return p.learning_rate + (p.learning_rate_end - p.learning_rate) * jnp.clip(done, 0.0, 1.0)
+
     def kl_weight(self, updates):
         a = self.cfg.agent
         return kl_weight_at(updates.astype(jnp.float32) * self.steps_per_update, a.kl_weight, a.kl_ramp_steps)
@@ -377,6 +388,8 @@ class PPOTrainer:
         metrics = {k: jnp.sum(jnp.where(oks, v, 0.0)) / used for k, v in infos.items()}  # NaN when all skipped
         metrics.update(aggregate_metrics(traj.metrics, jnp.maximum(traj.terminated, traj.truncated)))
         metrics["policy/kl_weight"] = kl_weight
+        # opt_state = chain(clip, adam): Adam's own step count.
+        metrics["policy/learning_rate"] = self.learning_rate_schedule(opt_state[1][0].count)
         skipped = oks.size - used
         nonfinite_updates = jnp.where(used == 0, ts.nonfinite_updates + 1, 0).astype(jnp.int32)
         metrics["train/skipped_minibatches"] = skipped.astype(jnp.float32)

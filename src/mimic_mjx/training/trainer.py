@@ -143,7 +143,7 @@ def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest) -> d
     trainer = PPOTrainer(cfg, env)
     ckpts = Checkpoints(run_dir / "checkpoints", log=log)
     p = cfg.ppo
-    total_updates = max(1, -(-cfg.train.total_steps // trainer.steps_per_update))
+    total_updates = trainer.total_updates
 
     t0 = time.perf_counter()
     state = trainer.init(jax.random.PRNGKey(cfg.train.seed))
