@@ -188,7 +188,8 @@ class PPOConfig:
     update_epochs: int = 4
     learning_rate: float = 3e-4
     # Learning rate reached at train.total_steps, linearly from learning_rate
-    # (None: constant). Resuming with a longer total_steps stretches the schedule.
+    # (None: constant). A run stopped earlier by train.max_minutes ends above it;
+    # resuming with a longer total_steps stretches the schedule.
     learning_rate_end: float | None = None
     discount: float = 0.95
     gae_lambda: float = 0.95
