@@ -32,8 +32,8 @@ def _poison_env0(trainer):
     """Environment 0 returns a NaN reward and observation on the second step of each of its episodes."""
     step = trainer._vstep
 
-    def vstep(state, action):
-        nxt = step(state, action)
+    def vstep(state, action, *shared):
+        nxt = step(state, action, *shared)
         hit = (jnp.arange(state.steps.shape[0]) == 0) & (state.steps == 1)
         nan = lambda x: jnp.where(hit.reshape(hit.shape + (1,) * (x.ndim - 1)), jnp.nan, x)
         return nxt.replace(reward=nan(nxt.reward), ref_obs=nan(nxt.ref_obs), prop_obs=nan(nxt.prop_obs))
@@ -49,7 +49,7 @@ def test_nonfinite_transition_ends_the_episode_and_is_left_out(clips):
     tr = _trainer(clips)
     _poison_env0(tr)
     state = tr.init(jax.random.PRNGKey(0))
-    _, _, traj = jax.jit(tr._rollout)(state, jax.random.PRNGKey(1))
+    _, _, traj, _ = jax.jit(tr._rollout)(state, jax.random.PRNGKey(1))
     bad = ~np.isfinite(np.asarray(traj.reward))
     assert bad[:, 0].any() and not bad[:, 1:].any()  # only environment 0 was poisoned
     t = int(np.flatnonzero(bad[:, 0])[0])
