@@ -8,6 +8,9 @@ the end of its range mid-reach, an onset) are practised as often as they are
 failed, not as often as they occur. The memory is a table of decayed
 termination counts per (clip, frame), kept in the training state (checkpointed,
 so a resumed run draws the same starts).
+
+Also here: the body poses of every start state, computed on the host when the
+task is built, so a reset inside the compiled step needs no host call.
 """
 
 from __future__ import annotations
