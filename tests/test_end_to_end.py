@@ -69,6 +69,22 @@ def test_resume_is_exact_and_training_deterministic(runs, clips):
         assert ra["reward/total"] == rb["reward/total"] and ra["loss/policy"] == rb["loss/policy"]
 
 
+def test_checkpoint_from_before_the_termination_memory_restores_it_empty(runs, clips, tmp_path):
+    """A step written before ``TrainState.failures`` existed (empty leaves are not stored) still resumes."""
+    root, cfg, *_ = runs
+    state = _restore(root / "full", cfg, clips[0])
+    old = Checkpoints(tmp_path / "checkpoints")
+    assert old.save(3, state.replace(failures=np.zeros((0, 0), np.float32)), {"note": "older release"})
+    old.close()
+    template = jax.eval_shape(PPOTrainer(cfg, build_env(cfg, clips[0])).init, jax.random.PRNGKey(0))
+    ck = Checkpoints(tmp_path / "checkpoints")
+    back = ck.restore(template)
+    ck.close()
+    assert back.failures.shape == state.failures.shape and not np.any(back.failures)
+    for x, y in zip(jax.tree.leaves(back.replace(failures=0)), jax.tree.leaves(state.replace(failures=0)), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
 @pytest.mark.slow
 def test_evaluate_writes_rollouts_and_summary(runs, clips, tmp_path):
     root, cfg, *_ = runs

@@ -211,12 +211,16 @@ class Checkpoints:
         zeros = lambda tree: {k: np.zeros(v.shape, v.dtype) for k, v in _as_dict(tree).items() if np.prod(v.shape)}
         pol_template = serialization.to_state_dict(template.policy)
         rest_template = template.replace(policy=None)
+        # Fields added since the step was written (e.g. the termination memory) are
+        # not asked for: orbax refuses a template key the step lacks; they restore as zeros.
+        stored = self._stored_train_keys(step)
+        train_template = {k: v for k, v in zeros(rest_template).items() if stored is None or k in stored}
         try:
             restored = self.manager.restore(
                 step,
                 args=ocp.args.Composite(
                     policy=ocp.args.StandardRestore(jax.tree.map(lambda v: np.zeros(v.shape, v.dtype), pol_template)),
-                    train=ocp.args.StandardRestore(zeros(rest_template)),
+                    train=ocp.args.StandardRestore(train_template),
                 ),
             )
         except (ValueError, KeyError, TypeError) as exc:
@@ -237,6 +241,13 @@ class Checkpoints:
         if bad:
             return None, f"its parameters are not finite (NaN or inf in {bad})"
         return state, None
+
+    def _stored_train_keys(self, step: int) -> set[str] | None:
+        """The keys of a step's ``train`` item, from its metadata (None when that cannot be read)."""
+        try:
+            return set(self.manager.item_metadata(step)["train"].tree)
+        except Exception:  # unreadable metadata: the restore itself reports what is wrong
+            return None
 
     def restore(self, template, step: int | None = None):
         """Restore into the structure of ``template`` (arrays or ShapeDtypeStructs).
