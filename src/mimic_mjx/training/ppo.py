@@ -67,7 +67,8 @@ class TrainState:
     # (a checkpoint without it restores zero).
     nonfinite_updates: jax.Array = 0
     # Decayed termination counts per (clip, frame) that episodes may start
-    # before (environments.starts); a checkpoint without it restores an empty memory.
+    # before (environments.starts; empty, and not stored, when no episode does);
+    # a checkpoint without it restores an empty memory.
     failures: jax.Array = 0
 
 
@@ -204,7 +205,9 @@ class PPOTrainer:
         if self.mesh is not None:
             parallel.check_divisible(p.num_envs, self.mesh.size)
         self._vreset = parallel.shard_envs(jax.vmap(env.reset), self.mesh)
-        # The termination memory's CDF is the same for every environment: not split.
+        # The termination memory is kept only where episodes start from it; its
+        # CDF is the same for every environment: not split.
+        self._use_failures = cfg.env.failure_start_prob > 0
         self._vstep = parallel.shard_envs(jax.vmap(env.step, in_axes=(0, 0, None)), self.mesh, shared_args=1)
         if self.mesh is None:
             self.state_sharding = None
@@ -240,7 +243,7 @@ class PPOTrainer:
             key=k_run,
             updates=jnp.zeros((), jnp.int32),
             nonfinite_updates=jnp.zeros((), jnp.int32),
-            failures=empty_failures(*env.failure_table_shape),
+            failures=empty_failures(*(env.failure_table_shape if self._use_failures else (0, 0))),
         )
 
     # -- rollout -----------------------------------------------------------
@@ -271,7 +274,7 @@ class PPOTrainer:
     def _rollout(self, ts: TrainState, key):
         """(env_state, prev_latent, trajectory, (clip, frame) each transition ended on)."""
         p, ce = self.cfg.ppo, self.cfg.env.control_every
-        cdf = failure_cdf(ts.failures) if self.cfg.env.failure_start_prob > 0 else None
+        cdf = failure_cdf(ts.failures) if self._use_failures else None
 
         def one_step(carry, k):
             env_state, prev_latent = carry
@@ -403,6 +406,6 @@ class PPOTrainer:
             key=key,
             updates=ts.updates + 1,
             nonfinite_updates=nonfinite_updates,
-            failures=record_failures(ts.failures, *ends, traj.terminated),
+            failures=record_failures(ts.failures, *ends, traj.terminated) if self._use_failures else ts.failures,
         )
         return new, metrics
