@@ -14,7 +14,7 @@ from mimic_mjx.config import AngleKernel, AngularSpeedKernel, Cost, DistanceKern
 from mimic_mjx.environments.imitation import reference_observation
 from mimic_mjx.environments.rewards import Errors, StepQuantities, reward_terms
 from mimic_mjx.quaternions import heading_matrix, quat_angle, quat_conj, quat_mul, quat_to_mat
-from mimic_mjx.training.ppo import clipped_surrogate_loss, compute_gae, kl_weight_at
+from mimic_mjx.training.losses import clipped_surrogate_loss, compute_gae, kl_weight_at
 
 
 def _errors(joint, ee, root_pos=0.0, root_angle=0.0, joint_vel=None, body=None):
