@@ -69,7 +69,8 @@ def test_injected_90_degree_jump_is_reported_with_its_frames(reach):
     assert joint.peak_speed == pytest.approx(np.pi / 2 * 100, rel=0.05)
     assert joint.peak_speed_frame in (49, 50)
     assert all(48 <= a <= b <= 51 for a, b in joint.accel_frames)
-    (line,) = clip_speed_warnings([reach, bad], "mouse_forelimb")
+    line, torque = clip_speed_warnings([reach, bad], "mouse_forelimb")
+    assert torque.startswith(f"clip '{bad.name}': the muscles of mouse_forelimb cannot produce its joint torques")
     assert line.startswith(f"clip '{bad.name}', joint sh_rotation: speed 157 rad/s > 80 rad/s at frames 49-50")
     assert "acceleration" in line and "rad/s^2 > 5000 rad/s^2" in line
     # Bounds given explicitly override the body's.
@@ -99,6 +100,23 @@ def test_frames_on_a_range_limit_are_reported_not_counted_as_exceeding(reach, tm
     assert joints[0]["limit_frames"] == [[10, 20], [40, 42]]
 
 
+def test_frames_the_muscles_cannot_drive_are_reported(reach):
+    model = get_body("mouse_forelimb").compile()
+    check = check_clip(reach, model=model)
+    assert check.torque_checked and check.torque_frames == ()
+    # The elbow straightening by 90 degrees within a frame (~160 rad/s, inside its range): the
+    # shortening extensors lose their force at such speeds.
+    bad = _with_jump(reach, "elbow_joint", 40, -np.pi / 2)
+    check = check_clip(bad, max_speed=1e4, max_accel=1e9, model=model)
+    assert not check.exceeding  # within the (raised) speed bounds, yet not drivable
+    assert check.torque_frames and all(38 <= a <= b <= 41 for a, b in check.torque_frames)
+    assert check.to_dict()["torque_frames"] == [list(r) for r in check.torque_frames]
+    (line,) = clip_speed_warnings([reach, bad], "mouse_forelimb")[-1:]
+    assert line.startswith(f"clip '{bad.name}': the muscles of mouse_forelimb cannot produce") and "frames 3" in line
+    # Without a model (or for a body it does not match) nothing is judged.
+    assert not check_clip(bad).torque_checked
+
+
 def test_free_root_clip_checks_hinges_and_root_angular_speed():
     # A free-root layout by hand: root (7 columns) then one hinge, turning at 3 rad/s about z.
     T, fps = 40, 50.0
@@ -124,6 +142,7 @@ def test_free_root_clip_checks_hinges_and_root_angular_speed():
     check = check_clip(rooted, max_speed=2.0)
     assert [j.joint for j in check.exceeding] == [ROOT_ANGULAR]
     assert check.exceeding[0].speed_frames == ((0, T - 1),)
+    assert not check.torque_checked  # a free root is driven by contacts, not muscles
 
 
 def test_cli_clips_check_text_and_json(tmp_path, capsys, reach):
@@ -137,6 +156,8 @@ def test_cli_clips_check_text_and_json(tmp_path, capsys, reach):
         and out.rstrip().endswith("(speeds in rad/s, accelerations in rad/s^2)")
     )
     assert "1 of 2 clip(s) exceed a bound" in out
+    assert "frames the muscles cannot drive (torques from inverse dynamics): none" in out
+    assert "1 of 2 clip(s) ask for joint torques the body's muscles cannot produce" in out
     assert main(["clips", "check", str(path), "--json", "--max-speed", "500", "--max-accel", "1e6"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["clips_exceeding"] == 0 and len(report["clips"]) == 2

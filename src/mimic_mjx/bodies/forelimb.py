@@ -65,16 +65,16 @@ _MASS = {"scapula": 1.5e-4, "humerus": 4.5e-4, "ulna": 2.0e-4, "radius": 1.5e-4,
 # (the forearm runs along +y from the elbow).
 _MUSCLE_PATHS = {
     #               origin                      insertion
-    "Pec_C": ("scapula", (2.2, 0.6, 0.4), "humerus", (0.35, 0.25, -2.2), 0.8),
-    "Lat": ("scapula", (-1.6, -1.8, -0.2), "humerus", (0.35, -0.3, -2.0), 0.9),
-    "PD": ("scapula", (-0.4, -2.2, 0.6), "humerus", (-0.35, -0.3, -1.8), 0.5),
-    "AD": ("scapula", (0.4, 2.2, 0.6), "humerus", (-0.35, 0.3, -1.8), 0.5),
-    "MD": ("scapula", (-2.2, 0.4, 0.8), "humerus", (-0.35, 0.3, -1.6), 0.6),
+    "Pec_C": ("scapula", (3.7, 2.1, 1.9), "humerus", (0.25, -0.65, -3.4), 0.8),
+    "Lat": ("scapula", (-0.1, -3.3, -1.7), "humerus", (0.7, 0.15, -1.0), 0.9),
+    "PD": ("scapula", (1.1, -3.7, -0.9), "humerus", (-0.1, -0.7, -3.0), 0.5),
+    "AD": ("scapula", (-1.1, 3.7, 2.1), "humerus", (-0.7, -0.05, -2.55), 0.5),
+    "MD": ("scapula", (-3.7, 1.9, -0.7), "humerus", (0.05, 0.7, -1.0), 0.6),
     # Elbow: flexors insert on the forearm side, extensors behind the joint.
     "Triceps_Lateral": ("humerus", (-0.2, -0.5, -3.5), "ulna", (0.0, -0.6, 0.15), 1.2),
-    "Triceps_Long": ("scapula", (-0.6, -1.0, -0.6), "ulna", (0.1, -0.6, 0.1), 0.9),
+    "Triceps_Long": ("scapula", (-2.1, 0.5, -2.1), "ulna", (0.1, -0.6, 0.1), 0.9),
     "Brachialis": ("humerus", (0.1, 0.6, -4.2), "ulna", (0.0, 1.6, 0.35), 0.7),
-    "Biceps_Long": ("scapula", (0.6, 1.4, -0.4), "ulna", (-0.1, 1.3, 0.4), 0.6),
+    "Biceps_Long": ("scapula", (2.1, -0.1, -1.9), "ulna", (-0.1, 1.3, 0.4), 0.6),
 }
 
 

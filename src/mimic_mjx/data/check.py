@@ -17,6 +17,11 @@ A reference held on a joint's range limit (within ``LIMIT_TOL_RAD``) asks the
 simulated joint to press on its limit constraint, where controllers overshoot
 (docs/benchmarks.md, trial43); such frames are reported, not counted as
 exceeding a bound.
+
+For a fixed-base body with muscles (the forelimb), each frame's joint torques
+from inverse dynamics are checked against what the muscles can produce
+there (static optimisation, ``bodies.strength``): a frame no activation
+pattern can drive is lost whatever the controller learns.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ class ClipCheck:
     max_speed: float | None  # the bounds applied (None: no bound)
     max_accel: float | None
     joints: tuple[JointCheck, ...]
+    torque_checked: bool = False  # whether the body's muscles were checked against the clip's torques
+    torque_frames: tuple[tuple[int, int], ...] = ()  # inclusive frame ranges the muscles cannot drive
 
     @property
     def exceeding(self) -> tuple[JointCheck, ...]:
@@ -68,6 +75,7 @@ class ClipCheck:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        d["torque_frames"] = [list(r) for r in d["torque_frames"]]
         for j in d["joints"]:
             j["speed_frames"] = [list(r) for r in j["speed_frames"]]
             j["accel_frames"] = [list(r) for r in j["accel_frames"]]
@@ -147,13 +155,20 @@ def body_bounds(body_name: str) -> tuple[float | None, float | None]:
     return body.max_joint_speed_rad_s, body.max_joint_accel_rad_s2
 
 
-def body_ranges(body_name: str) -> dict[str, tuple[float, float]]:
-    """A registered body's limited scalar joints and their ranges; empty for unknown bodies."""
+def body_model(body_name: str) -> mujoco.MjModel | None:
+    """A registered body's compiled model; None for unknown bodies."""
     from mimic_mjx.bodies import get_body
 
     try:
-        model = get_body(body_name).compile()
+        return get_body(body_name).compile()
     except BodyError:
+        return None
+
+
+def body_ranges(body_name: str, model: mujoco.MjModel | None = None) -> dict[str, tuple[float, float]]:
+    """A registered body's limited scalar joints and their ranges; empty for unknown bodies."""
+    model = body_model(body_name) if model is None else model
+    if model is None:
         return {}
     scalar = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
     return {
@@ -173,16 +188,36 @@ def _limit_frames(clip: Clip, layout: JointLayout, ranges: dict) -> dict[str, tu
     return out
 
 
+def _torque_frames(clip: Clip, layout: JointLayout, vel, acc, model) -> tuple[tuple[int, int], ...] | None:
+    """Frame ranges whose torques the body's muscles cannot produce; None where not judged."""
+    from mimic_mjx.bodies.strength import actuated_fixed_base, unproducible_frames
+
+    if model is None or not actuated_fixed_base(model) or layout.free_root:
+        return None
+    names = tuple(model.joint(j).name for j in range(model.njnt))
+    if tuple(layout.joint_names) != names or clip.qpos.shape[1] != model.nq:
+        return None  # the clip's joints are not this body's, in its order: nothing to compare
+    return frame_ranges(unproducible_frames(model, np.asarray(clip.qpos, float), vel, acc))
+
+
 def check_clip(
-    clip: Clip, max_speed: float | None = None, max_accel: float | None = None, ranges: dict | None = None
+    clip: Clip,
+    max_speed: float | None = None,
+    max_accel: float | None = None,
+    ranges: dict | None = None,
+    model: mujoco.MjModel | None = None,
 ) -> ClipCheck:
-    """Peaks and exceedances of one clip; bounds and joint ranges default to those of the clip's body."""
+    """Peaks and exceedances of one clip; bounds and joint ranges default to those of the clip's body.
+
+    ``model``: the body's compiled model, to check the clip's torques against its muscles.
+    """
     speed_bound, accel_bound = body_bounds(clip.body)
     max_speed = speed_bound if max_speed is None else max_speed
     max_accel = accel_bound if max_accel is None else max_accel
     layout = clip_layout(clip)
     names, vel, acc = joint_speeds_and_accels(clip.qpos, clip.fps, layout)
     on_limit = _limit_frames(clip, layout, body_ranges(clip.body) if ranges is None else ranges)
+    torque = _torque_frames(clip, layout, vel, acc, model)
     speed, accel = np.abs(vel), np.abs(acc)
     joints = []
     for i, name in enumerate(names):
@@ -206,17 +241,27 @@ def check_clip(
         max_speed=max_speed,
         max_accel=max_accel,
         joints=tuple(joints),
+        torque_checked=torque is not None,
+        torque_frames=torque or (),
     )
 
 
 def check_clips(
     clips: Sequence[Clip], max_speed: float | None = None, max_accel: float | None = None
 ) -> list[ClipCheck]:
-    ranges = {}  # per body, compiled once
+    models, ranges = {}, {}  # per body, compiled once
     for c in clips:
-        if c.body not in ranges:
-            ranges[c.body] = body_ranges(c.body)
-    return [check_clip(c, max_speed, max_accel, ranges[c.body]) for c in clips]
+        if c.body not in models:
+            models[c.body] = body_model(c.body)
+            ranges[c.body] = body_ranges(c.body, models[c.body])
+    return [check_clip(c, max_speed, max_accel, ranges[c.body], models[c.body]) for c in clips]
+
+
+def torque_line(check: ClipCheck) -> str:
+    return (
+        f"clip '{check.clip}': the muscles of {check.body} cannot produce its joint torques at frames "
+        f"{format_ranges(check.torque_frames)} (static optimisation leaves more than a tenth unproduced)"
+    )
 
 
 def exceedance_line(check: ClipCheck, joint: JointCheck) -> str:
@@ -236,17 +281,19 @@ def exceedance_line(check: ClipCheck, joint: JointCheck) -> str:
 
 
 def clip_speed_warnings(clips: Sequence[Clip], body_name: str) -> list[str]:
-    """One human-readable line per (clip, joint) exceeding ``body_name``'s speed or acceleration bound.
+    """One human-readable line per (clip, joint) exceeding ``body_name``'s speed or acceleration bound,
+    and one per clip with frames whose torques the body's muscles cannot produce.
 
-    Empty when every clip is within bounds or the body has no bounds.
+    Empty when every clip is within bounds and drivable (or the body has no bounds and no muscles).
     """
     max_speed, max_accel = body_bounds(body_name)
-    if max_speed is None and max_accel is None:
-        return []
+    model = body_model(body_name)
     lines = []
     for c in clips:
-        check = check_clip(c, max_speed, max_accel, ranges={})
+        check = check_clip(c, max_speed, max_accel, ranges={}, model=model)
         lines += [exceedance_line(check, j) for j in check.exceeding]
+        if check.torque_frames:
+            lines.append(torque_line(check))
     return lines
 
 
@@ -274,11 +321,20 @@ def format_report(checks: Sequence[ClipCheck]) -> str:
                 f"  {j.joint:<22} {j.peak_speed:>10.1f} {j.peak_speed_frame:>5d} {j.peak_accel:>11.0f} "
                 f"{j.peak_accel_frame:>5d}  {'; '.join(over) or '-'}{limit}"
             )
+        if ch.torque_checked:
+            where = format_ranges(ch.torque_frames) if ch.torque_frames else "none"
+            lines.append(f"  frames the muscles cannot drive (torques from inverse dynamics): {where}")
     on_limit = sum(any(j.limit_frames for j in ch.joints) for ch in checks)
     if on_limit:
         lines.append(
             f"{on_limit} of {len(checks)} clip(s) hold a joint on its range limit (within {LIMIT_TOL_RAD:g} rad): "
             "the simulated joint presses on its limit there; `mimic register --limit-margin` keeps fits inside"
+        )
+    undrivable = sum(bool(ch.torque_frames) for ch in checks)
+    if undrivable:
+        lines.append(
+            f"{undrivable} of {len(checks)} clip(s) ask for joint torques the body's muscles cannot produce: "
+            "a controller loses those frames whatever it learns"
         )
     bad = sum(bool(ch.exceeding) for ch in checks)
     lines.append(f"{bad} of {len(checks)} clip(s) exceed a bound (speeds in rad/s, accelerations in rad/s^2)")

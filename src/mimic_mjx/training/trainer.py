@@ -72,7 +72,8 @@ def time_left(total_updates, upd, done_since, elapsed, deadline_left_s=None) -> 
 
 
 def warn_implausible_clips(clips, body: str, log, limit: int = 8) -> None:
-    """Warn (not stop: users decide) about joint speeds beyond the body's physiological bounds."""
+    """Warn (not stop: users decide) about joint speeds beyond the body's physiological bounds
+    and frames whose joint torques its muscles cannot produce."""
     from mimic_mjx.data.check import clip_speed_warnings
 
     lines = clip_speed_warnings(clips, body)
@@ -83,7 +84,7 @@ def warn_implausible_clips(clips, body: str, log, limit: int = 8) -> None:
     if lines:
         log(
             "warning: a controller cannot follow such references; re-register the keypoints (`mimic register`) "
-            "to get physically plausible ones"
+            "to get physically plausible ones, or check that the clips belong to this body"
         )
 
 
