@@ -7,9 +7,16 @@ against their `qpos`; the residual of that fit is below float32 precision, so a
 clip's joint angles place our bodies exactly where the registration put them.
 Shoulder to elbow is 6.8 mm, elbow to wrist 6.9 mm.
 
-Muscle paths are our own: straight site-to-site tendons placed so that every
-joint has at least one muscle pulling each way over the joint ranges the data
-visit (checked by ``tests/test_bodies.py``). Masses sum to about 1 g.
+Muscle paths are our own: straight site-to-site tendons. Pulling each joint
+both ways is not enough: at a quarter of the poses the reaches visit, the
+first paths reached no torque at all along some combinations of shoulder
+elevation and rotation, and a third of the reference frames asked for such a
+torque. The shoulder insertions (on the humeral shaft, 0.3-0.7 mm from its
+axis, 1-3.5 mm below the joint) and the origins were then chosen so that at
+every pose of a grid over the reaches' joint ranges the muscles reach over
+0.1 mN m in every direction (``bodies.strength.weakest_torque``; checked at the
+reaches' poses by ``tests/test_bodies.py``; docs/benchmarks.md). Masses sum to
+about 1 g.
 """
 
 from __future__ import annotations
