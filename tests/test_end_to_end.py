@@ -95,9 +95,16 @@ def test_evaluate_writes_rollouts_and_summary(runs, clips, tmp_path):
     assert np.isfinite(c["joint_rmse_deg"]) and np.isfinite(c["ee_error_mm"])
     assert len(c["joint_rmse_deg_per_joint"]) == 4
     assert json.loads((tmp_path / "eval" / "summary.json").read_text()) == summary
+    assert summary["ee_termination_mm"] == pytest.approx(1e3 * cfg.termination.max_ee_error_m)
     with h5py.File(tmp_path / "eval" / "rollouts.h5") as f:
         g = f["clips"][clips[1][0].name]
         steps = clips[1][0].num_frames - 1
+        # The peak is the largest wrist error over the tracked steps: at least the mean, never past the end.
+        tracked = g["tracked"][:].astype(bool)
+        peak = 1e3 * g["ee_error"][:][tracked].max(initial=0.0) if tracked.all() else None
+        assert c["ee_error_mm"] <= c["peak_ee_error_mm"] == summary["peak_ee_error_mm"]
+        if peak is not None:
+            assert c["peak_ee_error_mm"] == pytest.approx(peak, rel=1e-5)
         assert g["qpos"].shape == (steps, 4)
         assert g["activation"].shape == (steps, 9)
         assert g["latent_mean"].shape == (steps, 4)

@@ -49,6 +49,8 @@ def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) ->
                 "joint_rmse_deg": float(np.rad2deg(np.sqrt(np.mean(jerr**2)))),
                 "joint_rmse_deg_per_joint": np.rad2deg(np.sqrt(np.mean(jerr**2, axis=0))).tolist(),
                 "ee_error_mm": float(1e3 * np.mean(recs["ee_error"][i, sl])),
+                # The closest the clip came to being lost (episodes end at termination.max_ee_error_m).
+                "peak_ee_error_mm": float(1e3 * np.max(np.mean(recs["ee_error"][i, sl], axis=-1))),
                 "body_error_mm": float(np.mean(body_mm)),
                 "body_error_mm_per_body": dict(zip(env.tracked_bodies, body_mm.round(3).tolist(), strict=True)),
                 "root_error_mm": float(1e3 * np.mean(recs["root_error"][i, sl])),
@@ -68,6 +70,8 @@ def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) ->
         "end_effectors": list(env.end_effectors),
         "mean_joint_rmse_deg": float(np.mean([c["joint_rmse_deg"] for c in per_clip])),
         "mean_ee_error_mm": float(np.mean([c["ee_error_mm"] for c in per_clip])),
+        "peak_ee_error_mm": float(np.max([c["peak_ee_error_mm"] for c in per_clip])),
+        "ee_termination_mm": 1e3 * policy.config.termination.max_ee_error_m,
         # Tracked bodies' positions relative to the root (the root's own error is separate).
         "mean_body_error_mm": float(np.mean([c["body_error_mm"] for c in per_clip])),
         "body_error_mm_per_body": {
@@ -199,4 +203,9 @@ def format_summary(summary: dict) -> str:
             s["mean_fraction_tracked"],
         )
     )
+    if "peak_ee_error_mm" in s:  # summaries of earlier releases lack it
+        lines.append(
+            f"largest end-effector error on a tracked frame: {s['peak_ee_error_mm']:.3f} mm "
+            f"(an episode ends at {s['ee_termination_mm']:g} mm)"
+        )
     return "\n".join(lines)
