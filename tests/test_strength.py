@@ -57,3 +57,15 @@ def test_static_optimisation_finds_what_the_muscles_can_do():
     need = data.qfrc_inverse.copy()
     torques, passive = muscle_torques(model, data)
     np.testing.assert_allclose(torques @ acts[1] + passive, need, atol=1e-3 * np.abs(need).max())
+
+
+def test_only_muscle_driven_fixed_base_bodies_are_judged():
+    from mimic_mjx.bodies.strength import actuated_fixed_base
+
+    assert actuated_fixed_base(get_body("mouse_forelimb").compile())
+    assert not actuated_fixed_base(get_body("rat").compile())  # a free root, moved by contacts
+    motor = mujoco.MjModel.from_xml_string(
+        '<mujoco><worldbody><body><joint name="h" type="hinge"/><geom size="0.1"/></body></worldbody>'
+        '<actuator><motor joint="h" ctrlrange="-1 1"/></actuator></mujoco>'
+    )
+    assert not actuated_fixed_base(motor)  # signed controls: [0, 1] activations would understate it

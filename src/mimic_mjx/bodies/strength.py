@@ -85,13 +85,15 @@ TORQUE_LEFT_TOL = 0.1
 
 
 def actuated_fixed_base(model: mujoco.MjModel) -> bool:
-    """Whether every degree of freedom is a hinge or slide the actuators may drive (no free root).
+    """Whether the body is muscle-driven with every degree of freedom a hinge or slide (no free root).
 
     A free root's forces come from contacts, not muscles, so torque feasibility
-    is only judged for fixed-base bodies.
+    is only judged for fixed-base bodies; and only for muscles, whose
+    activations lie in [0, 1] (a motor's control range may be signed).
     """
     scalar = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
-    return model.nu > 0 and model.njnt == model.nv and all(int(t) in scalar for t in model.jnt_type)
+    muscles = np.all(model.actuator_gaintype == mujoco.mjtGain.mjGAIN_MUSCLE)
+    return bool(model.nu > 0 and muscles and model.njnt == model.nv and all(int(t) in scalar for t in model.jnt_type))
 
 
 def static_optimisation(
