@@ -59,8 +59,12 @@ def test_resume_is_exact_and_training_deterministic(runs, clips):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(a.policy.params))
     assert int(a.updates) == 3
-    # The termination memory was used and resumed with the rest.
+    # The termination memory was used and resumed with the rest; the summary names its busiest cells.
     assert float(np.sum(a.failures)) > 0
+    assert full["hardest_frames"] == resumed["hardest_frames"] and full["hardest_frames"]
+    top = full["hardest_frames"][0]
+    clip_names = [c.name for c in clips[0]]
+    assert np.asarray(a.failures)[clip_names.index(top["clip"]), top["frame"]] == pytest.approx(top["weight"], abs=1e-3)
     # The logged metrics agree too, line by line.
     lines = lambda d: [json.loads(line) for line in (root / d / "metrics.jsonl").read_text().splitlines()]
     fa, fb = lines("full"), lines("part")

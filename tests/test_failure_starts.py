@@ -12,7 +12,13 @@ from mimic_mjx.config import ConfigError, EnvConfig
 from mimic_mjx.data.binding import bind_clips
 from mimic_mjx.data.synthetic import make_reaching_clips
 from mimic_mjx.environments.imitation import ImitationEnv
-from mimic_mjx.environments.starts import empty_failures, failure_cdf, record_failures, sample_failure_start
+from mimic_mjx.environments.starts import (
+    empty_failures,
+    failure_cdf,
+    hardest_frames,
+    record_failures,
+    sample_failure_start,
+)
 
 BODY = get_body("mouse_forelimb")
 
@@ -32,6 +38,15 @@ def test_record_counts_terminations_where_they_ended_and_forgets_old_ones():
     # Out-of-range indices are dropped rather than wrapped onto another cell.
     t3 = record_failures(table, jnp.array([3, -1, 0]), jnp.array([0, 0, 10]), jnp.ones(3))
     assert float(jnp.sum(t3)) == 0.0
+    # The summary names the busiest cells by clip name and frame, most first, and never an empty cell.
+    names = ("a", "b", "c")
+    assert hardest_frames(t1, names, n=5) == [
+        {"clip": "c", "frame": 7, "weight": 2.0},
+        {"clip": "a", "frame": 4, "weight": 1.0},
+        {"clip": "c", "frame": 3, "weight": 1.0},
+    ]
+    assert hardest_frames(t1, names, n=1) == [{"clip": "c", "frame": 7, "weight": 2.0}]
+    assert hardest_frames(empty_failures(3, 10), names) == [] == hardest_frames(empty_failures(0, 0), ())
 
 
 def test_samples_come_from_remembered_cells_within_the_window():

@@ -47,6 +47,24 @@ def record_failures(table, clip, frame, terminated, decay: float = FAILURE_DECAY
     return decay * table + counts.reshape(n, t)
 
 
+def hardest_frames(table, clip_names, n: int = 5) -> list[dict]:
+    """The ``n`` (clip, frame) cells with the most remembered terminations, most first (zero cells left out).
+
+    For the run's summary: where the controller was losing tracking at the end
+    of training, in the clips' own frame numbers.
+    """
+    t = np.asarray(table, float)
+    if t.ndim != 2 or t.size == 0:
+        return []
+    flat = t.ravel()
+    order = np.argsort(-flat, kind="stable")[:n]
+    return [
+        {"clip": clip_names[i // t.shape[1]], "frame": int(i % t.shape[1]), "weight": round(float(flat[i]), 3)}
+        for i in order
+        if flat[i] > 0
+    ]
+
+
 def failure_cdf(table) -> jax.Array:
     """Cumulative termination mass over the flattened table (computed once per rollout, shared by all environments)."""
     return jnp.cumsum(table.ravel())

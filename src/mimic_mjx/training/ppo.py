@@ -124,6 +124,11 @@ class PPOTrainer:
                 donate_argnums=0,
             )
 
+    @property
+    def uses_failure_memory(self) -> bool:
+        """Whether the training state keeps the termination memory (``env.failure_start_prob`` > 0)."""
+        return self._use_failures
+
     def place(self, state: TrainState) -> TrainState:
         """A host state (a restored checkpoint) laid out on the mesh; needed where devices span processes."""
         return state if self.mesh is None else parallel.place(state, self.state_sharding)

@@ -12,6 +12,7 @@ import numpy as np
 
 from mimic_mjx.config import ExperimentConfig
 from mimic_mjx.data.clips import Clip, read_clips, write_clips
+from mimic_mjx.environments.starts import hardest_frames
 from mimic_mjx.errors import RunDirError
 from mimic_mjx.training.checkpoint import Checkpoints
 from mimic_mjx.training.experiment import build_env
@@ -230,6 +231,11 @@ def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest) -> d
             log(f"stopped by {stopped_by} at update {upd}; {resume_hint}")
     ckpts.close()
     summary = _summary(run_dir, upd, start_update, trainer, t0, t_loop, loop_start_update, compile_s, last)
+    if trainer.uses_failure_memory:
+        summary["hardest_frames"] = hardest_frames(jax.device_get(state.failures), env.bank.names)
+        if summary["hardest_frames"]:
+            where = ", ".join(f"{h['clip']} frame {h['frame']}" for h in summary["hardest_frames"][:3])
+            log(f"where tracking was lost most recently (episodes start there at env.failure_start_prob): {where}")
     return {**summary, "stopped_early": stopped_early or bool(stopped_by), "stopped_by": stopped_by}
 
 
