@@ -19,7 +19,7 @@ from mimic_mjx.bodies.layout import (
 )
 from mimic_mjx.errors import BindingError, ClipError, KeypointError
 from mimic_mjx.quaternions import mat_to_quat, quat_exp, quat_log, quat_log_between, quat_mul, quat_rotate, quat_to_mat
-from mimic_mjx.registration.stac import registration_layout
+from mimic_mjx.registration.joints import registration_layout
 
 FREE_ROOT = (
     "<mujoco><compiler angle='radian' autolimits='true'/><worldbody>"

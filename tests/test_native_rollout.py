@@ -17,7 +17,7 @@ import pytest
 
 from mimic_mjx.bodies import get_body
 from mimic_mjx.data.binding import reference_poses
-from mimic_mjx.environments.physics import NativeBackend, NativeState, kinematic_skeleton
+from mimic_mjx.environments.native import NativeBackend, NativeState, kinematic_skeleton
 
 ARM = get_body("mouse_forelimb")
 SUBSTEPS = 5

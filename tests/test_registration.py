@@ -18,8 +18,9 @@ from mimic_mjx.data.clips import read_clips
 from mimic_mjx.data.keypoints import Keypoints, KeypointWarning
 from mimic_mjx.data.synthetic import make_reaching_clips
 from mimic_mjx.errors import BodyError, KeypointError
+from mimic_mjx.registration.joints import inside_margin
 from mimic_mjx.registration.register import register, split_clip
-from mimic_mjx.registration.stac import StacConfig, StacSolver, _inside_margin
+from mimic_mjx.registration.stac import StacConfig, StacSolver
 
 ARM = get_body("mouse_forelimb")
 ARM_MAP = get_keypoint_map("mouse_forelimb")
@@ -300,15 +301,15 @@ def test_speed_prior_removes_a_swing_at_the_singular_pose():
 
 def test_limit_margin_shrinks_limited_ranges_only():
     lay = JointLayout.from_model(ARM.compile())
-    inner = _inside_margin(lay, 0.05)
+    inner = inside_margin(lay, 0.05)
     np.testing.assert_allclose(inner.lo, lay.lo + 0.05)
     np.testing.assert_allclose(inner.hi, lay.hi - 0.05)
     narrow = dataclasses.replace(lay, lo=np.array([-np.inf, -0.1, 0.0, -1.0]), hi=np.array([np.inf, 0.1, 0.2, 1.0]))
-    got = _inside_margin(narrow, 0.05)
+    got = inside_margin(narrow, 0.05)
     # Unlimited joints stay unlimited; a narrow range loses at most a tenth of itself at each end.
     np.testing.assert_allclose(got.lo, [-np.inf, -0.08, 0.02, -0.95])
     np.testing.assert_allclose(got.hi, [np.inf, 0.08, 0.18, 0.95])
-    assert _inside_margin(lay, 0.0).lo.tolist() == lay.lo.tolist()
+    assert inside_margin(lay, 0.0).lo.tolist() == lay.lo.tolist()
 
 
 @pytest.mark.slow

@@ -13,10 +13,11 @@ first paths reached no torque at all along some combinations of shoulder
 elevation and rotation, and a third of the reference frames asked for such a
 torque. The shoulder insertions (on the humeral shaft, 0.3-0.7 mm from its
 axis, 1-3.5 mm below the joint) and the origins were then chosen so that at
-every pose of a grid over the reaches' joint ranges the muscles reach over
-0.1 mN m in every direction (``bodies.strength.weakest_torque``; checked at the
-reaches' poses by ``tests/test_bodies.py``; docs/benchmarks.md). Masses sum to
-about 1 g.
+every pose of a grid over the reaches' joint ranges the muscles, at peak
+force, reach over 0.1 mN m in every direction (``bodies.strength.weakest_torque``).
+With MuJoCo's force-length curves they reach at least 50 uN m at every pose
+the reaches visit (``tests/test_bodies.py``; docs/benchmarks.md). Masses sum
+to about 1 g.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from mimic_mjx.quaternions import heading_matrix, quat_angle, quat_conj, quat_mu
 
 @struct.dataclass
 class EnvState:
-    data: object  # the backend's physics state (mjx.Data or physics.NativeState)
+    data: object  # the backend's physics state (mjx.Data or native.NativeState)
     clip: jax.Array  # int32
     frame: jax.Array  # int32, reference frame the state corresponds to
     steps: jax.Array  # int32, control steps since the episode started

@@ -16,7 +16,8 @@ from mimic_mjx.bodies.layout import joint_qpos_dims, reference_velocities
 from mimic_mjx.data.clips import Clip
 from mimic_mjx.data.keypoints import Keypoints, KeypointWarning, body_extent, check_plausible_size
 from mimic_mjx.errors import KeypointError
-from mimic_mjx.registration.stac import StacConfig, StacResult, StacSolver, registration_layout
+from mimic_mjx.registration.joints import registration_layout
+from mimic_mjx.registration.stac import StacConfig, StacResult, StacSolver
 
 
 @dataclasses.dataclass

@@ -48,9 +48,9 @@ import mujoco
 import numpy as np
 from mujoco import mjx
 
-from mimic_mjx.bodies.layout import JointLayout
-from mimic_mjx.errors import BindingError, KeypointError
-from mimic_mjx.quaternions import mat_to_quat, quat_exp, quat_mul
+from mimic_mjx.errors import KeypointError
+from mimic_mjx.quaternions import mat_to_quat
+from mimic_mjx.registration.joints import inside_margin, project, registration_layout, retract
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,36 +87,6 @@ class StacResult:
     seconds: float
 
 
-def registration_layout(model: mujoco.MjModel) -> JointLayout:
-    """The model's JointLayout; bodies registration cannot fit raise KeypointError."""
-    try:
-        return JointLayout.from_model(model)
-    except BindingError as exc:
-        raise KeypointError(f"cannot register this body: {exc}") from None
-
-
-def retract(layout: JointLayout, q, delta):
-    """q (+) delta: positions add, the root quaternion turns in its local frame."""
-    out = q.at[layout.hinge_qpos].add(delta[layout.hinge_dof])
-    if layout.free_root:
-        out = out.at[0:3].add(delta[0:3])
-        quat = quat_mul(q[3:7], quat_exp(delta[3:6]))
-        out = out.at[3:7].set(quat / jnp.linalg.norm(quat))
-    return out
-
-
-def project(layout: JointLayout, q):
-    """q with its hinges clipped into their joint limits."""
-    return q.at[layout.hinge_qpos].set(jnp.clip(q[layout.hinge_qpos], layout.lo, layout.hi))
-
-
-def _inside_margin(layout: JointLayout, margin: float) -> JointLayout:
-    """The layout with its limited hinges' ranges shrunk by ``margin`` (<= a tenth of the range) at both ends."""
-    m = np.minimum(margin, 0.1 * (layout.hi - layout.lo))
-    m = np.where(np.isfinite(m), m, 0.0)
-    return dataclasses.replace(layout, lo=layout.lo + m, hi=layout.hi - m)
-
-
 class StacSolver:
     """Fits one body (a compiled MjModel) to keypoints through a keypoint map."""
 
@@ -132,7 +102,7 @@ class StacSolver:
         self.model = model
         self.cfg = cfg
         self.log = log
-        self.layout = _inside_margin(registration_layout(model), cfg.limit_margin_rad)
+        self.layout = inside_margin(registration_layout(model), cfg.limit_margin_rad)
         self.body_ids = np.array([model.body(b).id for b in keypoint_bodies])
         self.initial_offsets = np.asarray(initial_offsets, np.float64)
         self.trunk = np.asarray(trunk, int)

@@ -1,0 +1,288 @@
+"""The ``native`` physics backend: MuJoCo's C engine stepping the whole batch in C++ threads.
+
+Called from the jit-compiled loop through ``jax.pure_callback``; the state,
+solver warm start included, lives in JAX arrays (``NativeState``), so resets,
+checkpoints and resume stay exact, and results are the same for any number of
+threads. ``environments.physics`` builds it (``make_backend``) next to the MJX
+backends and defines the ``Physics`` record all backends return.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from flax import struct
+
+from mimic_mjx.environments.physics import Physics
+
+_BAD_STATE_WARNINGS = (
+    int(mujoco.mjtWarning.mjWARN_BADQPOS),
+    int(mujoco.mjtWarning.mjWARN_BADQVEL),
+    int(mujoco.mjtWarning.mjWARN_BADQACC),
+)
+
+
+@struct.dataclass
+class NativeState:
+    qpos: jax.Array
+    qvel: jax.Array
+    act: jax.Array
+    qacc_warmstart: jax.Array
+    xpos: jax.Array
+    xquat: jax.Array
+    actuator_force: jax.Array
+    actuator_velocity: jax.Array
+
+
+class NativeBackend:
+    """MuJoCo's C engine stepping a batch of environments on a thread pool.
+
+    The batch runs in ``mujoco.batch`` (MuJoCo >= 3.17): one call loads every
+    environment's state row into an MjData per thread, runs ``substeps``
+    ``mj_step`` calls, poses the bodies on the model's kinematic skeleton (see
+    ``_Batch``) and copies the fields out, all in C++ threads without the GIL.
+    A per-environment Python loop held the GIL and ran the forelimb at ~0.2x
+    the raw C rate. Results are bit-identical for any number of threads.
+    """
+
+    name = "native"
+
+    def __init__(self, model: mujoco.MjModel, threads: int = 0):
+        self.model = copy.deepcopy(model)
+        self.threads = int(threads) if threads and threads > 0 else (os.cpu_count() or 1)
+        # One batch per batch size: a Batch has a fixed number of simulations,
+        # and reset/init may see another batch size than step.
+        self._batches: dict[int, _Batch] = {}
+        self._lock = threading.Lock()  # a Batch must not run two calls at once
+        # MuJoCo never runs on XLA's callback thread: MuJoCo calls made directly
+        # on that thread crashed XLA:CPU (jax 0.10.2), presumably for the small
+        # stacks of XLA's worker threads. The batch's caller thread is this one.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mimic-native")
+        m = self.model
+        self._skeleton = kinematic_skeleton(m)
+        # Per-environment shape of every NativeState field; the field names are
+        # also MjData's, so a state is read straight off the batch's bound fields.
+        self._sizes = {
+            "qpos": (m.nq,),
+            "qvel": (m.nv,),
+            "act": (m.na,),
+            "qacc_warmstart": (m.nv,),
+            "xpos": (m.nbody, 3),
+            "xquat": (m.nbody, 4),
+            "actuator_force": (m.nu,),
+            "actuator_velocity": (m.nu,),
+        }
+        assert tuple(self._sizes) == tuple(f.name for f in dataclasses.fields(NativeState))
+
+    # -- host side ---------------------------------------------------------
+    def _batch(self, n: int) -> _Batch:
+        b = self._batches.get(n)
+        if b is None:
+            b = self._batches[n] = _Batch(self.model, self._skeleton, self._sizes, n, self.threads)
+        return b
+
+    def _host(self, packed, names: tuple, substeps: int):
+        """Unpack ``names`` from ``packed`` (..., width), step, return the packed NativeState (..., width)."""
+        lead = packed.shape[:-1]
+        n = int(np.prod(lead))
+        rows = np.asarray(packed).reshape(n, packed.shape[-1])
+        cols = np.cumsum([0] + [self._width(k) for k in names])
+        inputs = {k: rows[:, cols[i] : cols[i + 1]] for i, k in enumerate(names)}
+        with self._lock:
+            out = self._pool.submit(self._batch(n).run, inputs, substeps).result()
+        return out.reshape(lead + out.shape[1:])
+
+    # -- traced side -------------------------------------------------------
+    # One packed array each way: every argument of a pure_callback costs ~20 us
+    # of conversion (jax 0.10.2, CPU), which is ~5% of a forelimb control step.
+    def _width(self, name: str) -> int:
+        if name == "ctrl":
+            return self.model.nu
+        if name == "xfrc_applied":
+            return 6 * self.model.nbody
+        return int(np.prod(self._sizes[name]))
+
+    def _call(self, names: tuple, values: tuple, substeps: int) -> NativeState:
+        packed = jnp.concatenate([jnp.asarray(v, jnp.float32) for v in values], axis=-1)
+        width = sum(self._width(k) for k in self._sizes)
+        fn = lambda x: self._host(x, names, substeps)
+        # Under vmap, "broadcast_all" hands the callback the whole batch at once.
+        out = jax.pure_callback(fn, jax.ShapeDtypeStruct((width,), jnp.float32), packed, vmap_method="broadcast_all")
+        fields, start = {}, 0
+        for k, shape in self._sizes.items():
+            size = self._width(k)
+            fields[k] = out[..., start : start + size].reshape(out.shape[:-1] + shape)
+            start += size
+        return NativeState(**fields)
+
+    #: ``init_posed`` builds a fresh state without a host call (see there).
+    init_takes_poses = True
+
+    def init(self, qpos, qvel) -> NativeState:
+        return self._call(("qpos", "qvel"), (qpos, qvel), 0)
+
+    def init_posed(self, qpos, qvel, xpos, xquat) -> NativeState:
+        """The state ``init(qpos, qvel)`` returns, given its body poses ``xpos``/``xquat``; no host call.
+
+        The poses must be the float32 ``mj_kinematics`` poses at ``qpos``
+        (``data.binding.reference_poses``): ``init`` poses the bodies that way
+        and zeroes the rest (activations, warm start, actuator forces and
+        velocities). A task resets into reference frames whose poses it
+        computed once, so a reset, which the task computes for every
+        environment at every step, costs no second callback per step.
+        """
+        qpos = jnp.asarray(qpos, jnp.float32)
+        lead = qpos.shape[:-1]
+        zeros = lambda k: jnp.zeros(lead + self._sizes[k], jnp.float32)
+        return NativeState(
+            qpos=qpos,
+            qvel=jnp.asarray(qvel, jnp.float32),
+            act=zeros("act"),
+            qacc_warmstart=zeros("qacc_warmstart"),
+            xpos=jnp.asarray(xpos, jnp.float32),
+            xquat=jnp.asarray(xquat, jnp.float32),
+            actuator_force=zeros("actuator_force"),
+            actuator_velocity=zeros("actuator_velocity"),
+        )
+
+    def step(self, state: NativeState, ctrl, act, substeps: int, xfrc=None) -> NativeState:
+        """``xfrc``: an external wrench per body (nbody, 6) held for this step (virtual experiments)."""
+        values = (state.qpos, state.qvel, act, state.qacc_warmstart, ctrl)
+        if xfrc is None:
+            return self._call(_Batch.INPUTS, values, int(substeps))
+        xfrc = jnp.reshape(xfrc, xfrc.shape[:-2] + (6 * self.model.nbody,))
+        return self._call((*_Batch.INPUTS, "xfrc_applied"), (*values, xfrc), int(substeps))
+
+    def view(self, state: NativeState) -> Physics:
+        return Physics(
+            qpos=state.qpos,
+            qvel=state.qvel,
+            act=state.act,
+            xpos=state.xpos,
+            xquat=state.xquat,
+            actuator_force=state.actuator_force,
+            actuator_velocity=state.actuator_velocity,
+        )
+
+
+class _Batch:
+    """``n`` simulations of one model in ``mujoco.batch``, with the fields a NativeState reads.
+
+    Two batches: the dynamics on the model itself, and body poses on its
+    kinematic skeleton. Posing bodies on the full model (``mjSTAGE_POS``)
+    also wraps tendons, collides geoms and factors the mass matrix: on the
+    forelimb that is ~60% of a physics step, and the task poses bodies twice
+    per control step where resets are noisy (final poses, and the reset states
+    it asks for every step), ~25% of a 5-substep control step; on the
+    skeleton, ~10%.
+    """
+
+    INPUTS = ("qpos", "qvel", "act", "qacc_warmstart", "ctrl")
+
+    def __init__(self, model: mujoco.MjModel, skeleton: mujoco.MjModel, sizes: dict, n: int, threads: int):
+        from mujoco import batch as mjbatch
+
+        self._errors = mjbatch.SimulationError
+        threads = max(1, min(threads, n))
+        self.dyn = mjbatch.Batch(model, nsim=n, nthread=threads)
+        self.kin = mjbatch.Batch(skeleton, nsim=n, nthread=threads)
+        for b in (self.dyn, self.kin):
+            b.reset(stage=mujoco.mjtStage.mjSTAGE_NONE)
+        # Every call starts from the model's default row (time 0, no applied
+        # forces, default equality and mocap state), so nothing but the inputs
+        # carries from one call, or one environment, to the next.
+        self.row0 = self.dyn.state.copy()
+        names = self.INPUTS + ("xfrc_applied", "actuator_force", "actuator_velocity")
+        self.fields = {k: self.dyn.bind(k) for k in names} | {k: self.kin.bind(k) for k in ("xpos", "xquat")}
+        self.kin_qpos = self.kin.bind("qpos")
+        # Columns of each NativeState field in the packed output.
+        ends = np.cumsum([int(np.prod(v)) for v in sizes.values()])
+        self.cols = {k: slice(e - int(np.prod(v)), e) for (k, v), e in zip(sizes.items(), ends, strict=True)}
+        self.width = int(ends[-1])
+
+    def _call(self, fn, **kw) -> np.ndarray:
+        """``fn(**kw)``; which simulations MuJoCo raised an error in (e.g. a full arena)."""
+        failed = np.zeros(self.dyn.nsim, bool)
+        try:
+            fn(**kw)
+        except self._errors as exc:
+            failed[exc.ids] = True
+        return failed
+
+    def run(self, inputs: dict, substeps: int) -> np.ndarray:
+        """Step ``substeps`` (0: only place the bodies) from ``inputs``; the packed NativeState (n, width)."""
+        b, f = self.dyn, self.fields
+        b.state[:] = self.row0
+        for k, v in inputs.items():
+            f[k][:] = v.reshape(f[k].shape)
+        failed = np.zeros(b.nsim, bool)
+        if substeps:
+            b.warning[:] = 0
+            # Actuator forces and velocities stay those of the last step's
+            # forward pass: nothing after it runs on this batch.
+            failed = self._call(b.step, nstep=substeps)
+            # On a non-finite state MuJoCo warns and resets the simulation to
+            # the model's default pose; the warning counters show the blow-up.
+            failed |= (b.warning[:, list(_BAD_STATE_WARNINGS), 1] > 0).any(axis=1)  # (lastinfo, number)
+        self.kin_qpos[:] = f["qpos"]
+        failed |= self._call(self.kin.forward, stage=mujoco.mjtStage.mjSTAGE_POS)  # poses at the final angles
+        out = np.empty((b.nsim, self.width), np.float32)
+        for k, cols in self.cols.items():
+            out[:, cols] = f[k].reshape(b.nsim, -1)
+        if not substeps:  # no forward pass has run: the bound values are another call's
+            out[:, self.cols["actuator_force"]] = out[:, self.cols["actuator_velocity"]] = 0.0
+        out[failed, self.cols["qpos"]] = np.nan
+        return out
+
+
+def kinematic_skeleton(model: mujoco.MjModel) -> mujoco.MjModel:
+    """The bodies and joints of ``model`` alone, with the same body poses for every ``qpos``.
+
+    No geoms, tendons, actuators or sensors, so that posing the bodies costs
+    what ``mj_kinematics`` does. Returns ``model`` itself where the skeleton
+    would not pose the bodies as ``model`` does (mocap bodies, or a check at a
+    random pose finds a pose that differs in any bit).
+    """
+    if model.nmocap:
+        return model
+    spec = mujoco.MjSpec()
+    spec.compiler.degree = False  # joint references (qpos0) in radians, as MjModel holds them
+    spec.compiler.fusestatic = False
+    # Nothing to collide or constrain: skip those passes outright (~20% of posing the forelimb).
+    spec.option.disableflags = int(mujoco.mjtDisableBit.mjDSBL_CONTACT | mujoco.mjtDisableBit.mjDSBL_CONSTRAINT)
+    bodies = [spec.worldbody]
+    for i in range(1, model.nbody):
+        b = bodies[model.body_parentid[i]].add_body(pos=model.body_pos[i], quat=model.body_quat[i])
+        # Any positive inertia: it plays no part in the poses, but a moving body needs one.
+        b.explicitinertial, b.mass, b.inertia = True, 1.0, [1.0, 1.0, 1.0]
+        for j in np.flatnonzero(model.jnt_bodyid == i):
+            ref = model.qpos0[model.jnt_qposadr[j]]  # hinge/slide: poses depend on qpos - qpos0
+            b.add_joint(type=mujoco.mjtJoint(model.jnt_type[j]), pos=model.jnt_pos[j], axis=model.jnt_axis[j], ref=ref)
+        bodies.append(b)
+    try:
+        skeleton = spec.compile()
+    except ValueError:
+        return model
+    # Check at a random pose: unit quaternions for free and ball joints.
+    if (skeleton.nq, skeleton.nbody) != (model.nq, model.nbody):
+        return model
+    rng = np.random.default_rng(0)
+    qpos = model.qpos0 + rng.uniform(-1.0, 1.0, model.nq)
+    d, k = mujoco.MjData(model), mujoco.MjData(skeleton)
+    for j in np.flatnonzero(model.jnt_type <= int(mujoco.mjtJoint.mjJNT_BALL)):  # free, ball
+        a = model.jnt_qposadr[j] + (3 if model.jnt_type[j] == int(mujoco.mjtJoint.mjJNT_FREE) else 0)
+        qpos[a : a + 4] /= np.linalg.norm(qpos[a : a + 4])
+    d.qpos[:] = k.qpos[:] = qpos
+    mujoco.mj_kinematics(model, d)
+    mujoco.mj_kinematics(skeleton, k)
+    # MuJoCo runs the same arithmetic on both, so the poses agree to the bit.
+    same = np.array_equal(d.xpos, k.xpos) and np.array_equal(d.xquat, k.xquat)
+    return skeleton if same else model
