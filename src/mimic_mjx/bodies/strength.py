@@ -96,38 +96,8 @@ def actuated_fixed_base(model: mujoco.MjModel) -> bool:
     return bool(model.nu > 0 and muscles and model.njnt == model.nv and all(int(t) in scalar for t in model.jnt_type))
 
 
-def static_optimisation(
-    model: mujoco.MjModel, qpos: np.ndarray, qvel: np.ndarray, qacc: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame: activations (T, nu) in [0, 1] that best produce the inverse-dynamics torque, and
-    the fraction (T,) of that torque the muscles leave unproduced (0: feasible; 1: none of it).
-    """
-    data = mujoco.MjData(model)
-    n = len(qpos)
-    acts = np.zeros((n, model.nu))
-    left = np.zeros(n)
-    for t in range(n):
-        data.qpos[:], data.qvel[:], data.qacc[:] = qpos[t], qvel[t], qacc[t]
-        data.act[:] = 0.0
-        mujoco.mj_inverse(model, data)
-        need = data.qfrc_inverse.copy()
-        torques, passive = muscle_torques(model, data)
-        target = need - passive
-        scale = max(np.abs(torques).max(), 1e-30)  # keeps the solver's tolerances meaningful at micro-newton-metres
-        sol = lsq_linear(torques / scale, target / scale, bounds=(0.0, 1.0))
-        acts[t] = sol.x
-        left[t] = np.linalg.norm(torques @ sol.x - target) / max(np.linalg.norm(need), 1e-30)
-    return acts, left
-
-
-def unproducible_frames(
-    model: mujoco.MjModel, qpos: np.ndarray, qvel: np.ndarray, qacc: np.ndarray, tol: float = TORQUE_LEFT_TOL
-) -> np.ndarray:
-    """(T,) bool: frames whose inverse-dynamics torque the muscles cannot produce (more than ``tol`` left).
-
-    A frame needing less than the torque reachable in every direction is
-    feasible without solving; only the others go through static optimisation.
-    """
+def _frame_torques(model: mujoco.MjModel, qpos, qvel, qacc):
+    """Per frame: inverse-dynamics torque (T, nv), muscle torques (T, nv, nu), passive torque (T, nv)."""
     data = mujoco.MjData(model)
     n = len(qpos)
     need = np.empty((n, model.nv))
@@ -139,9 +109,42 @@ def unproducible_frames(
         mujoco.mj_inverse(model, data)
         need[t] = data.qfrc_inverse
         torques[t], passive[t] = muscle_torques(model, data)
+    return need, torques, passive
+
+
+def _best_activations(need, torques, passive) -> tuple[np.ndarray, float]:
+    """Activations in [0, 1] closest to producing ``need``, and the fraction of it left unproduced."""
+    target = need - passive
+    scale = max(np.abs(torques).max(), 1e-30)  # keeps the solver's tolerances meaningful at micro-newton-metres
+    sol = lsq_linear(torques / scale, target / scale, bounds=(0.0, 1.0))
+    return sol.x, float(np.linalg.norm(torques @ sol.x - target) / max(np.linalg.norm(need), 1e-30))
+
+
+def static_optimisation(
+    model: mujoco.MjModel, qpos: np.ndarray, qvel: np.ndarray, qacc: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: activations (T, nu) in [0, 1] that best produce the inverse-dynamics torque, and
+    the fraction (T,) of that torque the muscles leave unproduced (0: feasible; 1: none of it).
+    """
+    need, torques, passive = _frame_torques(model, qpos, qvel, qacc)
+    acts = np.zeros((len(qpos), model.nu))
+    left = np.zeros(len(qpos))
+    for t in range(len(qpos)):
+        acts[t], left[t] = _best_activations(need[t], torques[t], passive[t])
+    return acts, left
+
+
+def unproducible_frames(
+    model: mujoco.MjModel, qpos: np.ndarray, qvel: np.ndarray, qacc: np.ndarray, tol: float = TORQUE_LEFT_TOL
+) -> np.ndarray:
+    """(T,) bool: frames whose inverse-dynamics torque the muscles cannot produce (more than ``tol`` left).
+
+    A frame needing less than the torque reachable in every direction is
+    feasible without solving; only the others go through static optimisation.
+    """
+    need, torques, passive = _frame_torques(model, qpos, qvel, qacc)
     easy = np.linalg.norm(need - passive, axis=1) <= weakest_torque(torques)
-    out = np.zeros(n, bool)
+    out = np.zeros(len(qpos), bool)
     for t in np.nonzero(~easy)[0]:
-        _, left = static_optimisation(model, qpos[t : t + 1], qvel[t : t + 1], qacc[t : t + 1])
-        out[t] = left[0] > tol
+        out[t] = _best_activations(need[t], torques[t], passive[t])[1] > tol
     return out
