@@ -90,9 +90,9 @@ def main() -> int:
         print("--emg and --map go together", file=sys.stderr)
         return 2
     from mimic_mjx import config as config_lib
-    from mimic_mjx.analysis.bench import raw_physics
     from mimic_mjx.analysis.rollout import roll_out
     from mimic_mjx.bodies import get_body
+    from mimic_mjx.training.bench import raw_physics
     from mimic_mjx.training.experiment import build_env
     from mimic_mjx.training.signals import exit_code
     from mimic_mjx.training.trainer import train

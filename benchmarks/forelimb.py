@@ -135,9 +135,9 @@ def main() -> int:
         return 2
 
     from mimic_mjx import config as config_lib
-    from mimic_mjx.analysis.bench import raw_physics
     from mimic_mjx.analysis.evaluate import evaluate, format_summary
     from mimic_mjx.bodies import get_body
+    from mimic_mjx.training.bench import raw_physics
     from mimic_mjx.training.experiment import build_env
     from mimic_mjx.training.signals import exit_code
     from mimic_mjx.training.trainer import train

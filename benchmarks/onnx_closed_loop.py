@@ -28,8 +28,8 @@ import numpy as np
 
 def load(run_dir, clips):
     """The run's policy and its task on ``clips`` (native backend: only its model and functions are used)."""
-    from mimic_mjx.agents.policy import load_policy
     from mimic_mjx.analysis.rollout import check_sizes
+    from mimic_mjx.training.checkpoint import load_policy
     from mimic_mjx.training.experiment import build_eval_env
 
     policy = load_policy(run_dir)
@@ -144,7 +144,7 @@ def rollout(env, act, clip: int, max_steps: int | None = None, fns=None) -> dict
 
 def closed_loop(run_dir, clips, onnx_path=None, max_steps: int | None = None, log=print) -> dict:
     """Both rollouts of every clip; the figures and, per controller, the rollouts themselves (``rollouts``)."""
-    from mimic_mjx.analysis.export import export_onnx
+    from mimic_mjx.cli.export import export_onnx
 
     policy, env = load(run_dir, clips)
     with tempfile.TemporaryDirectory() as tmp:

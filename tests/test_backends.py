@@ -22,9 +22,9 @@ from mimic_mjx.config import EnvConfig, TerminationConfig
 from mimic_mjx.data.binding import bind_clips
 from mimic_mjx.data.clips import Clip
 from mimic_mjx.data.synthetic import make_reaching_clips, make_still_clip
+from mimic_mjx.environments.backends import default_backend, make_backend, warp_installed
 from mimic_mjx.environments.imitation import ImitationEnv
 from mimic_mjx.environments.native import NativeBackend
-from mimic_mjx.environments.physics import default_backend, make_backend, warp_installed
 from mimic_mjx.errors import BackendError, BindingError, ConfigError
 
 RAT = get_body("rat")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import MOUSE_ARM
-from mimic_mjx.data import atomic as atomic_mod
+from mimic_mjx import files as atomic_mod
 from mimic_mjx.data.clips import (
     FORMAT_NAME,
     FORMAT_VERSION,

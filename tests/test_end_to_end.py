@@ -192,7 +192,7 @@ def test_cli_resume_extends_a_run(runs, capsys, tmp_path):
 
 @pytest.mark.slow
 def test_load_policy_needs_no_trainer_and_matches_the_checkpoint(runs, clips):
-    from mimic_mjx.agents.policy import load_policy
+    from mimic_mjx.training.checkpoint import load_policy
 
     root, cfg, *_ = runs
     policy = load_policy(root / "full")

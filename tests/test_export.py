@@ -17,14 +17,17 @@ import pytest
 
 from conftest import tiny_config_dict
 from mimic_mjx import config as config_lib
+from mimic_mjx.agents import export
 from mimic_mjx.agents.networks import init_params
 from mimic_mjx.agents.normalizer import RunningStats
-from mimic_mjx.agents.policy import PolicyParams, load_policy, make_policy
-from mimic_mjx.analysis import export
+from mimic_mjx.agents.policy import PolicyParams, make_policy
 from mimic_mjx.bodies import get_body
+from mimic_mjx.cli import export as export_cli
+from mimic_mjx.cli.export import export_onnx
 from mimic_mjx.data.clips import write_clips
 from mimic_mjx.data.synthetic import make_reaching_clips
 from mimic_mjx.errors import MimicError, RunDirError
+from mimic_mjx.training.checkpoint import load_policy
 from mimic_mjx.training.trainer import train
 
 # float32 on both sides; only the order of the matrix products' sums may differ.
@@ -76,7 +79,7 @@ def _check_full(policy, path, ctrlrange, seed=0):
 
 def test_onnx_controller_acts_as_the_jax_policy(run, tmp_path):
     run_dir, _ = run
-    info = export.export_onnx(run_dir, tmp_path / "policy.onnx")
+    info = export_onnx(run_dir, tmp_path / "policy.onnx")
     policy = load_policy(run_dir)
     model = get_body(policy.config.env.body).compile_trainable()
     got = _check_full(policy, tmp_path / "policy.onnx", model.actuator_ctrlrange)
@@ -101,7 +104,7 @@ def test_onnx_controller_acts_as_the_jax_policy(run, tmp_path):
 
 def test_model_documents_inputs_outputs_and_provenance(run, tmp_path):
     run_dir, _ = run
-    export.export_onnx(run_dir, tmp_path / "policy.onnx")
+    export_onnx(run_dir, tmp_path / "policy.onnx")
     m = onnx.load(tmp_path / "policy.onnx")
     onnx.checker.check_model(m, full_check=True)
     for v in list(m.graph.input) + list(m.graph.output):
@@ -122,7 +125,7 @@ def test_model_documents_inputs_outputs_and_provenance(run, tmp_path):
 
 def test_decoder_only_matches_the_jax_decoder(run, tmp_path):
     run_dir, _ = run
-    info = export.export_onnx(run_dir, tmp_path / "decoder.onnx", decoder_only=True)
+    info = export_onnx(run_dir, tmp_path / "decoder.onnx", decoder_only=True)
     policy = load_policy(run_dir)
     assert [i.name for i in onnx.load(tmp_path / "decoder.onnx").graph.input] == ["latent", "proprio_obs"]
     assert info["metadata"]["part"] == "decoder" and "reference_obs" not in info["inputs"]
@@ -140,7 +143,7 @@ def test_decoder_only_matches_the_jax_decoder(run, tmp_path):
     ctrlrange = get_body("mouse_forelimb").compile_trainable().actuator_ctrlrange
     np.testing.assert_allclose(ctrl, _ctrl(np.asarray(want), ctrlrange), atol=ATOL, rtol=RTOL)
     # The full controller is this decoder fed the encoder's latent mean.
-    export.export_onnx(run_dir, tmp_path / "full.onnx")
+    export_onnx(run_dir, tmp_path / "full.onnx")
     ref = _observations(pp.ref_stats, 16, 7)
     z, a_full = _session(tmp_path / "full.onnx").run(
         ["latent_mean", "action"], {"reference_obs": ref, "proprio_obs": prop}
@@ -191,18 +194,18 @@ def test_rat_sized_controller_and_decoder(tmp_path):
 def test_bad_runs_and_outputs_are_one_line_errors(run, tmp_path):
     run_dir, _ = run
     with pytest.raises(RunDirError, match="run folder not found") as e:
-        export.export_onnx(tmp_path / "nope", tmp_path / "p.onnx")
+        export_onnx(tmp_path / "nope", tmp_path / "p.onnx")
     untrained = tmp_path / "untrained"
     untrained.mkdir()
     shutil.copy(run_dir / "config.json", untrained / "config.json")
     with pytest.raises(RunDirError, match="no checkpoint.*train it first.*or pass the folder") as e2:
-        export.export_onnx(untrained, tmp_path / "p.onnx")
+        export_onnx(untrained, tmp_path / "p.onnx")
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     with pytest.raises(MimicError, match="cannot write") as e3:
-        export.export_onnx(run_dir, blocker / "policy.onnx")
+        export_onnx(run_dir, blocker / "policy.onnx")
     with pytest.raises(MimicError, match="is a folder") as e4:
-        export.export_onnx(run_dir, tmp_path)
+        export_onnx(run_dir, tmp_path)
     for exc in (e, e2, e3, e4):
         assert "\n" not in str(exc.value)
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*tmp*"))
@@ -211,7 +214,7 @@ def test_bad_runs_and_outputs_are_one_line_errors(run, tmp_path):
 def test_subcommand_parses_and_writes(run, tmp_path, capsys):
     run_dir, _ = run
     ap = argparse.ArgumentParser()
-    export.add_parser(ap.add_subparsers(dest="command"))
+    export_cli.add_parser(ap.add_subparsers(dest="command"))
     args = ap.parse_args(["export", str(run_dir), "--out", str(tmp_path / "d.onnx"), "--decoder-only"])
     assert args.func(args) == 0
     assert "latent" in capsys.readouterr().out
@@ -243,7 +246,7 @@ def test_closed_loop_onnx_and_jax_rollouts_agree(run):
 def test_closed_loop_script_prints_json_last(run, tmp_path, capsys):
     run_dir, clips = run
     write_clips(tmp_path / "clips.h5", clips[:1])
-    export.export_onnx(run_dir, tmp_path / "p.onnx")
+    export_onnx(run_dir, tmp_path / "p.onnx")
     bench = _bench()
     assert (
         bench.main(

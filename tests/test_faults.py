@@ -225,7 +225,7 @@ def test_missing_manifest_and_non_finite_parameters_count_as_damaged(run_copy, m
     assert "update 4" in logs[0] and "not finite" in logs[0]
     assert "update 3" in logs[1] and "manifest is missing" in logs[1]
     # Reading the policy alone falls back the same way.
-    from mimic_mjx.agents.policy import load_policy
+    from mimic_mjx.training.checkpoint import load_policy
 
     assert load_policy(run_copy).update == 2
 

@@ -21,8 +21,8 @@ import h5py
 import numpy as np
 import pytest
 
-from mimic_mjx.data.atomic import atomic_path, write_text
 from mimic_mjx.errors import MimicError, OutputError
+from mimic_mjx.files import atomic_path, write_text
 
 LIMIT = 64 * 1024  # bytes a child may write to one file; good files are smaller, new ones larger
 
@@ -53,20 +53,20 @@ from mimic_mjx.data.clips import write_clips
 write_clips(out, [clip(10 if mode == "good" else 40_000)])
 """,
     "hdf5_dataset": """
-from mimic_mjx.data.atomic import atomic_path
+from mimic_mjx.files import atomic_path
 with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
     n = 100 if mode == "good" else 200_000
     f.create_dataset("rollouts/qpos", data=np.arange(n, dtype=np.float64))
     f.attrs["kind"] = "rollouts"
 """,
     "hdf5_in_memory": """
-from mimic_mjx.data.atomic import atomic_hdf5
+from mimic_mjx.files import atomic_hdf5
 with atomic_hdf5(out) as f:
     n = 100 if mode == "good" else 200_000
     f.create_dataset("rollouts/qpos", data=np.arange(n, dtype=np.float64), fletcher32=True)
 """,
     "json": """
-from mimic_mjx.data.atomic import write_text
+from mimic_mjx.files import write_text
 n = 10 if mode == "good" else 50_000
 write_text(out, json.dumps({"values": list(range(n))}))
 """,

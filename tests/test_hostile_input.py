@@ -479,7 +479,7 @@ def test_cli_accepts_plausible_values():
 
 def test_bench_passes_explicit_values_through(monkeypatch):
     """--threads 0 is 'all cores', set explicitly rather than skipped in favour of the config's value."""
-    import mimic_mjx.analysis.bench as bench_mod
+    import mimic_mjx.training.bench as bench_mod
     from mimic_mjx.cli import main as cli
 
     seen = {}

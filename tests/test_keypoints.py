@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA, MOUSE_ARM
+from mimic_mjx.bodies.skeletons import RAT23_EDGES, RAT23_NAMES
 from mimic_mjx.data.keypoints import (
     FORMATS,
     Keypoints,
@@ -20,7 +21,6 @@ from mimic_mjx.data.keypoints import (
     read_keypoints,
     read_skeleton,
 )
-from mimic_mjx.data.skeletons import RAT23_EDGES, RAT23_NAMES
 from mimic_mjx.errors import KeypointError, MimicError
 
 RODENT = DATA / "rodent"

@@ -15,6 +15,7 @@ from mimic_mjx.agents.networks import make_agent
 from mimic_mjx.agents.normalizer import RunningStats
 from mimic_mjx.agents.policy import PolicyParams, network_outputs
 from mimic_mjx.analysis import perturb as pt
+from mimic_mjx.analysis import perturb_apply as PA
 from mimic_mjx.bodies import get_body
 from mimic_mjx.bodies.registry import CONFIGS
 from mimic_mjx.config import AgentConfig
@@ -58,19 +59,19 @@ def tiny():
 
 def test_gravity_scale_doubles_free_fall(tiny):
     accel = []
-    for model in (tiny, pt.apply_to_model(tiny, parse({"kind": "gravity", "scale": 2.0}))):
+    for model in (tiny, PA.apply_to_model(tiny, parse({"kind": "gravity", "scale": 2.0}))):
         data = mujoco.MjData(model)
         mujoco.mj_step(model, data)
         accel.append(data.qacc[2])
     assert accel[0] == pytest.approx(-9.81)
     assert accel[1] == pytest.approx(2 * accel[0])
-    vec = pt.apply_to_model(tiny, parse({"kind": "gravity", "vector": [1, 0, 0]}))
+    vec = PA.apply_to_model(tiny, parse({"kind": "gravity", "vector": [1, 0, 0]}))
     np.testing.assert_array_equal(vec.opt.gravity, [1, 0, 0])
 
 
 def test_mass_scales_named_bodies_only_and_leaves_input(forelimb):
     before = arrays(forelimb)
-    out = pt.apply_to_model(forelimb, parse({"kind": "mass", "scale": 2.0, "bodies": ["humerus"]}))
+    out = PA.apply_to_model(forelimb, parse({"kind": "mass", "scale": 2.0, "bodies": ["humerus"]}))
     h = forelimb.body("humerus").id
     others = np.arange(forelimb.nbody) != h
     assert out.body_mass[h] == 2 * forelimb.body_mass[h]
@@ -80,12 +81,12 @@ def test_mass_scales_named_bodies_only_and_leaves_input(forelimb):
     assert out.body_subtreemass[1] > forelimb.body_subtreemass[1]  # constants were recomputed
     for k, v in before.items():
         np.testing.assert_array_equal(getattr(forelimb, k), v, err_msg=k)
-    everything = pt.apply_to_model(forelimb, parse({"kind": "mass", "scale": 3.0, "bodies": "all"}))
+    everything = PA.apply_to_model(forelimb, parse({"kind": "mass", "scale": 3.0, "bodies": "all"}))
     np.testing.assert_allclose(everything.body_mass, 3 * forelimb.body_mass)
 
 
 def test_length_scales_child_positions_sites_and_capsule(forelimb):
-    out = pt.apply_to_model(forelimb, parse({"kind": "length", "scale": 1.1, "bodies": ["ulna"]}))
+    out = PA.apply_to_model(forelimb, parse({"kind": "length", "scale": 1.1, "bodies": ["ulna"]}))
     ulna = forelimb.body("ulna").id
     for child in ("radius", "elbow"):
         np.testing.assert_allclose(out.body(child).pos, 1.1 * forelimb.body(child).pos, rtol=1e-12)
@@ -101,7 +102,7 @@ def test_length_scales_child_positions_sites_and_capsule(forelimb):
     assert out.tendon_length0[a] != pytest.approx(forelimb.tendon_length0[a], rel=1e-6)
     ratio = out.actuator_lengthrange[a] / forelimb.actuator_lengthrange[a]
     assert ratio[0] == pytest.approx(out.tendon_length0[a] / forelimb.tendon_length0[a])
-    kept = pt.apply_to_model(
+    kept = PA.apply_to_model(
         forelimb, parse({"kind": "length", "scale": 1.1, "bodies": ["ulna"], "lengthrange": "keep"})
     )
     np.testing.assert_array_equal(kept.actuator_lengthrange, forelimb.actuator_lengthrange)
@@ -112,7 +113,7 @@ def test_muscle_force_scale_scales_actuator_force(forelimb):
         {"kind": "muscle_force", "scale": 0.5, "actuators": "all"},
         {"kind": "actuator_gain", "scale": 0.0, "actuators": ["Triceps_Long"]},
     )
-    out = pt.apply_to_model(forelimb, spec)
+    out = PA.apply_to_model(forelimb, spec)
     forces = []
     for model in (forelimb, out):
         data = mujoco.MjData(model)
@@ -129,7 +130,7 @@ def test_muscle_force_scale_scales_actuator_force(forelimb):
 
 
 def test_gain_scale_on_a_non_muscle_actuator(tiny):
-    out = pt.apply_to_model(tiny, parse({"kind": "actuator_gain", "scale": 0.25, "actuators": ["servo"]}))
+    out = PA.apply_to_model(tiny, parse({"kind": "actuator_gain", "scale": 0.25, "actuators": ["servo"]}))
     forces = []
     for model in (tiny, out):
         data = mujoco.MjData(model)
@@ -143,7 +144,7 @@ def test_automatic_muscle_force_is_resolved_before_scaling(tiny):
     auto = copy.deepcopy(tiny)
     a = auto.actuator("auto").id
     auto.actuator_gainprm[a, 2] = auto.actuator_biasprm[a, 2] = -1.0  # as MuJoCo stores force="-1" before set0
-    out = pt.apply_to_model(auto, parse({"kind": "muscle_force", "scale": 0.5, "actuators": ["auto"]}))
+    out = PA.apply_to_model(auto, parse({"kind": "muscle_force", "scale": 0.5, "actuators": ["auto"]}))
     forces = []
     for model in (auto, out):
         data = mujoco.MjData(model)
@@ -154,7 +155,7 @@ def test_automatic_muscle_force_is_resolved_before_scaling(tiny):
 
 
 def test_damping_adds_to_named_joint(forelimb):
-    out = pt.apply_to_model(forelimb, parse({"kind": "joint_damping", "add": 1e-5, "joints": ["elbow_joint"]}))
+    out = PA.apply_to_model(forelimb, parse({"kind": "joint_damping", "add": 1e-5, "joints": ["elbow_joint"]}))
     dof = forelimb.joint("elbow_joint").dofadr[0]
     delta = out.dof_damping - forelimb.dof_damping
     assert delta[dof] == pytest.approx(1e-5)
@@ -173,14 +174,14 @@ def test_force_pulse_window_magnitude_and_direction(forelimb):
         }
     )
     times = np.arange(300) * 0.001
-    xfrc = pt.force_pulse_xfrc(forelimb, spec, times)
+    xfrc = PA.force_pulse_xfrc(forelimb, spec, times)
     assert xfrc.shape == (300, forelimb.nbody, 6)
     on = np.any(xfrc != 0, axis=(1, 2))
     np.testing.assert_array_equal(np.flatnonzero(on), np.arange(100, 150))
     np.testing.assert_allclose(xfrc[120, forelimb.body("wrist_body").id], [0, 1.2, 1.6, 0, 0, 0])
     assert np.count_nonzero(xfrc[120]) == 2
-    np.testing.assert_array_equal(pt.xfrc_schedule(forelimb, [spec, spec], times), 2 * xfrc)
-    assert pt.apply_to_model(forelimb, [spec]).body_mass.tolist() == forelimb.body_mass.tolist()
+    np.testing.assert_array_equal(PA.xfrc_schedule(forelimb, [spec, spec], times), 2 * xfrc)
+    assert PA.apply_to_model(forelimb, [spec]).body_mass.tolist() == forelimb.body_mass.tolist()
 
 
 # --- network ----------------------------------------------------------------------------------------
@@ -209,7 +210,7 @@ def net():
 def test_silenced_hidden_units_are_exactly_zero(net, layer):
     _, params, run = net
     spec = parse({"kind": "silence_layer", "layer": layer, "units": [2, 4]})
-    base, out = run(params)["layers"][layer], run(pt.apply_to_params(params, spec, LATENT))["layers"][layer]
+    base, out = run(params)["layers"][layer], run(PA.apply_to_params(params, spec, LATENT))["layers"][layer]
     assert np.any(np.asarray(base[:, [2, 4]]) != 0)
     np.testing.assert_array_equal(out[:, [2, 4]], 0.0)
     keep = [j for j in range(base.shape[1]) if j not in (2, 4)]
@@ -219,39 +220,39 @@ def test_silenced_hidden_units_are_exactly_zero(net, layer):
 def test_silence_fraction_is_seeded(net):
     _, params, run = net
     (spec,) = parse({"kind": "silence_layer", "layer": "decoder_0", "fraction": 0.5, "seed": 3})
-    units = pt.silenced_units(spec, 10)
-    assert len(units) == 5 and np.array_equal(units, pt.silenced_units(spec, 10))
-    acts = np.asarray(run(pt.apply_to_params(params, [spec], LATENT))["layers"]["decoder_0"])
+    units = PA.silenced_units(spec, 10)
+    assert len(units) == 5 and np.array_equal(units, PA.silenced_units(spec, 10))
+    acts = np.asarray(run(PA.apply_to_params(params, [spec], LATENT))["layers"]["decoder_0"])
     np.testing.assert_array_equal(np.flatnonzero(np.all(acts == 0, axis=0)), units)
 
 
 def test_silenced_latent_units_have_zero_mean(net):
     _, params, run = net
     spec = parse({"kind": "silence_latent", "units": [0, 1]})
-    out = run(pt.apply_to_params(params, spec, LATENT))
+    out = run(PA.apply_to_params(params, spec, LATENT))
     base = run(params)
     np.testing.assert_array_equal(out["latent_mean"][:, :2], 0.0)
     np.testing.assert_array_equal(out["latent_mean"][:, 2:], base["latent_mean"][:, 2:])
     np.testing.assert_array_equal(out["latent_log_var"][:, :2], -10.0)
-    assert pt.silenced_latent_units(spec) == (0, 1)
+    assert PA.silenced_latent_units(spec) == (0, 1)
 
 
 def test_noop_leaves_model_and_params_exactly(forelimb, net):
     _, params, _ = net
-    assert pt.is_noop([]) and pt.is_noop(parse({"kind": "mass", "scale": 1.0}))
-    assert not pt.is_noop(parse({"kind": "latent_noise", "std": 0.1}))
-    out = pt.apply_to_model(forelimb, [])
+    assert PA.is_noop([]) and PA.is_noop(parse({"kind": "mass", "scale": 1.0}))
+    assert not PA.is_noop(parse({"kind": "latent_noise", "std": 0.1}))
+    out = PA.apply_to_model(forelimb, [])
     assert out is not forelimb
     for k, v in arrays(forelimb).items():
         np.testing.assert_array_equal(getattr(out, k), v, err_msg=k)
-    same = pt.apply_to_params(params, [], LATENT)
+    same = PA.apply_to_params(params, [], LATENT)
     jax.tree_util.tree_map(np.testing.assert_array_equal, same, params)
 
 
 def test_latent_noise_std_adds_in_quadrature():
-    assert pt.latent_noise_std([]) == 0.0
+    assert PA.latent_noise_std([]) == 0.0
     spec = parse({"kind": "latent_noise", "std": 0.3}, {"kind": "latent_noise", "std": 0.4})
-    assert pt.latent_noise_std(spec) == pytest.approx(0.5)
+    assert PA.latent_noise_std(spec) == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("body", ["mouse_forelimb", "rat"])
@@ -262,7 +263,7 @@ def test_example_files_parse_and_validate(body, tmp_path):
     cfg = get_body(body).default_config().agent
     model = get_body(body).compile_trainable()
     pt.validate(spec, model, pt.layer_widths(cfg), cfg.latent_dim)
-    perturbed = pt.apply_to_model(model, spec)
+    perturbed = PA.apply_to_model(model, spec)
     assert perturbed.opt.gravity[2] == pytest.approx(2 * model.opt.gravity[2])
 
 
@@ -337,9 +338,9 @@ def test_validate_against_model_and_network(forelimb, net, entry, match):
 
 def test_apply_refuses_unknown_names(forelimb, net):
     with pytest.raises(pt.PerturbationError, match="unknown body"):
-        pt.apply_to_model(forelimb, parse({"kind": "mass", "scale": 2, "bodies": ["tail"]}))
+        PA.apply_to_model(forelimb, parse({"kind": "mass", "scale": 2, "bodies": ["tail"]}))
     with pytest.raises(pt.PerturbationError, match="unknown layer"):
-        pt.apply_to_params(net[1], parse({"kind": "silence_layer", "layer": "value_0", "units": [0]}), LATENT)
+        PA.apply_to_params(net[1], parse({"kind": "silence_layer", "layer": "value_0", "units": [0]}), LATENT)
 
 
 @pytest.mark.parametrize(
@@ -373,6 +374,6 @@ def test_missing_file_and_list_forms(tmp_path):
 
 def test_model_is_deep_copied(forelimb):
     clone = copy.deepcopy(forelimb)
-    pt.apply_to_model(forelimb, parse({"kind": "length", "scale": 1.5, "bodies": "all"}))
+    PA.apply_to_model(forelimb, parse({"kind": "length", "scale": 1.5, "bodies": "all"}))
     for k, v in arrays(clone).items():
         np.testing.assert_array_equal(getattr(forelimb, k), v, err_msg=k)

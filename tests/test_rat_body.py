@@ -16,7 +16,7 @@ from mimic_mjx.bodies.keypoint_maps import (
     get_keypoint_map,
     rat_keypoint_map,
 )
-from mimic_mjx.data.skeletons import RAT23_NAMES
+from mimic_mjx.bodies.skeletons import RAT23_NAMES
 from mimic_mjx.errors import BodyError
 
 SKELETON = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rodent" / "rat23_skeleton.mat"

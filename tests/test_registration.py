@@ -252,8 +252,8 @@ def test_split_clip_rejects_bad_lengths(arm_truth):
 
 def test_render_writes_mp4(tmp_path, arm_truth):
     pytest.importorskip("imageio_ffmpeg")
-    from mimic_mjx.analysis.render import render_keypoint_fit
     from mimic_mjx.errors import MimicError
+    from mimic_mjx.presentation.render import render_keypoint_fit
 
     qpos, offsets, kp, names = arm_truth
     try:

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config_dict
-from mimic_mjx.analysis import video
-from mimic_mjx.analysis.render import open_renderer
 from mimic_mjx.bodies import get_body
 from mimic_mjx.data.synthetic import make_reaching_clips
 from mimic_mjx.errors import MimicError
+from mimic_mjx.presentation import video
+from mimic_mjx.presentation.render import open_renderer
 
 W, H = 160, 120
 

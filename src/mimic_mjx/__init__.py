@@ -2,7 +2,7 @@
 
 import os as _os
 
-__version__ = "0.1.0"
+from mimic_mjx.version import __version__ as __version__
 
 # XLA's CPU fusion emitters make compiling MJX for deep kinematic trees take
 # minutes (see MEASURED.md); the flag only affects the CPU backend.
@@ -44,7 +44,7 @@ if _ilu.find_spec("warp") is None:
 def __getattr__(name):
     # ``mimic_mjx.load_policy`` without importing flax and the agents on ``import mimic_mjx``.
     if name == "load_policy":
-        from mimic_mjx.agents.policy import load_policy
+        from mimic_mjx.training.checkpoint import load_policy
 
         return load_policy
     raise AttributeError(f"module 'mimic_mjx' has no attribute {name!r}")

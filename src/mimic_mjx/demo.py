@@ -19,11 +19,11 @@ from mimic_mjx.errors import RunDirError
 
 def run_demo(out: Path, minutes: float = 5.0, force: bool = False, log=print) -> dict:
     from mimic_mjx.analysis.evaluate import evaluate, format_summary
-    from mimic_mjx.analysis.plots import plot_clip, plot_training_curve
     from mimic_mjx.bodies import get_body
-    from mimic_mjx.data.atomic import write_text
     from mimic_mjx.data.clips import write_clips
     from mimic_mjx.data.synthetic import make_reaching_clips
+    from mimic_mjx.files import write_text
+    from mimic_mjx.presentation.plots import plot_clip, plot_training_curve
     from mimic_mjx.training.trainer import train
 
     out = Path(out)
@@ -72,10 +72,10 @@ def run_demo(out: Path, minutes: float = 5.0, force: bool = False, log=print) ->
 def _share(out: Path, clips, log) -> dict:
     """The analysis stage on the held-out reaches, a video where OpenGL exists, and the report."""
     from mimic_mjx.analysis.analyze import analyze
-    from mimic_mjx.analysis.report import build_report
     from mimic_mjx.analysis.rollout import roll_out
-    from mimic_mjx.analysis.video import render_rollout
     from mimic_mjx.errors import MimicError
+    from mimic_mjx.presentation.report import build_report
+    from mimic_mjx.presentation.video import render_rollout
 
     roll_out(out / "run", clips, out / "rollouts.h5")
     analysis = analyze(out / "rollouts.h5", out / "analysis")

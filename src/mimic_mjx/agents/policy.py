@@ -22,7 +22,6 @@ from flax import struct
 from mimic_mjx.agents.networks import IntentionAgent, make_agent
 from mimic_mjx.agents.normalizer import RunningStats
 from mimic_mjx.config import ExperimentConfig
-from mimic_mjx.errors import RunDirError
 
 
 @struct.dataclass
@@ -159,23 +158,4 @@ def make_policy(
         action_size=action_size,
         update=update,
         run_dir=run_dir,
-    )
-
-
-def load_policy(run_dir: str | Path, step: int | None = None) -> Policy:
-    """Load a trained controller from a run folder (its newest checkpoint, or ``step``).
-
-    Reads ``config.json`` and the checkpoint's inference part only: no
-    trainer, no environment, no training clips.
-    """
-    from mimic_mjx.training.checkpoint import read_policy
-    from mimic_mjx.training.rundir import stored_config
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"run directory not found: {run_dir}")
-    cfg = stored_config(run_dir)
-    params, meta = read_policy(run_dir / "checkpoints", step)
-    return make_policy(
-        cfg, params, meta["ref_obs_size"], meta["prop_obs_size"], meta["action_size"], meta["update"], run_dir
     )

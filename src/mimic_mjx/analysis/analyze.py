@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mimic_mjx.data.atomic import atomic_path, write_text
 from mimic_mjx.errors import MimicError
+from mimic_mjx.files import atomic_path, write_text
 
 FORMAT = "mimic-rollouts"
 FORMAT_VERSION = 1

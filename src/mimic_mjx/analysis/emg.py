@@ -34,7 +34,7 @@ import numpy as np
 from scipy import signal
 
 from mimic_mjx.analysis.emg_io import EmgError, EmgRecording, read_emg, read_mapping, read_rollout, read_trial_table
-from mimic_mjx.data.atomic import atomic_path, write_text
+from mimic_mjx.files import atomic_path, write_text
 
 __all__ = [
     "EmgConfig",

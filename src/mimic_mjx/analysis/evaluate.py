@@ -18,10 +18,10 @@ import h5py
 import jax
 import numpy as np
 
-from mimic_mjx.agents.policy import load_policy
 from mimic_mjx.analysis.rollout import collect
-from mimic_mjx.data.atomic import atomic_hdf5, write_text
 from mimic_mjx.data.clips import Clip
+from mimic_mjx.files import atomic_hdf5, write_text
+from mimic_mjx.training.checkpoint import load_policy
 from mimic_mjx.training.experiment import build_eval_env
 
 

@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from mimic_mjx.agents.policy import Policy, load_policy
+from mimic_mjx.agents.policy import Policy
 from mimic_mjx.analysis import perturb as P
+from mimic_mjx.analysis import perturb_apply as PA
 from mimic_mjx.analysis.rollout import collect, derive_physiology, write_rollouts
-from mimic_mjx.data.atomic import atomic_path, write_text
+from mimic_mjx.files import atomic_path, write_text
+from mimic_mjx.training.checkpoint import load_policy
 from mimic_mjx.training.experiment import build_eval_env
 
 TABLE_COLUMNS = (
@@ -67,14 +69,14 @@ def condition_figures(recs: dict, steps: np.ndarray, base: dict | None) -> dict:
 
 
 def _perturbed_policy(policy: Policy, ps, latent_dim: int) -> Policy:
-    params = P.apply_to_params(policy.params.params, ps, latent_dim)
+    params = PA.apply_to_params(policy.params.params, ps, latent_dim)
     return dataclasses.replace(policy, params=policy.params.replace(params=params))
 
 
 def _xfrc(model, ps, num_steps: int, dt: float):
     if not any(isinstance(p, P.ForcePulse) for p in ps):
         return None
-    return P.xfrc_schedule(model, ps, np.arange(num_steps) * dt)  # a step's wrench holds from its start
+    return PA.xfrc_schedule(model, ps, np.arange(num_steps) * dt)  # a step's wrench holds from its start
 
 
 def _spec_text(ps) -> str:
@@ -86,7 +88,7 @@ def run_condition(policy, cfg, clips, body_model, ps, *, seeds: int, seed: int, 
 
     ``body_model``: the body's trainable model, which ``ps`` perturb (a copy; it is not changed).
     """
-    model = P.apply_to_model(body_model, ps)
+    model = PA.apply_to_model(body_model, ps)
     env = build_eval_env(cfg, clips, physics_model=model)
     pol = _perturbed_policy(policy, ps, cfg.agent.latent_dim)
     num_steps = int((env.bank.lengths.max() - 1) // env.cfg.control_every)
@@ -96,7 +98,7 @@ def run_condition(policy, cfg, clips, body_model, ps, *, seeds: int, seed: int, 
         stochastic=stochastic,
         seeds=seeds,
         seed=seed,
-        latent_noise_std=P.latent_noise_std(ps),
+        latent_noise_std=PA.latent_noise_std(ps),
         xfrc=_xfrc(env.model, ps, num_steps, env.control_dt),
     )
     recs.update(derive_physiology(env, recs))

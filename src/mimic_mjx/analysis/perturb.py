@@ -359,32 +359,12 @@ def validate(
                 )
 
 
-# The functions that apply perturbations live beside this module; importable from here too.
-from mimic_mjx.analysis.perturb_apply import (  # noqa: E402
-    apply_to_model,
-    apply_to_params,
-    force_pulse_xfrc,
-    is_noop,
-    latent_noise_std,
-    silenced_latent_units,
-    silenced_units,
-    xfrc_schedule,
-)
-
 __all__ = [
     "KINDS",
     "Perturbation",
     "PerturbationError",
-    "apply_to_model",
-    "apply_to_params",
-    "force_pulse_xfrc",
-    "is_noop",
-    "latent_noise_std",
     "layer_widths",
     "load_perturbations",
     "parse_perturbations",
-    "silenced_latent_units",
-    "silenced_units",
     "validate",
-    "xfrc_schedule",
 ]

@@ -23,9 +23,9 @@ import mujoco
 import numpy as np
 
 from mimic_mjx.agents.policy import Policy
-from mimic_mjx.data.atomic import atomic_hdf5
 from mimic_mjx.environments.imitation import ImitationEnv
 from mimic_mjx.errors import RunDirError
+from mimic_mjx.files import atomic_hdf5
 
 FORMAT, FORMAT_VERSION = "mimic-rollouts", 1
 
@@ -259,7 +259,7 @@ def write_rollouts(
     perturbation: str = "",
 ) -> dict:
     """Write ``recs`` (``collect`` + ``derive_physiology``) as docs/rollout-format.md; a per-clip summary."""
-    from mimic_mjx import __version__
+    from mimic_mjx.version import __version__
 
     m, bank = env.model, env.bank
     ce, dt = env.cfg.control_every, env.control_dt
@@ -333,7 +333,7 @@ def roll_out(
     seed: int = 0,
 ) -> dict:
     """``mimic rollout``: roll the run's controller out on ``clips`` and write the dataset ``out``."""
-    from mimic_mjx.agents.policy import load_policy
+    from mimic_mjx.training.checkpoint import load_policy
     from mimic_mjx.training.experiment import build_eval_env
 
     policy = load_policy(run_dir)

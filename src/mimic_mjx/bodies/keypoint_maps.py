@@ -10,7 +10,7 @@ For every registered body that can be fitted to keypoint recordings we keep:
   root (position and heading) before the limbs are fitted;
 * ``ROOT_KEYPOINT[body]``: the keypoint whose position seeds the root position.
 
-Rat (23 DANNCE keypoints, ``RAT23_NAMES`` in mimic_mjx.data.skeletons): pairs,
+Rat (23 DANNCE keypoints, ``RAT23_NAMES`` in mimic_mjx.bodies.skeletons): pairs,
 offsets, trunk keypoints and root keypoint are those of stac-mjx's rat
 configuration (configs/model/rodent.yaml in talmolab/stac-mjx). Its offsets are
 given for the unscaled dm_control rodent, so we multiply them by the body scale
@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 
 from mimic_mjx.bodies.rat import RAT_SCALE
-from mimic_mjx.data.skeletons import RAT23_NAMES
+from mimic_mjx.bodies.skeletons import RAT23_NAMES
 from mimic_mjx.errors import BodyError
 
 Offset = tuple[float, float, float]

@@ -80,7 +80,7 @@ class BodyModel:
 
         Bodies without a config file get ExperimentConfig's defaults with ``env.body`` set to this body.
         """
-        from mimic_mjx import config as config_lib  # config validates env.body through this registry
+        from mimic_mjx import config as config_lib
 
         if self.default_config_file is None:
             cfg = config_lib.ExperimentConfig()
@@ -105,6 +105,17 @@ def register_body(body: BodyModel) -> BodyModel:
 
 def available_bodies() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def check_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` if its ``env.body`` names a known body, else a ConfigError naming the choices."""
+    from mimic_mjx.errors import ConfigError
+
+    try:
+        get_body(cfg.env.body)
+    except BodyError as exc:
+        raise ConfigError(f"env.body: {exc}") from None
+    return cfg
 
 
 def get_body(name: str) -> BodyModel:

@@ -81,14 +81,14 @@ def add_parsers(sub) -> None:
 
     add_analyze_parser(sub)
 
-    from mimic_mjx.analysis import video
+    from mimic_mjx.presentation import video
 
     video.add_parser(sub)
 
-    from mimic_mjx.analysis import export
+    from mimic_mjx.cli import export
 
     export.add_parser(sub)
 
-    from mimic_mjx.analysis.report import add_parser as add_report_parser
+    from mimic_mjx.presentation.report import add_parser as add_report_parser
 
     add_report_parser(sub)

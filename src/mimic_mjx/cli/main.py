@@ -14,9 +14,10 @@ from mimic_mjx.errors import MimicError
 
 def _load_config(args):
     from mimic_mjx import config as config_lib
+    from mimic_mjx.bodies import check_config
 
     cfg = config_lib.load(args.config) if args.config else config_lib.ExperimentConfig()
-    return config_lib.apply_overrides(cfg, args.set or [])
+    return check_config(config_lib.apply_overrides(cfg, args.set or []))
 
 
 def cmd_train(args) -> int:
@@ -35,8 +36,9 @@ def cmd_train(args) -> int:
         )
     if args.resume and not args.config:
         from mimic_mjx import config as config_lib
+        from mimic_mjx.bodies import check_config
 
-        cfg = config_lib.apply_overrides(stored_config(run_dir), args.set or [])
+        cfg = check_config(config_lib.apply_overrides(stored_config(run_dir), args.set or []))
         clips = None
     else:
         cfg = _load_config(args)
@@ -52,8 +54,8 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from mimic_mjx.analysis.evaluate import evaluate, format_summary
-    from mimic_mjx.analysis.plots import plot_clip
     from mimic_mjx.data.clips import read_clip_files
+    from mimic_mjx.presentation.plots import plot_clip
 
     clips = read_clip_files(args.clips)
     out = Path(args.out) if args.out else Path(args.run) / "eval"
@@ -68,10 +70,10 @@ def cmd_evaluate(args) -> int:
 
 def cmd_bench(args) -> int:
     from mimic_mjx import config as config_lib
-    from mimic_mjx.analysis.bench import bench
     from mimic_mjx.bodies import get_body
     from mimic_mjx.data.clips import read_clip_files
     from mimic_mjx.errors import BodyError
+    from mimic_mjx.training.bench import bench
 
     body = get_body(args.body)
     cfg = config_lib.load(args.config) if args.config else body.default_config()
@@ -155,8 +157,8 @@ def cmd_register(args) -> int:
     print(format_residuals(reg.summary))
     print(f"wrote {len(clips)} clip(s) to {args.out}")
     if args.render:
-        from mimic_mjx.analysis.render import render_keypoint_fit
         from mimic_mjx.bodies import get_body
+        from mimic_mjx.presentation.render import render_keypoint_fit
 
         render_keypoint_fit(
             get_body(args.body).compile(),

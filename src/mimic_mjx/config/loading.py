@@ -99,7 +99,7 @@ def load(path: str | Path) -> ExperimentConfig:
     """Load a YAML or JSON experiment config file."""
     import yaml
 
-    from mimic_mjx.data.atomic import require_regular_file
+    from mimic_mjx.files import require_regular_file
 
     path = require_regular_file(path, ConfigError, "config file")
     try:

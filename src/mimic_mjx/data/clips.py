@@ -16,8 +16,8 @@ import h5py
 import numpy as np
 
 from mimic_mjx.bodies.layout import QVEL_OF_QPOS, reference_velocities
-from mimic_mjx.data.atomic import atomic_hdf5, require_regular_file
 from mimic_mjx.errors import ClipError
+from mimic_mjx.files import atomic_hdf5, require_regular_file
 
 FORMAT_NAME = "mimic-mjx-clips"
 FORMAT_VERSION = 1

@@ -29,8 +29,8 @@ from flax import struct
 from mimic_mjx.bodies.layout import JointLayout
 from mimic_mjx.config import EnvConfig, RewardConfig, TerminationConfig
 from mimic_mjx.data.binding import ReferenceBank, body_ids
+from mimic_mjx.environments.backends import make_backend
 from mimic_mjx.environments.metrics import aggregate_metrics, step_metrics  # noqa: F401  (re-export)
-from mimic_mjx.environments.physics import make_backend
 from mimic_mjx.environments.rewards import Errors, StepQuantities, masked_mean, reward_terms, rms
 from mimic_mjx.environments.starts import NOISY_STARTS_PER_FRAME, bank_poses, noisy_starts, sample_failure_start
 from mimic_mjx.errors import BindingError

@@ -1,4 +1,6 @@
-"""Physics backends behind one interface.
+"""What the task reads from physics, and the MJX backend (``backends.make_backend`` picks one).
+
+Physics backends behind one interface.
 
 The imitation task never touches a simulator directly. It asks a backend to
 ``init`` a state from joint positions and velocities, to ``step`` it for
@@ -24,13 +26,11 @@ actuator forces and velocities are those of the last physics step's forward pass
 from __future__ import annotations
 
 import copy
-import importlib.util
 
 import jax
 import mujoco
 from flax import struct
 
-from mimic_mjx.config import BACKENDS
 from mimic_mjx.errors import BackendError
 
 
@@ -45,47 +45,6 @@ class Physics:
     xquat: jax.Array  # (nbody, 4) world orientations of every body (wxyz)
     actuator_force: jax.Array
     actuator_velocity: jax.Array
-
-
-def default_backend(body: str = "") -> str:
-    """``mjx`` when JAX has a GPU; on a CPU the body's fastest measured backend (else native)."""
-    if jax.default_backend() == "gpu":
-        return "mjx"
-    if body:
-        from mimic_mjx.bodies import get_body
-
-        return get_body(body).cpu_backend
-    return "native"
-
-
-def warp_installed() -> bool:
-    """MJX ships MuJoCo Warp; it needs NVIDIA's ``warp`` package (``warp-lang``) to run."""
-    if importlib.util.find_spec("warp") is None:
-        return False
-    from mujoco.mjx import warp as mjx_warp
-
-    return bool(getattr(mjx_warp, "WARP_INSTALLED", False))
-
-
-def make_backend(name: str, model: mujoco.MjModel, body: str = "", threads: int = 0):
-    """Build the backend ``name`` for ``model`` (a copy is kept)."""
-    if name == "auto":
-        name = default_backend(body)
-    if name == "native":
-        from mimic_mjx.environments.native import NativeBackend  # imports Physics from here
-
-        return NativeBackend(model, threads)
-    if name == "mjx":
-        return MjxBackend(model, "jax", body)
-    if name == "warp":
-        if not warp_installed():
-            raise BackendError(
-                'backend "warp" needs NVIDIA Warp, which is not installed; install it with '
-                'pip install "mujoco-mjx[warp]==3.17.0" (or .venv/bin/pip install -e ".[warp]"; an '
-                "NVIDIA GPU is recommended), or use env.backend=mjx or env.backend=native"
-            )
-        return MjxBackend(model, "warp", body)
-    raise BackendError(f"unknown physics backend '{name}'; choose one of {', '.join(BACKENDS)}")
 
 
 class MjxBackend:

@@ -31,7 +31,7 @@ import orbax.checkpoint as ocp
 from flax import serialization
 
 from mimic_mjx.agents.normalizer import RunningStats
-from mimic_mjx.agents.policy import PolicyParams
+from mimic_mjx.agents.policy import Policy, PolicyParams, make_policy
 from mimic_mjx.errors import RunDirError
 from mimic_mjx.training.verify import has_manifest, manifest_problem, non_finite, read_meta, write_manifest
 
@@ -337,3 +337,21 @@ def read_policy(directory: str | Path, step: int | None = None) -> tuple[PolicyP
         params=tree["params"], ref_stats=stats(tree["ref_stats"]), prop_stats=stats(tree["prop_stats"])
     )
     return params, dict(restored["meta"])
+
+
+def load_policy(run_dir: str | Path, step: int | None = None) -> Policy:
+    """Load a trained controller from a run folder (its newest checkpoint, or ``step``).
+
+    Reads ``config.json`` and the checkpoint's inference part only: no
+    trainer, no environment, no training clips.
+    """
+    from mimic_mjx.training.rundir import stored_config
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory not found: {run_dir}")
+    cfg = stored_config(run_dir)
+    params, meta = read_policy(run_dir / "checkpoints", step)
+    return make_policy(
+        cfg, params, meta["ref_obs_size"], meta["prop_obs_size"], meta["action_size"], meta["update"], run_dir
+    )

@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mimic_mjx.data.atomic import write_text
 from mimic_mjx.errors import ConfigError
+from mimic_mjx.files import write_text
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mimic_mjx import config as config_lib
-from mimic_mjx.data.atomic import write_text
 from mimic_mjx.errors import MimicError, RunDirError
+from mimic_mjx.files import write_text
 
 # Keys that may change between a run and its resumption: how long to train, how
 # often to log and checkpoint, where to log, and host threads. None changes the

@@ -16,7 +16,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from mimic_mjx.data.atomic import write_text
+from mimic_mjx.files import write_text
 
 MANIFEST = "MANIFEST.sha256.json"
 

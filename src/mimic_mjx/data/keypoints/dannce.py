@@ -3,7 +3,7 @@
 DANNCE writes ``pred`` (frames, 3, keypoints) in millimetres and optionally
 ``p_max`` (confidence) and ``joint_names``; skeleton files (``rat23_skeleton.mat``)
 hold ``joint_names`` and 1-based ``joints_idx``. A 23-keypoint file without
-names is the rat23 skeleton (mimic_mjx.data.skeletons).
+names is the rat23 skeleton (mimic_mjx.bodies.skeletons).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from mimic_mjx.bodies.skeletons import RAT23_EDGES, RAT23_NAMES
 from mimic_mjx.data.keypoints.common import _as_names, _numeric, _open_h5, _Raw, _warn
-from mimic_mjx.data.skeletons import RAT23_EDGES, RAT23_NAMES
 from mimic_mjx.errors import KeypointError
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mimic_mjx.data.atomic import require_regular_file
 from mimic_mjx.data.keypoints.common import Keypoints, _check_fps_range, _ntype, _one_line, _open_h5, _warn
 from mimic_mjx.data.keypoints.dannce import _read_dannce
 from mimic_mjx.data.keypoints.mouse_arm import _read_mouse_arm_h5
@@ -29,6 +28,7 @@ from mimic_mjx.data.keypoints.resolve import (
 from mimic_mjx.data.keypoints.sleap import _read_sleap_h5, _read_slp
 from mimic_mjx.data.keypoints.tabular import _read_csv
 from mimic_mjx.errors import KeypointError
+from mimic_mjx.files import require_regular_file
 
 FORMATS = ("dannce", "nwb", "sleap_h5", "slp", "csv", "mouse_arm_h5")
 _EXTENSIONS = {".mat": "dannce", ".nwb": "nwb", ".slp": "slp", ".csv": "csv"}
@@ -112,7 +112,7 @@ def read_keypoints(
     keypoints by position; ``skeleton`` (a .mat
     with ``joint_names`` and ``joints_idx``) supplies names and edges, and
     reorders named keypoints to its order. A DANNCE file with 23 keypoints and
-    no names is read as the rat23 skeleton (mimic_mjx.data.skeletons).
+    no names is read as the rat23 skeleton (mimic_mjx.bodies.skeletons).
     """
     path = require_regular_file(path, KeypointError, "keypoint file")
     format, units, fps = _check_arguments(format, units, fps)

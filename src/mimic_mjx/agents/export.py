@@ -1,4 +1,4 @@
-"""ONNX export of a trained controller: ``mimic export RUN --out policy.onnx [--decoder-only]``.
+"""ONNX export of a trained controller (``mimic export``, in ``cli/export.py``, reads it from a run folder).
 
 The deterministic controller (what ``make_inference_fn(agent, deterministic=True)``
 computes) is written as a plain ONNX graph, so it runs without JAX (onnxruntime,
@@ -27,12 +27,11 @@ conflicts with this project's pin.)
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-from mimic_mjx.errors import MimicError, RunDirError
+from mimic_mjx.errors import MimicError
 
 OPSET = 17  # onnxruntime >= 1.14 runs it; IR version 8 keeps older runtimes able to load the file
 IR_VERSION = 8
@@ -153,7 +152,7 @@ def export_policy_onnx(
     for v in inputs + outputs:
         v.doc_string = DOCS[v.name]
 
-    from mimic_mjx import __version__
+    from mimic_mjx.version import __version__
 
     names = list(actuator_names) if actuator_names is not None else [f"actuator_{i}" for i in range(len(lo))]
     meta = {
@@ -203,7 +202,7 @@ def export_policy_onnx(
 
 
 def _write(model, out: Path) -> None:
-    from mimic_mjx.data.atomic import atomic_path
+    from mimic_mjx.files import atomic_path
 
     if out.is_dir():
         raise MimicError(f"--out {out} is a folder; pass a file name such as {out / 'policy.onnx'}")
@@ -214,50 +213,3 @@ def _write(model, out: Path) -> None:
         raise MimicError(
             f"cannot write {out} ({exc.strerror or exc}); pass an --out path in a writable folder"
         ) from None
-
-
-def export_onnx(run_dir: str | Path, out: str | Path, decoder_only: bool = False) -> dict:
-    """``mimic export``: write the run's deterministic controller (or decoder) as ONNX to ``out``."""
-    from mimic_mjx.agents.policy import load_policy
-    from mimic_mjx.bodies import get_body
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"run folder not found: {run_dir}; pass the folder `mimic train` wrote")
-    if not (run_dir / "checkpoints").is_dir():
-        raise RunDirError(
-            f"{run_dir} holds no checkpoint (no {run_dir / 'checkpoints'}); train it first with "
-            f"`mimic train --run-dir {run_dir}`, or pass the folder `mimic train` wrote"
-        )
-    policy = load_policy(run_dir)
-    model = get_body(policy.config.env.body).compile_trainable()  # the model build_env simulates
-    if model.nu != policy.action_size:
-        raise RunDirError(
-            f"{run_dir}: its controller has {policy.action_size} actions but body '{policy.config.env.body}' "
-            f"has {model.nu} actuators now; was it trained with another version of the body?"
-        )
-    names = [model.actuator(i).name for i in range(model.nu)]
-    return export_policy_onnx(policy, out, model.actuator_ctrlrange, decoder_only, names)
-
-
-def add_parser(subparsers) -> None:
-    x = subparsers.add_parser("export", help="write a trained controller as ONNX (runs without JAX)")
-    x.add_argument("run", help="run directory written by `mimic train`")
-    x.add_argument("--out", required=True, help="ONNX file to write, e.g. policy.onnx")
-    x.add_argument(
-        "--decoder-only",
-        action="store_true",
-        help="export the decoder alone (inputs latent, proprio_obs; outputs action, ctrl) for a new high-level policy",
-    )
-    x.set_defaults(func=run)
-
-
-def run(args) -> int:
-    info = export_onnx(args.run, args.out, decoder_only=args.decoder_only)
-    m = info["metadata"]
-    print(f"{m['part']} of {args.run} (body {m['body']}, update {m['checkpoint_update']}) as ONNX opset {OPSET}:")
-    for kind in ("inputs", "outputs"):
-        for name, shape in info[kind].items():
-            print(f"  {kind[:-1]:<6} {name:<14} {shape}")
-    print(f"wrote {os.fspath(args.out)}")
-    return 0

@@ -90,7 +90,7 @@ def raw_native_steps_per_s(
 def raw_mjx_control_steps_per_s(
     model: mujoco.MjModel, num_envs: int, substeps: int, qpos=None, qvel=None, impl: str = "jax"
 ) -> tuple[float, float]:
-    from mimic_mjx.analysis.throughput import raw_mjx_steps_per_s
+    from mimic_mjx.training.throughput import raw_mjx_steps_per_s
 
     r = raw_mjx_steps_per_s(
         model, num_envs, model.opt.timestep, steps_per_call=substeps * 4, calls=5, qpos=qpos, qvel=qvel, impl=impl

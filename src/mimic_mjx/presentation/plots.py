@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from mimic_mjx.data.atomic import atomic_path
+from mimic_mjx.files import atomic_path
 
 MAX_JOINT_PANELS = 8
 

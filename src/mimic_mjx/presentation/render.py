@@ -10,8 +10,8 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from mimic_mjx.data.atomic import atomic_path
 from mimic_mjx.errors import MimicError
+from mimic_mjx.files import atomic_path
 
 KEYPOINT_RGBA = np.array([1.0, 0.2, 0.2, 1.0], np.float32)  # data: red
 MARKER_RGBA = np.array([0.2, 0.9, 0.2, 1.0], np.float32)  # fitted markers: green

@@ -3,7 +3,7 @@ error distributions, and, where given, analysis, video and virtual experiments.
 
 Every asset is inlined (images and videos as base64 data URIs, CSS in the page; no scripts, fonts or
 links), so the file opens from disk with no server and no internet. A section whose input is missing
-names the command that makes it. Figures and media are made in ``analysis/report_figures.py``.
+names the command that makes it. Figures and media are made in ``presentation/report_figures.py``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import os
 import platform
 from pathlib import Path
 
-from mimic_mjx.analysis import report_figures as F
-from mimic_mjx.data.atomic import write_text
 from mimic_mjx.errors import MimicError, RunDirError
+from mimic_mjx.files import write_text
+from mimic_mjx.presentation import report_figures as F
 from mimic_mjx.training.rundir import package_version
 
 SECTIONS = {
@@ -128,7 +128,7 @@ def _checkpoint_update(run: Path) -> int | None:
 
 
 def _provenance(run: Path, config: dict, records: list[dict]) -> str:
-    import mimic_mjx
+    from mimic_mjx.version import __version__
 
     last = records[-1] if records else {}
     wall = _wall_s(records)
@@ -136,7 +136,7 @@ def _provenance(run: Path, config: dict, records: list[dict]) -> str:
         ("run folder", str(run.resolve())),
         ("experiment", config.get("name", "–")),
         ("body", config.get("env", {}).get("body", "–") if isinstance(config.get("env"), dict) else "–"),
-        ("mimic-mjx", mimic_mjx.__version__),
+        ("mimic-mjx", __version__),
         *((name, package_version(name)) for name in ("jax", "jaxlib", "mujoco", "mujoco-mjx", "flax")),
         ("report written", datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")),
         ("run last logged", _mtime(run / "metrics.jsonl")),

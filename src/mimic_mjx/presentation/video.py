@@ -18,8 +18,8 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from mimic_mjx.analysis.render import KEYPOINT_RGBA, MARKER_RGBA, add_sphere, mp4_writer, open_renderer
 from mimic_mjx.errors import MimicError
+from mimic_mjx.presentation.render import KEYPOINT_RGBA, MARKER_RGBA, add_sphere, mp4_writer, open_renderer
 
 GHOST_RGBA = np.array([0.3, 0.6, 1.0, 0.3], np.float32)
 LOST_RGBA = np.array([0.9, 0.25, 0.25, 1.0], np.float32)
@@ -273,8 +273,8 @@ def render_rollout(
     are dropped, never the playback speed changed. Returns the frames written,
     the frame rate, the video's length in seconds, its path and the camera.
     """
-    from mimic_mjx.agents.policy import load_policy
     from mimic_mjx.analysis.rollout import collect
+    from mimic_mjx.training.checkpoint import load_policy
     from mimic_mjx.training.experiment import build_eval_env
 
     _check_args(slowmo, fps, width, height)
