@@ -104,6 +104,8 @@ def compute_ppo_loss(
         "loss/latent_kl": kl,
         "policy/entropy": entropy,
         "policy/approx_kl": _mean((ratio - 1) - jnp.log(ratio), weights),
+        # Share of transitions whose ratio left [1 - e, 1 + e]: their policy gradient is cut.
+        "policy/clip_fraction": _mean((jnp.abs(ratio - 1.0) > clip_epsilon).astype(jnp.float32), weights),
     }
 
 

@@ -234,11 +234,12 @@ class PPOTrainer:
         valid = jnp.all(jnp.stack([_rows_finite(x, 2) for x in jax.tree.leaves(batch)]), axis=0)
         batch = _where_rows(valid, batch, jax.tree.map(jnp.zeros_like, batch))
 
+        # Values and the loss normalise observations with the statistics the rollout acted with: the
+        # stored log-probabilities belong to them. Updating the statistics first made the first
+        # minibatch's ratio differ from 1 before any step (approx KL up to 2 on an update whose batch
+        # moved a near-constant observation's mean by many of its tiny standard deviations).
         pol = ts.policy
-        pol = pol.replace(
-            ref_stats=pol.ref_stats.update(batch.ref_obs, valid),
-            prop_stats=pol.prop_stats.update(batch.prop_obs, valid),
-        )
+        finite = valid
 
         values = network_outputs(self.agent, pol, batch.ref_obs, batch.prop_obs, batch.eps)["value"]
         bootstrap = network_outputs(
@@ -303,8 +304,13 @@ class PPOTrainer:
         metrics["train/skipped_minibatches"] = skipped.astype(jnp.float32)
         metrics["train/nonfinite_updates"] = nonfinite_updates.astype(jnp.float32)
         metrics["train/nonfinite_transitions"] = jnp.sum(~valid).astype(jnp.float32)
+        # The batch enters the statistics after learning: the next rollout acts with them.
+        new_stats = dict(
+            ref_stats=pol.ref_stats.update(batch.ref_obs, finite),
+            prop_stats=pol.prop_stats.update(batch.prop_obs, finite),
+        )
         new = ts.replace(
-            policy=pol.replace(params=params),
+            policy=pol.replace(params=params, **new_stats),
             opt_state=opt_state,
             env_state=env_state,
             prev_latent=prev_latent,
