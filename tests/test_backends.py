@@ -390,6 +390,6 @@ def test_rat_trains_and_evaluation_reports_per_body_errors(tmp_path, rat_walk):
 
     with h5py.File(tmp_path / "eval" / "rollouts.h5") as f:
         g = f["clips/turned_walk"]
-        steps = g["qpos"].shape[0]
-        assert g["body_error"].shape == (steps, 18) and g["qpos"].shape[1] == 74
+        steps = g["qpos"].shape[1]
+        assert g["body_error"].shape == (1, steps, 18) and g["qpos"].shape[2] == 74
         assert len(f["joint_names"]) == 67 and f["joint_qpos_index"][0] == 7

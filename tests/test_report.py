@@ -211,3 +211,43 @@ def test_bad_input_is_one_line_errors(made, tmp_path):
             build_report(*args, out, **kwargs)
         assert "\n" not in str(info.value)
     assert not out.exists()  # nothing half-written
+
+
+def _flip_bytes(step_dir):
+    """Damage a checkpoint step the way rot or a cut-short copy does: bytes of its largest file change."""
+    target = max((p for p in step_dir.rglob("*") if p.is_file() and not p.name.startswith("MANIFEST")), key=_size)
+    data = bytearray(target.read_bytes())
+    for i in (len(data) // 3, len(data) // 2, len(data) - 5):
+        data[i] ^= 0xFF
+    target.write_bytes(bytes(data))
+
+
+def _size(path):
+    return path.stat().st_size
+
+
+def test_report_verifies_the_checkpoint_it_names(made, tmp_path):
+    root = made[0]
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    assert len(steps) >= 2
+    text = lambda p: p.read_text().split('<section id="provenance">')[1].split("</section>")[0]
+    build_report(run, tmp_path / "good.html")
+    assert f"<td>{steps[-1]} (verified: checksums match, parameters finite)</td>" in text(tmp_path / "good.html")
+    assert 'class="damaged"' not in (tmp_path / "good.html").read_text()
+    _flip_bytes(run / "checkpoints" / str(steps[-1]))
+    result = build_report(run, tmp_path / "damaged.html")
+    assert result["sections"]["provenance"]
+    page = text(tmp_path / "damaged.html")
+    warning = page.split('<p class="damaged">')[1].split("</p>")[0]
+    assert f"newest checkpoint of this run, update {steps[-1]}" in warning and "fails verification" in warning
+    assert "does not match its checksum" in warning
+    assert f"the newest that verifies is update {steps[-2]}" in warning
+    assert f"<td>{steps[-1]}: DAMAGED (" in page
+    # None verifies: the report says so and lists them, it does not fail.
+    for s in steps[:-1]:
+        _flip_bytes(run / "checkpoints" / str(s))
+    build_report(run, tmp_path / "none.html")
+    warning = text(tmp_path / "none.html").split('<p class="damaged">')[1].split("</p>")[0]
+    assert f"no checkpoint of this run verifies (damaged: updates {', '.join(map(str, reversed(steps)))})" in warning

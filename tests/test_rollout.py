@@ -132,3 +132,72 @@ def test_analyze_reads_a_real_rollout_file(run, tmp_path):
     result = analyze(tmp_path / "data.h5", tmp_path / "analysis")
     assert (tmp_path / "analysis" / "analysis.json").exists()
     assert "synergies" in result and len(result["synergies"]["vaf"]) >= 1
+
+
+def _check_layout(path, clips, seeds):
+    """The file holds every per-clip dataset of the layout document, with its documented leading axes."""
+    with h5py.File(path) as f:
+        assert f.attrs["format"] == "mimic-rollouts" and f.attrs["format_version"] == 1
+        assert f.attrs["seeds"] == seeds
+        layers = [n.decode() if isinstance(n, bytes) else n for n in f["layer_names"][()]]
+        for clip in clips:
+            g = f[f"clips/{clip.name}"]
+            T = g.attrs["steps"]
+            for name, shape in _documented_datasets().items():
+                for key in [f"layers/{n}" for n in layers] if name == "layers/<name>" else [name]:
+                    assert key in g, f"{key} documented but missing"
+                    want = (seeds, T) if shape.split(",")[0].strip() == "S" else (T,)
+                    assert g[key].shape[: len(want)] == want, key
+
+
+def test_evaluate_writes_the_rollout_layout_that_analysis_and_plots_read(run, tmp_path, capsys):
+    from mimic_mjx.analysis.evaluate import evaluate
+    from mimic_mjx.presentation.plots import plot_clip
+
+    root, clips = run
+    summary = evaluate(root / "run", clips, tmp_path / "eval")
+    data = tmp_path / "eval" / "rollouts.h5"
+    _check_layout(data, clips, seeds=1)
+    with h5py.File(data) as f:
+        assert not f.attrs["stochastic"] and f.attrs["checkpoint_update"] == summary["checkpoint_update"]
+        for c in summary["clips"]:
+            g = f[f"clips/{c['clip']}"]
+            assert g.attrs["fraction_tracked"] == pytest.approx(c["fraction_tracked"])
+            # The summary's scores are those of the file's records.
+            n = int(g["tracked"][0].sum())
+            rmse = np.rad2deg(np.sqrt(np.mean(g["joint_error"][0, : max(n, 1)] ** 2)))
+            assert c["joint_rmse_deg"] == pytest.approx(rmse, rel=1e-5)
+            assert c["ee_error_mm"] == pytest.approx(1e3 * np.mean(g["ee_error"][0, : max(n, 1)]), rel=1e-5)
+    # The same file as `mimic rollout` writes, deterministic and of one seed.
+    roll_out(root / "run", clips, tmp_path / "rollout.h5")
+    with h5py.File(data) as a, h5py.File(tmp_path / "rollout.h5") as b:
+        for clip in clips:
+            for key in ("qpos", "activation", "joint_error", "latent_mean", "reference_qpos"):
+                np.testing.assert_array_equal(a[f"clips/{clip.name}/{key}"][()], b[f"clips/{clip.name}/{key}"][()])
+    # `mimic analyze` reads evaluate's output as it reads any rollout dataset.
+    assert main(["analyze", str(data), "--out", str(tmp_path / "analysis")]) == 0
+    assert "latent_mean" in capsys.readouterr().out and (tmp_path / "analysis" / "analysis.json").is_file()
+    # Evaluation's plots read the layout: evaluate's file and a stochastic `mimic rollout` file of two seeds.
+    paths = plot_clip(data, clips[0].name, tmp_path / "plots")
+    roll_out(root / "run", clips[:1], tmp_path / "two.h5", stochastic=True, seeds=2)
+    paths += plot_clip(tmp_path / "two.h5", clips[0].name, tmp_path / "plots2", seed=1)
+    assert [p.name for p in paths] == [f"{clips[0].name}_{k}.png" for k in ("joints", "muscles")] * 2
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_plots_refuse_a_file_of_another_layout_in_one_line(run, tmp_path):
+    from mimic_mjx.errors import MimicError
+    from mimic_mjx.presentation.plots import plot_clip
+
+    root, clips = run
+    old = tmp_path / "rollouts.h5"
+    with h5py.File(old, "w") as f:  # evaluate's own layout before it wrote rollout datasets
+        f.attrs["control_dt_s"] = 0.01
+        f.create_dataset(f"clips/{clips[0].name}/qpos", data=np.zeros((5, 4)))
+        f[f"clips/{clips[0].name}"].attrs["steps_tracked"] = 5
+    with pytest.raises(MimicError, match=r"format attribute is '', not 'mimic-rollouts'.*`mimic evaluate`") as info:
+        plot_clip(old, clips[0].name, tmp_path)
+    roll_out(root / "run", clips[:1], tmp_path / "d.h5")
+    with pytest.raises(MimicError, match="holds no clip 'nope'") as other:
+        plot_clip(tmp_path / "d.h5", "nope", tmp_path)
+    assert "\n" not in str(info.value) + str(other.value)

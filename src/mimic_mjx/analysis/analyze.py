@@ -1,6 +1,6 @@
 """``mimic analyze``: PCA of the latent and hidden layers, muscle synergies, of a rollout dataset.
 
-Reads a file written by ``mimic rollout`` (layout: docs/rollout-format.md),
+Reads a file written by ``mimic rollout`` or ``mimic evaluate`` (docs/rollout-format.md),
 pools the tracked steps of every clip and seed, and writes ``analysis.json``
 and PNG figures. The numerics are in ``analysis/population.py``.
 """
@@ -12,57 +12,21 @@ from pathlib import Path
 
 import numpy as np
 
-from mimic_mjx.errors import MimicError
+from mimic_mjx.analysis.rollout_format import HINT, RolloutFileError, names, open_rollouts, text
 from mimic_mjx.files import atomic_path, write_text
 
-FORMAT = "mimic-rollouts"
-FORMAT_VERSION = 1
 MAX_SYNERGIES = 8
 MAX_LEGEND_CLIPS = 12
 NMF_MAX_SAMPLES = 20_000
-HINT = "expected a rollout dataset written by `mimic rollout` (docs/rollout-format.md)"
 PCA_FIELDS = ("n_samples", "dims", "explained_variance_ratio", "cumulative", "components_90", "components_95")
-
-
-class RolloutFileError(MimicError):
-    """A rollout dataset is missing, not a ``mimic rollout`` file, or inconsistent."""
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _names(ds) -> list[str]:
-    return [_text(n) for n in np.asarray(ds[()]).ravel()]
-
-
-def _open(path: Path):
-    import h5py
-
-    if not path.is_file():
-        raise RolloutFileError(f"{path}: no such file; make one with `mimic rollout`")
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        raise RolloutFileError(f"{path}: not an HDF5 file ({exc}); {HINT}") from None
 
 
 def _read(path: Path) -> dict:
     """Check the file and list what to analyse and which (clip, seed, step) each pooled row is."""
-    with _open(path) as f:
-        fmt, version = _text(f.attrs.get("format", "")), f.attrs.get("format_version")
-        if fmt != FORMAT:
-            raise RolloutFileError(f"{path}: format attribute is {fmt!r}, not {FORMAT!r}; {HINT}")
-        if str(version) != str(FORMAT_VERSION):  # str: the attribute may be missing or of any type
-            raise RolloutFileError(
-                f"{path}: rollout format version {version} is not {FORMAT_VERSION}, the one this mimic-mjx reads; "
-                f"{HINT} by this version"
-            )
-        if "clips" not in f or not len(f["clips"]):
-            raise RolloutFileError(f"{path}: holds no clips; {HINT}")
-        layers = _names(f["layer_names"]) if "layer_names" in f else []
+    with open_rollouts(path) as f:
+        layers = names(f["layer_names"]) if "layer_names" in f else []
         is_muscle = np.asarray(f["actuator_is_muscle"][()], bool) if "actuator_is_muscle" in f else np.zeros(0, bool)
-        actuators = _names(f["actuator_names"]) if "actuator_names" in f else []
+        actuators = names(f["actuator_names"]) if "actuator_names" in f else []
         if len(actuators) != len(is_muscle):
             raise RolloutFileError(f"{path}: actuator_names and actuator_is_muscle differ in length; {HINT}")
         keys = ["latent_mean"] + [f"layers/{n}" for n in layers] + (["activation"] if is_muscle.any() else [])
@@ -90,8 +54,8 @@ def _read(path: Path) -> dict:
             raise RolloutFileError(f"{path}: 'activation' is not (S, T, {len(is_muscle)} actuators); {HINT}")
         return {
             "path": path,
-            "body": _text(f.attrs.get("body", "")),
-            "run_id": _text(f.attrs.get("run_id", "")),
+            "body": text(f.attrs.get("body", "")),
+            "run_id": text(f.attrs.get("run_id", "")),
             "stochastic": bool(f.attrs.get("stochastic", False)),
             "clips": clips,
             "keys": keys,
@@ -106,7 +70,7 @@ def _read(path: Path) -> dict:
 
 def _stack(d: dict, key: str) -> np.ndarray:
     # One representation at a time, in float32: a large dataset's hidden layers do not fit in memory together.
-    with _open(d["path"]) as f:
+    with open_rollouts(d["path"]) as f:
         parts = [f["clips"][name][key][()][s, t] for name, (s, t) in zip(d["clips"], d["rows"], strict=True)]
     X = np.concatenate([np.asarray(p, np.float32).reshape(len(p), -1) for p in parts])
     if key == "activation":

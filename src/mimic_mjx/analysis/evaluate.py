@@ -4,8 +4,10 @@ Every clip is rolled out from its first frame with the latent mean and the
 action mean. A clip's rollout stops being scored at the step where tracking is lost
 (the training termination thresholds; the records hold NaN from there), so
 errors are measured over the part of the clip that was tracked and the
-tracked fraction is reported beside them. The rollout itself is
-``analysis.rollout.collect``, shared with ``mimic rollout``.
+tracked fraction is reported beside them. The rollout and its file are
+``mimic rollout``'s (``analysis.rollout``): rollouts.h5 is a rollout dataset
+of docs/rollout-format.md with one deterministic seed, so ``mimic analyze``,
+``mimic emg`` and the plots read it as they read any other.
 """
 
 from __future__ import annotations
@@ -14,13 +16,12 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import h5py
 import jax
 import numpy as np
 
-from mimic_mjx.analysis.rollout import collect
+from mimic_mjx.analysis.rollout import collect, derive_physiology, write_rollouts
 from mimic_mjx.data.clips import Clip
-from mimic_mjx.files import atomic_hdf5, write_text
+from mimic_mjx.files import write_text
 from mimic_mjx.training.checkpoint import load_policy
 from mimic_mjx.training.experiment import build_eval_env
 
@@ -30,8 +31,10 @@ def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) ->
     policy = load_policy(run_dir)
     env = build_eval_env(policy.config, clips)
     ce = env.cfg.control_every
-    # One deterministic rollout per clip; the seed axis of the records is dropped.
-    recs = jax.tree.map(lambda x: x[:, 0], {k: v for k, v in collect(policy, env).items() if k != "xfrc"})
+    full = collect(policy, env)
+    full.update(derive_physiology(env, full))
+    # One deterministic rollout per clip: the summary drops the seed axis; the file keeps it (S = 1).
+    recs = jax.tree.map(lambda x: x[:, 0], {k: v for k, v in full.items() if k != "xfrc"})
 
     per_clip = []
     for i, name in enumerate(env.bank.names):
@@ -84,7 +87,7 @@ def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) ->
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_rollouts(out_dir / "rollouts.h5", env, recs)
+    write_rollouts(out_dir / "rollouts.h5", env, policy, full, stochastic=False)
     write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     return summary
 
@@ -115,57 +118,6 @@ def _mean_keypoint_errors(per_clip, names) -> dict:
         "mean_keypoint_error_mm": float(np.mean([c["keypoint_error_mm"] for c in with_kp])),
         "keypoint_error_mm_per_keypoint": per_kp,
     }
-
-
-def _write_rollouts(path: Path, env, recs: dict) -> None:
-    model = env.model
-    with atomic_hdf5(path) as f:
-        f.attrs["control_dt_s"] = env.control_dt
-        f.attrs["body"] = env.cfg.body
-        str_dt = h5py.string_dtype()
-        # joint_error columns follow joint_names; joint_qpos_index locates each in qpos.
-        f.create_dataset("joint_names", data=list(env.joint_names), dtype=str_dt)
-        f.create_dataset("joint_qpos_index", data=env.hinge_q.astype(np.int32))
-        f.create_dataset("actuator_names", data=[model.actuator(a).name for a in range(model.nu)], dtype=str_dt)
-        f.create_dataset("end_effectors", data=list(env.end_effectors), dtype=str_dt)
-        f.create_dataset("tracked_bodies", data=list(env.tracked_bodies), dtype=str_dt)
-        if env.keypoint_names:
-            f.create_dataset("keypoint_names", data=list(env.keypoint_names), dtype=str_dt)
-        for i, name in enumerate(env.bank.names):
-            g = f.create_group(f"clips/{name}")
-            L = int(env.bank.lengths[i])
-            steps = (L - 1) // env.cfg.control_every
-            g.create_dataset("reference_qpos", data=env.bank.qpos[i, :L])
-            g.create_dataset("reference_ee_pos", data=env.bank.ee_pos[i, :L])
-            g.create_dataset("reference_body_pos", data=env.bank.body_pos[i, :L])
-            for key in (
-                "qpos",
-                "ctrl",
-                "activation",
-                "muscle_force",
-                "latent_mean",
-                "ee_pos",
-                "body_pos",
-                "joint_error",
-                "ee_error",
-                "body_error",
-                "root_error",
-                "tracked",
-            ):
-                g.create_dataset(key, data=recs[key][i, :steps])
-            if env.keypoint_names:
-                # Markers on the simulated body vs the recorded keypoints (NaN where not recorded).
-                valid = env.bank.keypoint_valid[i, :L] > 0
-                g.create_dataset(
-                    "reference_keypoints", data=np.where(valid[..., None], env.bank.keypoints[i, :L], np.nan)
-                )
-                g.create_dataset("markers", data=recs["markers"][i, :steps])
-                kp_valid = recs["keypoint_valid"][i, :steps] > 0
-                g.create_dataset("keypoint_error", data=np.where(kp_valid, recs["keypoint_error"][i, :steps], np.nan))
-            lg = g.create_group("layers")
-            for lname, v in recs["layers"].items():
-                lg.create_dataset(lname, data=v[i, :steps])
-            g.attrs["steps_tracked"] = int(recs["tracked"][i, :steps].sum())
 
 
 def format_summary(summary: dict) -> str:

@@ -6,7 +6,8 @@ makes them differ), in one jit-compiled, vmapped scan on any physics backend.
 ``derive_physiology`` adds what the task does not carry (muscle lengths and
 velocities, contact forces), computed by MuJoCo's forward dynamics at each
 recorded state on the simulated model. ``write_rollouts`` writes the layout of
-docs/rollout-format.md.
+docs/rollout-format.md, the one file layout of ``mimic rollout``, ``mimic
+experiment`` and ``mimic evaluate``.
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ import mujoco
 import numpy as np
 
 from mimic_mjx.agents.policy import Policy
+from mimic_mjx.analysis.rollout_format import FORMAT, FORMAT_VERSION
 from mimic_mjx.environments.imitation import ImitationEnv
 from mimic_mjx.errors import RunDirError
 from mimic_mjx.files import atomic_hdf5
-
-FORMAT, FORMAT_VERSION = "mimic-rollouts", 1
 
 
 def check_sizes(policy: Policy, env: ImitationEnv) -> None:

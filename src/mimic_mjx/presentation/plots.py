@@ -1,16 +1,16 @@
-"""PNG figures of evaluation rollouts (matplotlib, headless)."""
+"""PNG figures of evaluation rollouts (rollout datasets, docs/rollout-format.md) and training curves."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from mimic_mjx.analysis.rollout_format import RolloutFileError, names, open_rollouts
 from mimic_mjx.files import atomic_path
 
 MAX_JOINT_PANELS = 8
@@ -22,38 +22,48 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_clip(rollouts_h5: str | Path, clip: str, out_dir: str | Path) -> list[Path]:
-    """Joint angles (reference vs simulated) and muscle activations of one clip."""
+def plot_clip(rollouts_h5: str | Path, clip: str, out_dir: str | Path, seed: int = 0) -> list[Path]:
+    """Joint angles (reference vs simulated) and muscle activations of one clip of a rollout dataset.
+
+    Reads the layout of docs/rollout-format.md (``mimic evaluate`` or ``mimic rollout``); ``seed``
+    picks one rollout of a file with several.
+    """
     out_dir = Path(out_dir)
-    with h5py.File(rollouts_h5, "r") as f:
+    hint = "pass the rollouts.h5 of `mimic evaluate` (rerun it if the file predates this layout) or of `mimic rollout`"
+    with open_rollouts(rollouts_h5, hint) as f:
+        if clip not in f["clips"]:
+            raise RolloutFileError(f"{rollouts_h5} holds no clip {clip!r}; its clips: {', '.join(f['clips'])}")
+        seeds = int(f.attrs.get("seeds", 1))
+        if not 0 <= seed < seeds:
+            raise RolloutFileError(f"{rollouts_h5} holds seeds 0..{seeds - 1}, not {seed}; pass one of them")
+        joints, muscles = names(f["joint_names"]), names(f["actuator_names"])
+        qidx = f["joint_qpos_index"][()]
         dt = float(f.attrs["control_dt_s"])
-        joints = [n.decode() if isinstance(n, bytes) else n for n in f["joint_names"][()]]
-        muscles = [n.decode() if isinstance(n, bytes) else n for n in f["actuator_names"][()]]
-        qidx = f["joint_qpos_index"][()] if "joint_qpos_index" in f else np.arange(len(joints))
         g = f["clips"][clip]
+        t = g["time_s"][()]
         ref = g["reference_qpos"][()][:, qidx]
-        sim = g["qpos"][()][:, qidx]
-        jerr = g["joint_error"][()]
-        act = g["activation"][()] if g["activation"].shape[-1] else g["ctrl"][()]
-        tracked = int(g.attrs["steps_tracked"])
+        sim = g["qpos"][seed][:, qidx]
+        jerr = g["joint_error"][seed]
+        act = g["activation"][seed]
+        # Tracking, once lost, is not regained: the tracked steps are the first ``tracked`` ones.
+        tracked = int(g["tracked"][seed].sum())
     if len(joints) > MAX_JOINT_PANELS:
         # Large bodies: show the joints tracked worst.
         keep = np.sort(np.argsort(-np.sqrt(np.mean(jerr[: max(tracked, 1)] ** 2, axis=0)))[:MAX_JOINT_PANELS])
         joints, ref, sim = [joints[k] for k in keep], ref[:, keep], sim[:, keep]
-    t_ref = np.arange(len(ref)) * dt
-    t_sim = np.arange(1, len(sim) + 1) * dt
+    of = f" (seed {seed} of {seeds})" if seeds > 1 else ""
     paths = []
 
     fig, axes = plt.subplots(len(joints), 1, figsize=(7, 1.8 * len(joints)), sharex=True)
     for j, ax in enumerate(np.atleast_1d(axes)):
-        ax.plot(t_ref, np.rad2deg(ref[:, j]), "k-", lw=1.5, label="reference")
-        ax.plot(t_sim[:tracked], np.rad2deg(sim[:tracked, j]), "C1--", lw=1.5, label="simulated")
+        ax.plot(t, np.rad2deg(ref[:, j]), "k-", lw=1.5, label="reference")
+        ax.plot(t[:tracked], np.rad2deg(sim[:tracked, j]), "C1--", lw=1.5, label="simulated")
         ax.set_ylabel(f"{joints[j]}\n(deg)")
         if tracked < len(sim):
-            ax.axvline(t_sim[tracked - 1] if tracked else 0, color="r", lw=0.8, ls=":")
+            ax.axvline(t[tracked - 1] if tracked else 0, color="r", lw=0.8, ls=":")
     np.atleast_1d(axes)[0].legend(loc="best", fontsize=8)
     np.atleast_1d(axes)[-1].set_xlabel("time (s)")
-    fig.suptitle(f"{clip}: joint angles")
+    fig.suptitle(f"{clip}: joint angles{of}")
     fig.tight_layout()
     paths.append(out_dir / f"{_safe(clip)}_joints.png")
     _save(fig, paths[-1])
@@ -66,12 +76,12 @@ def plot_clip(rollouts_h5: str | Path, clip: str, out_dir: str | Path) -> list[P
         vmin=min(0.0, float(np.nanmin(act))),
         vmax=max(1.0, float(np.nanmax(act))),
         cmap="magma",
-        extent=(t_sim[0] - dt / 2, t_sim[max(tracked, 1) - 1] + dt / 2, -0.5, len(muscles) - 0.5),
+        extent=(t[0] - dt / 2, t[max(tracked, 1) - 1] + dt / 2, -0.5, len(muscles) - 0.5),
     )
     ax.set_yticks(range(len(muscles)), muscles, fontsize=8)
     ax.set_xlabel("time (s)")
     fig.colorbar(im, ax=ax, label="activation")
-    ax.set_title(f"{clip}: muscle activations")
+    ax.set_title(f"{clip}: muscle activations{of}")
     fig.tight_layout()
     paths.append(out_dir / f"{_safe(clip)}_muscles.png")
     _save(fig, paths[-1])
@@ -79,9 +89,11 @@ def plot_clip(rollouts_h5: str | Path, clip: str, out_dir: str | Path) -> list[P
 
 
 def plot_training_curve(metrics_jsonl: str | Path, out_path: str | Path) -> Path:
-    import json
+    from mimic_mjx.errors import MimicError
+    from mimic_mjx.files import read_jsonl
 
-    rows = [json.loads(line) for line in Path(metrics_jsonl).read_text().splitlines() if line.strip()]
+    # Damaged lines (a crash mid-write, bad bytes) are skipped, as the report skips them.
+    rows = [r for r in read_jsonl(metrics_jsonl, MimicError, "metrics log")[0] if "env_steps" in r]
     steps = np.array([r["env_steps"] for r in rows]) / 1e6
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
     for ax, key, label in zip(

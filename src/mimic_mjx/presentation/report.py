@@ -40,6 +40,7 @@ th,td{border:1px solid #ddd;padding:0.25em 0.6em;text-align:right} th{background
 td:first-child,th:first-child{text-align:left} tr.mean td{font-weight:bold;background:#fafafa}
 figure{margin:0.8em 0} figcaption{font-size:0.85em;color:#555} img{max-width:100%;height:auto}
 video{max-width:100%;background:#000} .missing{color:#8a5300;background:#fff6e5;padding:0.6em;border-radius:4px}
+.damaged{color:#8b0000;background:#ffeaea;padding:0.6em;border-radius:4px;font-weight:bold}
 table.kv td{text-align:left} code{background:#f3f3f3;padding:0 0.2em} details pre{font-size:0.8em}
 """
 
@@ -122,9 +123,25 @@ def _wall_s(records: list[dict]) -> float | None:
     return None if prev is None else total + prev
 
 
-def _checkpoint_update(run: Path) -> int | None:
-    steps = [int(p.name) for p in (run / "checkpoints").glob("*") if p.is_dir() and p.name.isdigit()]
-    return max(steps) if steps else None
+def _checkpoint(run: Path) -> tuple[str, str]:
+    """The provenance row of the newest checkpoint, verified as restoring it is, and a warning when it fails."""
+    # Imported here: orbax and JAX load only when a report is written, not when the CLI starts.
+    from mimic_mjx.training.checkpoint import verify_checkpoints
+
+    good, damaged = verify_checkpoints(run / "checkpoints")
+    if not damaged:
+        return ("none" if good is None else f"{good} (verified: checksums match, parameters finite)"), ""
+    newest, problem = damaged[0]
+    rest = (
+        f"the newest that verifies is update {good}, the one evaluate, render and train --resume use"
+        if good is not None
+        else f"no checkpoint of this run verifies (damaged: updates {', '.join(str(s) for s, _ in damaged)})"
+    )
+    warning = (
+        f'<p class="damaged">The newest checkpoint of this run, update {newest} '
+        f"(<code>{_esc(run / 'checkpoints' / str(newest))}</code>), fails verification: {_esc(problem)}; {rest}.</p>"
+    )
+    return f"{newest}: DAMAGED ({problem}); " + (f"newest verified: {good}" if good is not None else rest), warning
 
 
 def _provenance(run: Path, config: dict, records: list[dict]) -> str:
@@ -132,6 +149,7 @@ def _provenance(run: Path, config: dict, records: list[dict]) -> str:
 
     last = records[-1] if records else {}
     wall = _wall_s(records)
+    checkpoint, warning = _checkpoint(run)
     items = [
         ("run folder", str(run.resolve())),
         ("experiment", config.get("name", "–")),
@@ -146,12 +164,13 @@ def _provenance(run: Path, config: dict, records: list[dict]) -> str:
         ("updates", last.get("update", "–")),
         ("environment steps", last.get("env_steps", "–")),
         ("training wall time", "–" if wall is None else f"{wall / 60:.1f} min ({wall:.0f} s)"),
-        ("latest checkpoint (update)", _checkpoint_update(run) or "none"),
+        ("latest checkpoint (update)", checkpoint),
     ]
     table = _table(["", ""], [[k, v if isinstance(v, (int, float)) else _Raw(_esc(v))] for k, v in items], cls="kv")
     cfg_rows = [[k, _Raw(f"<code>{_esc(json.dumps(v))}</code>")] for k, v in _flatten(config)]
     return (
-        table
+        warning
+        + table
         + "<details open><summary>run configuration (config.json)</summary>"
         + _table(["key", "value"], cfg_rows, cls="kv")
         + "</details>"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mimic_mjx.analysis.rollout_format import RolloutFileError, open_rollouts
 from mimic_mjx.errors import MimicError
 
 #: Training-curve panels: title and which metric keys (a key ending in "/" takes every key under it).
@@ -25,7 +26,7 @@ CURVE_GROUPS = (
     ("episodes", ("episode/length", "episode/terminated")),
     ("throughput", ("train/steps_per_s",)),
 )
-#: Error datasets of rollouts.h5 with their label and scale to the unit shown.
+#: Error datasets of a rollout dataset (docs/rollout-format.md) with their label and scale to the unit shown.
 ERRORS = (
     ("joint_error", "joint error (deg)", 180.0 / math.pi),
     ("ee_error", "end-effector error (mm)", 1e3),
@@ -110,24 +111,21 @@ def training_figures(records: list[dict]) -> list[tuple[str, str]]:
 
 
 def read_errors(rollouts_h5: Path) -> dict[str, dict[str, np.ndarray]]:
-    """Per error kind, per clip: the finite errors (in the unit shown) over the tracked steps."""
-    import h5py
-
+    """Per error kind, per clip: the finite errors (in the unit shown) over the tracked steps of every seed."""
     out: dict[str, dict[str, np.ndarray]] = {}
-    try:
-        f = h5py.File(rollouts_h5, "r")
-    except OSError as exc:
-        raise MimicError(f"{rollouts_h5}: not an HDF5 file ({exc}); rerun `mimic evaluate`") from None
-    with f:
-        for name, g in f["clips"].items() if "clips" in f else []:
-            tracked = np.asarray(g["tracked"][()], bool) if "tracked" in g else None
+    with open_rollouts(rollouts_h5, "rerun `mimic evaluate` to write it in the layout of docs/rollout-format.md") as f:
+        for name, g in f["clips"].items():
+            tracked = np.asarray(g["tracked"][()], bool)  # (S, T), the leading axes of every error
             for key, _, scale in ERRORS:
                 if key not in g:
                     continue
                 v = np.asarray(g[key][()], float)
-                if tracked is not None and len(tracked) == len(v) and tracked.any():
-                    v = v[tracked]
-                v = np.abs(scale * v).ravel()
+                if v.shape[:2] != tracked.shape:
+                    raise RolloutFileError(
+                        f"{rollouts_h5}: clip '{name}': '{key}' has shape {v.shape}, not (S, T) = {tracked.shape} "
+                        "as 'tracked'; rerun `mimic evaluate`"
+                    )
+                v = np.abs(scale * v[tracked]).ravel()
                 v = v[np.isfinite(v)]
                 if v.size:
                     out.setdefault(key, {})[name] = v

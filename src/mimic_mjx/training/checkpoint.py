@@ -296,6 +296,23 @@ def _none_verifies(directory: Path, steps) -> str:
     )
 
 
+def _read_step(manager, directory: Path, step: int) -> tuple[dict | None, str | None]:
+    """(the step's policy and meta items, None) or (None, why the step cannot be used): manifest, orbax, finiteness."""
+    problem = step_problem(directory, step)
+    if problem is not None:
+        return None, problem
+    try:
+        restored = manager.restore(
+            step, args=ocp.args.Composite(policy=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
+        )
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        raise RunDirError(f"checkpoint {directory}/{step} cannot be read ({exc})") from None
+    except Exception as exc:
+        return None, _read_problem(exc)
+    bad = non_finite(restored["policy"])
+    return (None, f"its parameters are not finite (NaN or inf in {bad})") if bad else (restored, None)
+
+
 def read_policy(directory: str | Path, step: int | None = None) -> tuple[PolicyParams, dict]:
     """The inference part of a checkpoint (newest that verifies, or ``step``) and its metadata, no template needed."""
     directory = Path(directory)
@@ -308,19 +325,7 @@ def read_policy(directory: str | Path, step: int | None = None) -> tuple[PolicyP
             raise RunDirError(f"{directory.parent} holds no checkpoint yet; train it first")
         skipped = []
         for s in reversed(steps):
-            problem = step_problem(directory, s)
-            if problem is None:
-                try:
-                    restored = manager.restore(
-                        s, args=ocp.args.Composite(policy=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
-                    )
-                except (ValueError, KeyError, FileNotFoundError) as exc:
-                    raise RunDirError(f"checkpoint {directory}/{s} cannot be read ({exc})") from None
-                except Exception as exc:
-                    problem = _read_problem(exc)
-                else:
-                    bad = non_finite(restored["policy"])
-                    problem = f"its parameters are not finite (NaN or inf in {bad})" if bad else None
+            restored, problem = _read_step(manager, directory, s)
             if problem is None:
                 break
             if step is not None:
@@ -337,6 +342,28 @@ def read_policy(directory: str | Path, step: int | None = None) -> tuple[PolicyP
         params=tree["params"], ref_stats=stats(tree["ref_stats"]), prop_stats=stats(tree["prop_stats"])
     )
     return params, dict(restored["meta"])
+
+
+def verify_checkpoints(directory: str | Path) -> tuple[int | None, list[tuple[int, str]]]:
+    """The newest step that verifies as ``read_policy`` checks it (None: none does), and every newer step with
+    why it fails; no warnings printed, nothing raised for a damaged step (for a report that names them)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None, []
+    manager = ocp.CheckpointManager(directory.absolute(), item_handlers=_handlers())
+    damaged = []
+    try:
+        for s in sorted(manager.all_steps(), reverse=True):
+            try:
+                problem = _read_step(manager, directory, s)[1]
+            except RunDirError as exc:  # an earlier layout, or items this version cannot decode
+                problem = str(exc)
+            if problem is None:
+                return s, damaged
+            damaged.append((s, problem))
+    finally:
+        manager.close()
+    return None, damaged
 
 
 def load_policy(run_dir: str | Path, step: int | None = None) -> Policy:
