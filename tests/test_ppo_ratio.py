@@ -63,3 +63,12 @@ def test_clip_fraction_counts_ratios_outside_the_clip_range(trainer):
     assert 0.0 < float(moved["policy/clip_fraction"]) <= 1.0
     assert float(moved["policy/approx_kl"]) > 0.0
     assert np.isfinite(float(moved["policy/approx_kl"]))
+
+
+def test_median_leaves_out_weighted_rows():
+    from mimic_mjx.training.losses import _median
+
+    x = jnp.array([0.1, 0.2, 50.0, 0.3, 1e6])
+    assert float(_median(x)) == pytest.approx(0.3)
+    # The left-out rows (weight 0) would otherwise move it: one outlier left in, one left out.
+    assert float(_median(x, jnp.array([1.0, 1.0, 1.0, 1.0, 0.0]))) == pytest.approx(0.25)

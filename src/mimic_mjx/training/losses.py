@@ -56,6 +56,10 @@ def _mean(x, weights=None):
     return jnp.sum(x * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
+def _median(x, weights=None):
+    return jnp.median(x) if weights is None else jnp.nanmedian(jnp.where(weights > 0, x, jnp.nan))
+
+
 def clipped_surrogate_loss(ratio, advantages, clip_epsilon, weights=None):
     """PPO's clipped policy objective, as a loss: -mean(min(r A, clip(r, 1-e, 1+e) A))."""
     clipped = jnp.clip(ratio, 1.0 - clip_epsilon, 1.0 + clip_epsilon)
@@ -97,13 +101,17 @@ def compute_ppo_loss(
     entropy = _mean(gaussian_entropy(out["action_log_std"]), weights)
     kl_each = kl_to_ar1_prior(out["latent_mean"], out["latent_log_var"], batch.prev_latent, batch.first, ar1_alpha)
     kl = _mean(kl_each, weights)
+    kl_each_action = (ratio - 1) - jnp.log(ratio)
     loss = pg_loss + value_cost * v_loss - entropy_cost * entropy + kl_weight * kl
     return loss, {
         "loss/policy": pg_loss,
         "loss/value": v_loss,
         "loss/latent_kl": kl,
         "policy/entropy": entropy,
-        "policy/approx_kl": _mean((ratio - 1) - jnp.log(ratio), weights),
+        "policy/approx_kl": _mean(kl_each_action, weights),
+        # The mean is carried by a few transitions whose probability moved by orders of magnitude
+        # (tail actions the policy moved towards); the median is the typical transition's change.
+        "policy/approx_kl_median": _median(kl_each_action, weights),
         # Share of transitions whose ratio left [1 - e, 1 + e]: their policy gradient is cut.
         "policy/clip_fraction": _mean((jnp.abs(ratio - 1.0) > clip_epsilon).astype(jnp.float32), weights),
     }
