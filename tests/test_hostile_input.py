@@ -496,3 +496,257 @@ def test_bench_passes_explicit_values_through(monkeypatch):
     argv = ["bench", "--body", "mouse_forelimb", "--num-envs", "16", "--threads", "0", "--set", "ppo.num_minibatches=2"]
     assert cli.main(argv) == 0
     assert seen["threads"] == 0
+
+
+# ---------------------------------------------------------------------------
+# Every per-clip dataset checked against the others where the file is read (issue 20: a wrong-shaped
+# marker_offsets reached `mimic train` and ended in a NumPy broadcast error)
+
+
+def full_clip_file(path: Path) -> Path:
+    """A clip with every optional dataset: body poses, keypoints, marker offsets, residuals."""
+    import dataclasses
+
+    from mimic_mjx.data.synthetic import make_reaching_clips
+
+    clip = make_reaching_clips(1, seed=0, num_frames=20)[0]
+    K = len(clip.keypoint_names)
+    write_clips(path, [dataclasses.replace(clip, keypoint_residuals=np.zeros((20, K), np.float32))])
+    return path
+
+
+def _clip_key(f: h5py.File, key: str) -> str:
+    return f"clips/{next(iter(f['clips']))}/{key}"
+
+
+def _reshape(key: str, shape_of):
+    def edit(f):
+        old = f[_clip_key(f, key)]
+        shape = shape_of(old.shape)
+        del f[_clip_key(f, key)]
+        f.create_dataset(_clip_key(f, key), data=np.zeros(shape, np.float32))
+
+    return edit
+
+
+def _delete(key: str):
+    return lambda f: f.__delitem__(_clip_key(f, key) if key not in f else key)
+
+
+FULL_CLIP_EDITS = {
+    "offsets_extra_keypoint": _reshape("marker_offsets", lambda s: (s[0] + 2, 3)),
+    "offsets_flat": _reshape("marker_offsets", lambda s: (s[0] * 3,)),
+    "offsets_xy": _reshape("marker_offsets", lambda s: (s[0], 2)),
+    "offsets_per_frame": _reshape("marker_offsets", lambda s: (20, s[0], 3)),
+    "offsets_nan": lambda f: f[_clip_key(f, "marker_offsets")].__setitem__((0, 0), np.nan),
+    "offsets_without_names": _delete("keypoint_names"),
+    "residuals_short": _reshape("keypoint_residuals", lambda s: (s[0] - 1, s[1])),
+    "residuals_other_keypoints": _reshape("keypoint_residuals", lambda s: (s[0], s[1] + 1)),
+    "keypoints_other_count": _reshape("keypoints", lambda s: (s[0], s[1] - 1, 3)),
+    "keypoints_short": _reshape("keypoints", lambda s: (s[0] - 3, s[1], 3)),
+    "keypoints_inf": lambda f: f[_clip_key(f, "keypoints")].__setitem__((0, 0, 0), np.inf),
+    "xpos_long": _reshape("xpos", lambda s: (s[0] + 1, s[1], 3)),
+    "xquat_xyz": _reshape("xquat", lambda s: (s[0], s[1], 3)),
+    "xquat_other_bodies": _reshape("xquat", lambda s: (s[0], s[1] - 1, 4)),
+    "xquat_without_xpos": _delete("xpos"),
+    "qvel_short": _reshape("qvel", lambda s: (s[0] - 1, s[1])),
+    "keypoint_names_repeat": _replace("keypoint_names", np.array([b"Wrist", b"Wrist", b"Elbow"])),
+    "body_names_repeat": lambda f: _replace("body_names", np.array([b"world"] * len(f["body_names"])))(f),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(FULL_CLIP_EDITS))
+def test_every_clip_dataset_is_checked_against_the_others(tmp_path, edit):
+    path = full_clip_file(tmp_path / "clips.h5")
+    assert outcome(lambda: read_clip_files([path])) == "ok"
+    with h5py.File(path, "r+") as f:
+        FULL_CLIP_EDITS[edit](f)
+    with pytest.raises(ClipError, match=str(path)):
+        read_clip_files([path])
+    assert outcome(lambda: read_clip_files([path])) == "error"
+
+
+def test_train_on_wrong_offsets_is_one_line(tmp_path, capsys):
+    """The reported case: `mimic train` on marker offsets of the wrong shape, before any compile."""
+    from mimic_mjx.cli.main import main
+
+    path = full_clip_file(tmp_path / "clips.h5")
+    with h5py.File(path, "r+") as f:
+        FULL_CLIP_EDITS["offsets_extra_keypoint"](f)
+    assert main(["train", "--clips", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mimic train: error:") and "\n" not in err
+    assert "marker_offsets have shape (5, 3), expected (3, 3)" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_registration_layout_offsets_are_checked(tmp_path):
+    path = tmp_path / "reg.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("qpos", data=np.zeros((10, 2), np.float32))
+        f.create_dataset("names_qpos", data=np.array([b"a", b"b"]))
+        f.create_dataset("kp_names", data=np.array([b"p", b"q"]))
+        f.create_dataset("kp_data", data=np.zeros((10, 6), np.float32))
+        f.create_dataset("offsets", data=np.zeros((3, 3), np.float32))
+    with pytest.raises(ClipError, match=r"marker_offsets have shape \(3, 3\), expected \(2, 3\)"):
+        read_clips(path)
+
+
+def test_clips_with_offsets_but_no_keypoints_round_trip(tmp_path):
+    """Offsets are stored with their keypoint names even in a clip without recorded keypoints."""
+    import dataclasses
+
+    from mimic_mjx.data.synthetic import make_reaching_clips
+
+    clip = dataclasses.replace(make_reaching_clips(1, seed=0, num_frames=20)[0], keypoints=None)
+    write_clips(tmp_path / "c.h5", [clip])
+    (back,) = read_clips(tmp_path / "c.h5")
+    assert back.keypoint_names == clip.keypoint_names and back.keypoints is None
+    np.testing.assert_array_equal(back.marker_offsets, clip.marker_offsets)
+
+
+# ---------------------------------------------------------------------------
+# Every reader, not only clips and configs: refuses what is not a regular file (a named pipe hung
+# `mimic experiment --perturb`) and decodes bytes it did not write with a clear error
+
+
+def perturb_file(path: Path) -> Path:
+    path.write_text("- kind: mass\n  scale: 2.0\n")
+    return path
+
+
+def emg_csv_file(path: Path) -> Path:
+    t = np.arange(50) / 1000.0
+    path.write_text("time,biceps,triceps\n" + "".join(f"{s:.4f},{np.sin(s):.5f},{np.cos(s):.5f}\n" for s in t))
+    return path
+
+
+def emg_nwb_file(path: Path) -> Path:
+    from datetime import UTC, datetime
+
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    nwb = NWBFile(session_description="emg", identifier="t", session_start_time=start)
+    nwb.add_acquisition(TimeSeries(name="biceps", data=np.linspace(0, 1, 200), unit="V", rate=1000.0))
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
+
+
+def muscle_map_file(path: Path) -> Path:
+    path.write_text("biceps: bic_long\ntriceps: tri_long\n")
+    return path
+
+
+def trial_table_file(path: Path) -> Path:
+    path.write_text("clip,start_s,trial\nreach_000,0.5,\n")
+    return path
+
+
+def skeleton_file(path: Path) -> Path:
+    import scipy.io
+
+    scipy.io.savemat(path, {"joint_names": np.array(NAMES, dtype=object), "joints_idx": np.array([[1, 2], [2, 3]])})
+    return path
+
+
+def metrics_file(path: Path) -> Path:
+    path.write_text('{"update": 1, "env_steps": 32, "reward": 0.5}\n{"update": 2, "env_steps": 64, "reward": NaN}\n')
+    return path
+
+
+def _read_emg(path: Path):
+    from mimic_mjx.analysis.emg_io import read_emg
+
+    return read_emg(path, rate_hz=1000.0)
+
+
+def _read_with(module: str, name: str):
+    def read(path: Path):
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(path)
+
+    return read
+
+
+READERS = {
+    "perturb": ("p.yaml", perturb_file, _read_with("mimic_mjx.analysis.perturb", "load_perturbations")),
+    "emg_csv": ("emg.csv", emg_csv_file, _read_emg),
+    "emg_nwb": ("emg.nwb", emg_nwb_file, _read_emg),
+    "muscle_map": ("map.yaml", muscle_map_file, _read_with("mimic_mjx.analysis.emg_io", "read_mapping")),
+    "trial_table": ("trials.csv", trial_table_file, _read_with("mimic_mjx.analysis.emg_io", "read_trial_table")),
+    "skeleton": ("skeleton.mat", skeleton_file, _read_with("mimic_mjx.data.keypoints.dannce", "read_skeleton")),
+    "metrics": ("metrics.jsonl", metrics_file, _read_with("mimic_mjx.presentation.report", "read_metrics")),
+}
+# Damage a reader accepts on purpose: a run without a metrics log yet, or one whose every line is
+# damaged (skipped and counted), still gets a report.
+READER_ACCEPTS = {("metrics", "missing"), ("metrics", "empty"), ("metrics", "random")}
+
+
+@pytest.mark.parametrize("kind", sorted(READERS))
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_every_reader_refuses_unusable_files(tmp_path, kind, damage):
+    name, _, reader = READERS[kind]
+    path = tmp_path / name
+    DAMAGE[damage](path)
+    expected = "ok" if (kind, damage) in READER_ACCEPTS else "error"
+    assert outcome(lambda: reader(path)) == expected
+
+
+@pytest.mark.parametrize("kind", sorted(READERS))
+def test_every_reader_reads_its_valid_file(tmp_path, kind):
+    name, write, reader = READERS[kind]
+    assert outcome(lambda: reader(write(tmp_path / name))) == "ok"
+
+
+@pytest.mark.parametrize("kind", sorted(READERS))
+@pytest.mark.parametrize("seed", range(3))
+def test_every_reader_survives_damaged_bytes(tmp_path, kind, seed):
+    """Truncated or overwritten with bytes that are not text: a clean error or a documented acceptance."""
+    name, write, reader = READERS[kind]
+    path = write(tmp_path / name)
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(seed)
+    start = int(rng.integers(len(data) // 4, 3 * len(data) // 4))
+    data[start : start + 16] = b"\xff\xfe\x80\x00" * 4  # never UTF-8
+    path.write_bytes(bytes(data[: len(data) - seed * len(data) // 4]))
+    outcome(lambda: reader(path))
+
+
+def test_emg_binary_named_csv_and_text_named_nwb(tmp_path):
+    """The reported cases: a UnicodeDecodeError and an h5py OSError, now one line each."""
+    from mimic_mjx.analysis.emg_io import EmgError
+
+    binary = tmp_path / "emg.csv"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+    with pytest.raises(EmgError, match=r"emg.csv is not a text \(UTF-8\) EMG recording"):
+        _read_emg(binary)
+    text = tmp_path / "emg.nwb"
+    text.write_text("time,biceps\n0,1\n")
+    with pytest.raises(EmgError, match=r"cannot read .*emg.nwb as HDF5 .*is it a NWB file\?"):
+        _read_emg(text)
+    other = tmp_path / "other.nwb"  # HDF5, but not NWB
+    with h5py.File(other, "w") as f:
+        f.create_dataset("x", data=np.zeros(3))
+    assert outcome(lambda: _read_emg(other)) == "error"
+
+
+def test_perturbation_pipe_does_not_hang(tmp_path):
+    from mimic_mjx.analysis.perturb import PerturbationError, load_perturbations
+
+    os.mkfifo(tmp_path / "p.yaml")
+    with pytest.raises(PerturbationError, match="named pipe"):
+        load_perturbations(tmp_path / "p.yaml")
+
+
+def test_damaged_metrics_lines_are_skipped_and_counted(tmp_path):
+    from mimic_mjx.presentation.report import read_metrics
+
+    path = metrics_file(tmp_path / "metrics.jsonl")
+    with open(path, "ab") as f:
+        f.write(b'{"update": 3, "env_steps": 96, "re\xff\xfeward": 1}\n{"update": 4, "env_steps": 128}\n{"upd')
+    records, damaged = read_metrics(path)
+    assert [r["update"] for r in records] == [1, 2, 4] and damaged == 2
+    assert np.isnan(records[1]["reward"])  # a NaN value is data, not damage

@@ -362,7 +362,7 @@ def test_bad_files(tmp_path, content, match):
 
 
 def test_missing_file_and_list_forms(tmp_path):
-    with pytest.raises(pt.PerturbationError, match="cannot read perturbation file"):
+    with pytest.raises(pt.PerturbationError, match="perturbation file not found"):
         pt.load_perturbations(tmp_path / "nope.yaml")
     path = tmp_path / "p.yaml"
     path.write_text("- kind: gravity\n  scale: 0.5\n")

@@ -15,14 +15,12 @@ _os.environ.setdefault(
 )
 _os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "2")
 
-# Headless rendering: MuJoCo picks its GL backend when first imported. Without
-# a display, prefer software OSMesa where installed, else EGL.
-if "MUJOCO_GL" not in _os.environ and not _os.environ.get("DISPLAY"):
-    import ctypes.util as _cu
+# Headless rendering: MuJoCo picks its GL backend when first imported, and an
+# unusable choice breaks that import. Without a display, prefer software OSMesa
+# where installed, else EGL; a choice that cannot load is replaced (gl.py).
+from mimic_mjx import gl as _gl  # noqa: E402
 
-    _os.environ["MUJOCO_GL"] = "osmesa" if _cu.find_library("OSMesa") else "egl"
-    if _os.environ["MUJOCO_GL"] == "osmesa":
-        _os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+_gl.choose_backend()
 
 import jax as _jax  # noqa: E402  (after the environment variables above)
 

@@ -1,10 +1,16 @@
-"""Safe file access: atomic output files, and input paths checked before they are opened.
+"""Safe file access: atomic output files, output locations checked first, input files checked before reading.
 
 A write goes to a temporary file beside the target and replaces it only once
 everything is known to be on disk, so a full disk, a quota or a read-only
 folder leaves the previous file intact and raises ``OutputError``. HDF5 needs
 extra care: the library can lose write errors at close and leave a file that
 opens but reads back zeros, so HDF5 outputs are read back before the rename.
+
+Every command that writes calls ``require_writable_dir`` or
+``require_writable_file`` on its output before any long work, so a bad
+``--out`` costs seconds, not a finished computation. Every reader goes through
+``require_regular_file`` (a named pipe would block it forever) and reads text
+with ``read_text`` (bytes that are not UTF-8 text are a one-line error).
 """
 
 from __future__ import annotations
@@ -189,4 +195,136 @@ def require_regular_file(path: str | os.PathLike, error: type[Exception], what: 
         raise error(f"{path} is not a regular file ({kind}); pass a {what} on disk")
     if not os.access(path, os.R_OK):
         raise error(f"cannot open {what} {path}: permission denied")
+    return path
+
+
+def read_text(path: str | os.PathLike, error: type[Exception], what: str = "file") -> str:
+    """The UTF-8 text of a regular file at ``path``; ``error`` when it is missing, not a file, or not text.
+
+    Binary data (NUL bytes, or bytes that are not UTF-8) is refused with the
+    offset of the first bad byte, instead of a UnicodeDecodeError traceback.
+    """
+    path = require_regular_file(path, error, what)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {os.strerror(exc.errno) if exc.errno else exc}") from None
+    return decode_text(raw, path, error, what)
+
+
+def decode_text(raw: bytes, path: str | os.PathLike, error: type[Exception], what: str = "file") -> str:
+    """``raw`` as UTF-8 text (a byte-order mark dropped); ``error`` naming the first byte that is not text."""
+    nul = raw.find(b"\x00")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        at = exc.start if nul < 0 else min(nul, exc.start)
+        raise error(f"{path} is not a text (UTF-8) {what}: byte {at} is binary data; is it the right file?") from None
+    if nul >= 0:  # valid UTF-8, but no text file holds NUL: an image, an archive, a damaged copy
+        raise error(f"{path} is not a text (UTF-8) {what}: byte {nul} is binary data; is it the right file?")
+    return text
+
+
+def read_jsonl(path: str | os.PathLike, error: type[Exception], what: str = "log") -> tuple[list[dict], int]:
+    """The JSON objects of a JSON-lines file, and how many lines were damaged (skipped).
+
+    A log is appended to while a run lives, so a line half-written at a crash,
+    or bytes damaged on disk, cost that line only: it is skipped and counted
+    (not valid UTF-8, not JSON, not an object), never fatal. A missing file is
+    ``([], 0)``; a path that is not a regular file is ``error``.
+    """
+    import json
+
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return [], 0
+    path = require_regular_file(path, error, what)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {os.strerror(exc.errno) if exc.errno else exc}") from None
+    records, damaged = [], 0
+    for line in raw.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            rec = None
+        if isinstance(rec, dict):
+            records.append(rec)
+        else:
+            damaged += 1
+    return records, damaged
+
+
+def open_hdf5(path: str | os.PathLike, error: type[Exception], what: str = "HDF5 file"):
+    """An ``h5py.File`` open for reading; ``error`` when ``path`` is not a regular file or not HDF5."""
+    import h5py
+
+    path = require_regular_file(path, error, what)
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise error(f"cannot read {path} as HDF5 ({reason}); is it a {what}?") from None
+
+
+def _existing_ancestor(path: Path, flag: str) -> Path:
+    """The nearest folder above ``path`` that exists; OutputError if a file stands in the way."""
+    for parent in path.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise OutputError(f"{flag} {path}: {parent} is a file, not a folder; choose another path")
+            return parent
+    return Path(".")
+
+
+def _probe_write(folder: Path, path: Path, flag: str) -> None:
+    """Create and remove a file in ``folder``: the only test a read-only mount, ACLs or quotas cannot fool."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".mimic-write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        hint = "free space or choose another path" if exc.errno in _NO_SPACE else "choose a folder you can write to"
+        raise OutputError(f"{flag} {path}: cannot write in {folder} ({reason}); {hint}") from None
+
+
+def require_writable_dir(path: str | os.PathLike, flag: str = "--out", *, create: bool = False) -> Path:
+    """``path`` as a Path if it is, or can become, a folder this process can write in; else OutputError.
+
+    Commands call it on their output folder before any long work. ``create``
+    also makes the folder (with its parents). ``flag`` names the option in the
+    message, e.g. "--run-dir".
+    """
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        if not path.is_dir():
+            raise OutputError(f"{flag} {path} is a file, not a folder; give a folder (it is made if missing)")
+        folder = path
+    else:
+        folder = _existing_ancestor(path, flag)
+    _probe_write(folder, path, flag)
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _output_error(path, exc) from None
+    return path
+
+
+def require_writable_file(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """``path`` as a Path if a file can be written there (replacing a file that is there); else OutputError.
+
+    Commands call it on their output file before any long work.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{flag} {path} is a folder; give a file name inside it")
+    if (path.exists() or path.is_symlink()) and not path.is_file():
+        raise OutputError(f"{flag} {path} exists and is not a regular file (a pipe or device); give a file name")
+    folder = path.parent if path.parent.is_dir() else _existing_ancestor(path, flag)
+    _probe_write(folder, path, flag)
     return path

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import yaml
 
 from mimic_mjx.errors import MimicError
+from mimic_mjx.files import open_hdf5, read_text, require_regular_file
 
 TIME_COLUMNS = ("time", "t", "time_s")
 TRIAL_COLUMN = "trial"
@@ -38,9 +39,7 @@ class EmgRecording:
 
 
 def read_emg(path: str | Path, rate_hz: float | None = None, series: str | None = None) -> EmgRecording:
-    path = Path(path)
-    if not path.is_file():
-        raise EmgError(f"EMG file not found: {path}")
+    path = require_regular_file(path, EmgError, "EMG file")
     if rate_hz is not None and not rate_hz > 0:
         raise EmgError(f"--rate must be a positive number of Hz, got {rate_hz}")
     if path.suffix.lower() == ".nwb":
@@ -73,13 +72,19 @@ def _pick_rate(given: float | None, inferred: float | None, where: str) -> float
     return float(given)
 
 
+def _csv_rows(path: Path, read):
+    try:
+        return read()
+    except csv.Error as exc:  # e.g. a field longer than the csv module's limit: not a table of numbers
+        raise EmgError(f"{path}: not a CSV table ({exc})") from None
+
+
 def read_emg_csv(path: str | Path, rate_hz: float | None = None) -> EmgRecording:
     path = Path(path)
-    with open(path, newline="") as fh:
-        head = fh.readline()
-        delim = "\t" if "\t" in head else ";" if head.count(";") > head.count(",") else ","
-        fh.seek(0)
-        rows = list(csv.reader(fh, delimiter=delim))
+    text = read_text(path, EmgError, "EMG recording (CSV)")  # binary data named .csv: one clear line
+    head = text.split("\n", 1)[0]
+    delim = "\t" if "\t" in head else ";" if head.count(";") > head.count(",") else ","
+    rows = _csv_rows(path, lambda: list(csv.reader(io.StringIO(text, newline=""), delimiter=delim)))
     rows = [r for r in rows if any(c.strip() for c in r)]
     if len(rows) < 2:
         raise EmgError(f"{path}: expected a header of channel names and at least one row of samples")
@@ -158,47 +163,62 @@ def read_emg_nwb(path: str | Path, rate_hz: float | None = None, series: str | N
         from pynwb import NWBHDF5IO
     except ImportError:
         raise EmgError("reading NWB files needs pynwb: pip install pynwb (or pip install mimic-mjx[nwb])") from None
-    with NWBHDF5IO(str(path), "r") as io:
-        found = _nwb_series(io.read())
-        if series is not None:
-            hits = [k for k in found if k == series or k.rsplit("/", 1)[-1] == series]
-            if len(hits) != 1:
-                raise EmgError(f"{path}: no single series named {series!r}; series: {', '.join(found) or 'none'}")
-            found = {hits[0]: found[hits[0]]}
-        if not found:
-            raise EmgError(f"{path}: no TimeSeries/ElectricalSeries under acquisition or processing")
-        items = list(found.items())
-        shapes = {np.shape(s.data) if len(np.shape(s.data)) == 1 else None for _, s in items}
-        if len(items) > 1 and (None in shapes or len(shapes) > 1):
-            raise EmgError(
-                f"{path}: several series of different shapes ({', '.join(found)}); choose one with --series NAME"
-            )
-        # One series of (N, C), or several 1-D series of one length (one per muscle).
-        blocks, channels = [], []
-        for key, s in items:
-            data = np.asarray(s.data[:], dtype=float)
-            data = data[:, None] if data.ndim == 1 else data.reshape(len(data), -1)
-            blocks.append(data)
-            channels += _nwb_channel_names(s, data.shape[1]) if len(items) == 1 else [key.rsplit("/", 1)[-1]]
-        s = items[0][1]
-        if s.rate is not None:
-            inferred, t0 = float(s.rate), float(s.starting_time or 0.0)
-        elif s.timestamps is not None:
-            stamps = np.asarray(s.timestamps[:], float)
-            inferred, t0 = _rate_from_times([stamps], str(path)), float(stamps[0])
-        else:
-            inferred, t0 = None, 0.0
-    return EmgRecording(channels, _pick_rate(rate_hz, inferred, str(path)), {"": np.hstack(blocks)}, {"": t0})
+    open_hdf5(path, EmgError, "NWB file").close()  # text or other data named .nwb: one clear line
+    try:
+        with NWBHDF5IO(str(path), "r") as reader:
+            channels, data, inferred, t0 = _nwb_channels(reader.read(), Path(path), series)
+    except EmgError:
+        raise
+    except Exception as exc:  # pynwb, hdmf and h5py have many words for an HDF5 file that is not NWB, or damaged
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise EmgError(
+            f"cannot read {path} as NWB EMG ({type(exc).__name__}: {reason}); is it an NWB file with EMG series?"
+        ) from None
+    return EmgRecording(channels, _pick_rate(rate_hz, inferred, str(path)), {"": data}, {"": t0})
+
+
+def _nwb_channels(nwb, path: Path, series: str | None) -> tuple[list[str], np.ndarray, float | None, float]:
+    """Channel names, samples (N, C), the rate the file states (or None) and its first sample's time."""
+    found = _nwb_series(nwb)
+    if series is not None:
+        hits = [k for k in found if k == series or k.rsplit("/", 1)[-1] == series]
+        if len(hits) != 1:
+            raise EmgError(f"{path}: no single series named {series!r}; series: {', '.join(found) or 'none'}")
+        found = {hits[0]: found[hits[0]]}
+    if not found:
+        raise EmgError(f"{path}: no TimeSeries/ElectricalSeries under acquisition or processing")
+    items = list(found.items())
+    shapes = {np.shape(s.data) if len(np.shape(s.data)) == 1 else None for _, s in items}
+    if len(items) > 1 and (None in shapes or len(shapes) > 1):
+        raise EmgError(
+            f"{path}: several series of different shapes ({', '.join(found)}); choose one with --series NAME"
+        )
+    # One series of (N, C), or several 1-D series of one length (one per muscle).
+    blocks, channels = [], []
+    for key, s in items:
+        data = np.asarray(s.data[:], dtype=float)
+        data = data[:, None] if data.ndim == 1 else data.reshape(len(data), -1)
+        blocks.append(data)
+        channels += _nwb_channel_names(s, data.shape[1]) if len(items) == 1 else [key.rsplit("/", 1)[-1]]
+    s = items[0][1]
+    if s.rate is not None:
+        inferred, t0 = float(s.rate), float(s.starting_time or 0.0)
+    elif s.timestamps is not None:
+        stamps = np.asarray(s.timestamps[:], float)
+        inferred, t0 = _rate_from_times([stamps], str(path)), float(stamps[0])
+    else:
+        inferred, t0 = None, 0.0
+    return channels, np.hstack(blocks), inferred, t0
 
 
 def _load_yaml(path: str | Path, what: str):
-    path = Path(path)
-    if not path.is_file():
-        raise EmgError(f"{what} not found: {path}")
+    text = read_text(path, EmgError, what)
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise EmgError(f"{path}: not valid YAML ({exc})") from None
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise EmgError(f"{path} is not valid YAML{at}: {getattr(exc, 'problem', exc)}; fix the syntax") from None
 
 
 def read_mapping(path: str | Path) -> dict[str, str | None]:
@@ -222,9 +242,7 @@ def read_trial_table(path: str | Path) -> dict[str, dict]:
     CSV columns ``clip``, ``start_s`` or ``start_sample``, optional ``trial``; YAML: a
     list of such records, or ``{clip: {...}}``, or ``{clip: seconds}``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise EmgError(f"trial table not found: {path}")
+    path = require_regular_file(path, EmgError, "trial table")
     if path.suffix.lower() in (".yaml", ".yml"):
         raw = _load_yaml(path, "trial table")
         if isinstance(raw, dict):
@@ -233,8 +251,9 @@ def read_trial_table(path: str | Path) -> dict[str, dict]:
             raise EmgError(f"{path}: expected {{clip: {{start_s: ...}}}} or a list of records with a clip key")
         records = raw
     else:
-        with open(path, newline="") as fh:
-            records = [{k.strip().lower(): v for k, v in r.items()} for r in csv.DictReader(fh)]
+        text = read_text(path, EmgError, "trial table")
+        rows = _csv_rows(path, lambda: list(csv.DictReader(io.StringIO(text, newline=""))))
+        records = [{str(k).strip().lower(): v for k, v in r.items()} for r in rows]
     table = {}
     for i, r in enumerate(records, start=1):
         has = [k for k in ("start_s", "start_sample") if r.get(k) not in (None, "")]
@@ -258,12 +277,7 @@ def _names(ds) -> list[str]:
 def read_rollout(path: str | Path, mapping: dict[str, str | None]) -> dict:
     """The mapped actuators' activations (S, T, M; NaN where untracked), step times and reference wrist per clip."""
     path = Path(path)
-    if not path.is_file():
-        raise EmgError(f"rollout dataset not found: {path}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise EmgError(f"{path}: not an HDF5 file ({exc})") from None
+    f = open_hdf5(path, EmgError, "rollout dataset")
     with f:
         if f.attrs.get("format", "mimic-rollouts") != "mimic-rollouts" or "clips" not in f:
             raise EmgError(f"{path}: not a rollout dataset (see docs/rollout-format.md; write one with mimic rollout)")

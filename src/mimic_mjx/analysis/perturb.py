@@ -271,17 +271,12 @@ def load_perturbations(path: str | Path) -> list[Perturbation]:
     """Read and check a perturbation YAML file (names are checked by :func:`validate`)."""
     import yaml
 
+    from mimic_mjx.files import read_text
+
     path = Path(path)
+    text = read_text(path, PerturbationError, "perturbation file")  # a named pipe would block forever
     try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise PerturbationError(f"cannot read perturbation file {path}: {e.strerror}; check the path") from None
-    try:
-        if b"\x00" in raw:
-            raise UnicodeDecodeError("utf-8", raw, 0, 1, "NUL byte")
-        data = yaml.safe_load(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise PerturbationError(f"{path} is not a text (UTF-8) YAML file; give a perturbation YAML") from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""

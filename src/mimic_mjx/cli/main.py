@@ -128,6 +128,10 @@ def cmd_register(args) -> int:
     from mimic_mjx.registration.stac import StacConfig
     from mimic_mjx.training.trainer import stderr_log
 
+    if args.render:  # first: a registration takes minutes, finding that nothing can render it seconds
+        from mimic_mjx.presentation.render import require_renderer
+
+        require_renderer()
     velocity = StacConfig().velocity_m_per_rad_s if args.velocity_prior is None else 1e-3 * args.velocity_prior
     if not 0 <= velocity < float("inf"):
         raise MimicError(f"--velocity-prior must be 0 (off) or more, got {args.velocity_prior}")
@@ -336,8 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from mimic_mjx.cli.outputs import check_outputs
+
     args = build_parser().parse_args(argv)
     try:
+        check_outputs(args)  # every command's output location, before any long work
         return args.func(args)
     except MimicError as exc:
         print(f"mimic {args.command}: error: {exc}", file=sys.stderr)

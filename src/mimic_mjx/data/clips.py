@@ -16,18 +16,14 @@ import h5py
 import numpy as np
 
 from mimic_mjx.bodies.layout import QVEL_OF_QPOS, reference_velocities
+from mimic_mjx.data.clip_checks import FPS_RANGE as FPS_RANGE  # re-exported: the CLI's --fps bound
+from mimic_mjx.data.clip_checks import check_clip
 from mimic_mjx.errors import ClipError
 from mimic_mjx.files import atomic_hdf5, require_regular_file
 
 FORMAT_NAME = "mimic-mjx-clips"
 FORMAT_VERSION = 1
 REGISTRATION_LAYOUT_DEFAULT_FPS = 200.0
-# Frame rates outside this range are a unit or typing mistake (ms for s, a missing
-# decimal point), and would silently scale every velocity the controller learns.
-FPS_RANGE = (1.0, 100_000.0)
-# No joint angle (rad) or position (m) in a recording comes near these: larger values are damage.
-MAX_MAGNITUDE = 1e4
-MAX_SPEED_MAGNITUDE = 1e7  # rad/s or m/s
 _MAX_ARRAY_BYTES = 1 << 32
 
 
@@ -69,65 +65,8 @@ class Clip:
         return self.num_frames / self.fps
 
     def validate(self) -> Clip:
-        """Check shapes and finiteness; raise ClipError naming the problem."""
-        where = f"clip '{self.name}'"
-        if not np.isfinite(self.fps) or self.fps <= 0:
-            raise ClipError(f"{where}: frame rate must be a positive number of frames per second, got {self.fps}")
-        if not FPS_RANGE[0] <= self.fps <= FPS_RANGE[1]:
-            raise ClipError(
-                f"{where}: frame rate {self.fps:g} Hz is implausible; expected {FPS_RANGE[0]:g} to "
-                f"{FPS_RANGE[1]:g} frames per second"
-            )
-        if self.joint_qpos_dims and (
-            len(self.joint_qpos_dims) != len(self.joint_names)
-            or any(d not in QVEL_OF_QPOS for d in self.joint_qpos_dims)
-        ):
-            raise ClipError(
-                f"{where}: joint_qpos_dims {list(self.joint_qpos_dims)} must give 1, 4 or 7 "
-                f"for each of its {len(self.joint_names)} joints"
-            )
-        nq, nv = sum(self.qpos_dims), sum(self.qvel_dims)
-        if self.qpos.ndim != 2 or self.qpos.shape[1] != nq:
-            raise ClipError(
-                f"{where}: qpos has shape {self.qpos.shape}, expected (frames, {nq}) "
-                f"to match its {len(self.joint_names)} joint names"
-            )
-        if self.qpos.shape[0] < 2:
-            raise ClipError(f"{where}: has {self.qpos.shape[0]} frame(s); a clip needs at least 2")
-        if self.qvel.shape != (self.qpos.shape[0], nv):
-            raise ClipError(f"{where}: qvel has shape {self.qvel.shape}, expected {(self.qpos.shape[0], nv)}")
-        if len(set(self.joint_names)) != len(self.joint_names):
-            raise ClipError(f"{where}: joint names repeat: {list(self.joint_names)}")
-        T = self.num_frames
-        if self.xpos is not None:
-            nb = len(self.body_names)
-            if self.xpos.shape != (T, nb, 3):
-                raise ClipError(f"{where}: xpos has shape {self.xpos.shape}, expected ({T}, {nb}, 3)")
-            if self.xquat is not None and self.xquat.shape != (T, nb, 4):
-                raise ClipError(f"{where}: xquat has shape {self.xquat.shape}, expected ({T}, {nb}, 4)")
-        if self.keypoints is not None:
-            K = len(self.keypoint_names)
-            if self.keypoints.shape != (T, K, 3):
-                raise ClipError(f"{where}: keypoints have shape {self.keypoints.shape}, expected ({T}, {K}, 3)")
-        for field in ("qpos", "qvel", "xpos", "xquat"):
-            arr = getattr(self, field)
-            if arr is None:
-                continue
-            bad = ~np.isfinite(arr)
-            if bad.any():
-                frames = np.unique(np.nonzero(bad)[0])
-                raise ClipError(
-                    f"{where}: {field} holds {int(bad.sum())} NaN/infinite value(s), first at frame {frames[0]} "
-                    f"({len(frames)} frame(s) affected). Re-register or interpolate those frames, "
-                    f"or drop this clip."
-                )
-            limit = MAX_SPEED_MAGNITUDE if field == "qvel" else MAX_MAGNITUDE
-            peak = float(np.abs(arr).max(initial=0.0))
-            if peak > limit:
-                raise ClipError(
-                    f"{where}: {field} reaches {peak:.3g} (SI units), beyond any recorded movement "
-                    f"(limit {limit:g}); the file is damaged or not in SI units"
-                )
+        """Check every array's shape against the names and frame count, and their values; ClipError if not."""
+        check_clip(self)
         return self
 
 
@@ -222,6 +161,9 @@ def _read_registration_layout(f: h5py.File, path: Path, body: str | None, fps: f
     ]
 
 
+_PER_KEYPOINT = ("keypoints", "marker_offsets", "keypoint_residuals")
+
+
 def _read_native(f: h5py.File, path: Path) -> list[Clip]:
     version = int(_attr_number(f.attrs.get("format_version", 0), "attribute 'format_version'"))
     if version > FORMAT_VERSION:
@@ -260,7 +202,8 @@ def _read_native(f: h5py.File, path: Path) -> list[Clip]:
                 body_names=body_names if "xpos" in g else (),
                 xpos=_numbers(g, "xpos") if "xpos" in g else None,
                 xquat=_numbers(g, "xquat") if "xquat" in g else None,
-                keypoint_names=kp_names if "keypoints" in g else (),
+                # Names go with every per-keypoint dataset, so offsets are checked against them too.
+                keypoint_names=kp_names if any(k in g for k in _PER_KEYPOINT) else (),
                 keypoints=_numbers(g, "keypoints") if "keypoints" in g else None,
                 marker_offsets=_numbers(g, "marker_offsets") if "marker_offsets" in g else None,
                 keypoint_residuals=_numbers(g, "keypoint_residuals") if "keypoint_residuals" in g else None,
@@ -362,7 +305,7 @@ def write_clips(path: str | os.PathLike, clips: Sequence[Clip]) -> None:
         with_bodies = [c for c in clips if c.xpos is not None]
         if with_bodies:
             f.create_dataset("body_names", data=np.array(with_bodies[0].body_names, dtype=object), dtype=str_dt)
-        with_kp = [c for c in clips if c.keypoints is not None]
+        with_kp = [c for c in clips if any(getattr(c, k) is not None for k in _PER_KEYPOINT)]
         if with_kp:
             f.create_dataset("keypoint_names", data=np.array(with_kp[0].keypoint_names, dtype=object), dtype=str_dt)
         grp = f.create_group("clips")
@@ -379,9 +322,9 @@ def write_clips(path: str | os.PathLike, clips: Sequence[Clip]) -> None:
                 _write_numbers(g, "xpos", c.xpos, "m")
                 if c.xquat is not None:
                     _write_numbers(g, "xquat", c.xquat, "wxyz")
+            if any(c is k for k in with_kp) and c.keypoint_names != with_kp[0].keypoint_names:
+                raise ClipError(f"clip '{c.name}' lists different keypoint names than '{with_kp[0].name}'")
             if c.keypoints is not None:
-                if c.keypoint_names != with_kp[0].keypoint_names:
-                    raise ClipError(f"clip '{c.name}' lists different keypoint names than '{with_kp[0].name}'")
                 _write_numbers(g, "keypoints", c.keypoints, "m")
             if c.marker_offsets is not None:
                 _write_numbers(g, "marker_offsets", c.marker_offsets, "m")

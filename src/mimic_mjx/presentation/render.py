@@ -10,6 +10,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from mimic_mjx import gl
 from mimic_mjx.errors import MimicError
 from mimic_mjx.files import atomic_path
 
@@ -17,10 +18,7 @@ KEYPOINT_RGBA = np.array([1.0, 0.2, 0.2, 1.0], np.float32)  # data: red
 MARKER_RGBA = np.array([0.2, 0.9, 0.2, 1.0], np.float32)  # fitted markers: green
 
 
-GL_HELP = (
-    "install OSMesa (apt-get install libosmesa6) and set MUJOCO_GL=osmesa, "
-    "or use a GPU's EGL driver (libEGL, e.g. from the NVIDIA driver) with MUJOCO_GL=egl"
-)
+GL_HELP = gl.HELP
 
 
 def add_sphere(scene: mujoco.MjvScene, pos, radius: float, rgba) -> None:
@@ -46,6 +44,8 @@ def open_renderer(model: mujoco.MjModel, width: int, height: int, max_geom: int 
     """
     if width < 1 or height < 1:
         raise MimicError(f"frame size must be positive, got {width}x{height} pixels")
+    if gl.PROBLEM:  # found before mujoco was imported (mimic_mjx/gl.py): no context can be made
+        raise MimicError(f"cannot render: {gl.PROBLEM}; {GL_HELP}")
     model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), int(width))
     model.vis.global_.offheight = max(int(model.vis.global_.offheight), int(height))
     try:
@@ -56,6 +56,11 @@ def open_renderer(model: mujoco.MjModel, width: int, height: int, max_geom: int 
             f"no OpenGL backend for offscreen rendering (MUJOCO_GL={os.environ.get('MUJOCO_GL', '')!r}: "
             f"{reason}); {GL_HELP}"
         ) from None
+
+
+def require_renderer() -> None:
+    """Make and drop a small renderer: a command that renders at its end checks for OpenGL at its start."""
+    open_renderer(mujoco.MjModel.from_xml_string("<mujoco><worldbody/></mujoco>"), 16, 16).close()
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import platform
 from pathlib import Path
 
 from mimic_mjx.errors import MimicError, RunDirError
-from mimic_mjx.files import write_text
+from mimic_mjx.files import read_jsonl, read_text, require_regular_file, write_text
 from mimic_mjx.presentation import report_figures as F
 from mimic_mjx.training.rundir import package_version
 
@@ -83,22 +83,14 @@ def _missing(text: str) -> str:
 
 def _read_json(path: Path, what: str) -> dict:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        return json.loads(read_text(path, MimicError, what))  # checked first: not a pipe, UTF-8 text
+    except json.JSONDecodeError as exc:
         raise MimicError(f"{path}: unreadable {what} ({exc})") from None
 
 
-def read_metrics(path: Path) -> list[dict]:
-    """The records of a metrics.jsonl file; unreadable lines (e.g. half-written ones) are skipped."""
-    records = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict):
-            records.append(rec)
-    return records
+def read_metrics(path: Path) -> tuple[list[dict], int]:
+    """The records of a metrics.jsonl file, and how many damaged lines (half-written, bad bytes) were skipped."""
+    return read_jsonl(path, MimicError, "metrics log")
 
 
 def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
@@ -182,10 +174,10 @@ def _training_machines(run: Path) -> list[tuple[str, str]]:
     path = run / "provenance.jsonl"
     if not path.is_file():
         return [("trained on", "not recorded (a run of an earlier mimic-mjx)")]
-    rows = []
-    for line in path.read_text().splitlines():
+    entries, damaged = read_jsonl(path, MimicError, "provenance log")
+    rows = [("trained on", f"{damaged} unreadable provenance line(s)")] if damaged else []
+    for e in entries:
         try:
-            e = json.loads(line)
             v = e.get("versions", {})
             rows.append(
                 (
@@ -194,7 +186,7 @@ def _training_machines(run: Path) -> list[tuple[str, str]]:
                     f"jax {v.get('jax', '?')}, mujoco {v.get('mujoco', '?')}",
                 )
             )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             rows.append(("trained on", "unreadable provenance line"))
     return rows
 
@@ -205,11 +197,14 @@ def _mtime(path: Path) -> str:
     return datetime.datetime.fromtimestamp(path.stat().st_mtime).astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
-def _training(records: list[dict], run: Path) -> str | None:
+def _training(records: list[dict], run: Path, damaged: int = 0) -> str | None:
     figs = F.training_figures(records)
+    log = run / "metrics.jsonl"
+    # Said, not hidden: curves with gaps should not pass for a whole record (not "missing": the rest is shown).
+    note = f'<p class="damaged">{damaged} damaged line(s) of {_esc(log)} skipped (not UTF-8 JSON)</p>' * bool(damaged)
     if not figs:
-        return None
-    return "".join(_figure(uri, f"{title} against environment steps ({run / 'metrics.jsonl'})") for title, uri in figs)
+        return note or None
+    return note + "".join(_figure(uri, f"{title} against environment steps ({log})") for title, uri in figs)
 
 
 def _tracking(summary: dict, eval_dir: Path) -> str:
@@ -333,12 +328,13 @@ def build_report(run_dir, out, *, eval_dir=None, analysis_dir=None, experiments_
     adir = _dir(analysis_dir, "mimic analyze", "analysis.json") if analysis_dir is not None else None
     xdir = _dir(experiments_dir, "mimic experiment", "experiments.json") if experiments_dir is not None else None
     videos = ([Path(video)] if video else []) + (sorted(edir.glob("*.mp4")) if edir else [])
+    videos = [require_regular_file(v, MimicError, "video") for v in videos]  # a named pipe would block forever
     videos = list({v.resolve(): v for v in videos}.values())  # --video may be one of the folder's
-    records = read_metrics(run / "metrics.jsonl")
+    records, damaged = read_metrics(run / "metrics.jsonl")
     evaluate_cmd = f"<code>mimic evaluate {_esc(run)} --clips CLIPS.h5</code>"
 
     body = {"provenance": _provenance(run, config, records)}
-    body["training"] = _training(records, run) or _missing(
+    body["training"] = _training(records, run, damaged) or _missing(
         f"no training metrics in {_esc(run / 'metrics.jsonl')}: run <code>mimic train --run-dir "
         f"{_esc(run)} ...</code> (or <code>--resume</code>) to log training curves"
     )

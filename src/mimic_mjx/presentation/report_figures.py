@@ -16,6 +16,7 @@ import numpy as np
 
 from mimic_mjx.analysis.rollout_format import RolloutFileError, open_rollouts
 from mimic_mjx.errors import MimicError
+from mimic_mjx.files import require_regular_file
 
 #: Training-curve panels: title and which metric keys (a key ending in "/" takes every key under it).
 CURVE_GROUPS = (
@@ -63,7 +64,8 @@ def fig_uri(fig) -> str:
 
 def image_uri(path: Path) -> str:
     mime = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
-    return data_uri(Path(path).read_bytes(), mime.get(Path(path).suffix.lower(), "application/octet-stream"))
+    data = require_regular_file(path, MimicError, "image").read_bytes()  # a named pipe would block forever
+    return data_uri(data, mime.get(Path(path).suffix.lower(), "application/octet-stream"))
 
 
 def _series(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:

@@ -356,8 +356,10 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from mimic_mjx.data.clips import read_clip_files
+    from mimic_mjx.presentation.render import require_renderer
     from mimic_mjx.training.rundir import stored_config
 
+    require_renderer()  # first: no OpenGL must not cost a rollout
     paths = args.clips or list(stored_config(Path(args.run)).train_clips)
     if not paths:
         raise MimicError(f"{args.run} names no training clip files (train_clips); pass --clips FILE [FILE ...]")

@@ -46,7 +46,7 @@ def _truncate(path: Path, upto_update: int) -> list[dict]:
     if not path.exists():
         return []
     keep, dropped = [], []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():  # damaged bytes fail JSON below: line dropped
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mimic_mjx import config as config_lib
 from mimic_mjx.errors import MimicError, RunDirError
-from mimic_mjx.files import write_text
+from mimic_mjx.files import read_text, write_text
 
 # Keys that may change between a run and its resumption: how long to train, how
 # often to log and checkpoint, where to log, and host threads. None changes the
@@ -57,7 +57,7 @@ def stored_config(run_dir: Path) -> config_lib.ExperimentConfig:
     if not path.exists():
         raise RunDirError(f"{run_dir} is not a mimic-mjx run (no config.json); pass the folder `mimic train` wrote")
     try:
-        values = json.loads(path.read_text())
+        values = json.loads(read_text(path, RunDirError, "run configuration"))  # checked: not a pipe, UTF-8
     except json.JSONDecodeError as exc:
         raise RunDirError(f"{path} is corrupted ({exc})") from None
     try:
@@ -165,6 +165,6 @@ def record_provenance(run_dir: Path, devices: str, mode: str, start_update: int)
         },
     }
     path = Path(run_dir) / "provenance.jsonl"
-    old = path.read_text() if path.is_file() else ""
+    old = path.read_bytes().decode(errors="replace") if path.is_file() else ""  # damaged bytes cost their line
     write_text(path, old + json.dumps(entry) + "\n")
     return entry

@@ -18,6 +18,7 @@ import numpy as np
 from mimic_mjx.bodies.skeletons import RAT23_EDGES, RAT23_NAMES
 from mimic_mjx.data.keypoints.common import _as_names, _numeric, _open_h5, _Raw, _warn
 from mimic_mjx.errors import KeypointError
+from mimic_mjx.files import require_regular_file
 
 
 def _h5_mat_value(f: h5py.File, ds: h5py.Dataset):
@@ -49,14 +50,15 @@ def _load_mat(path: Path, keys: Sequence[str]) -> tuple[dict, list[str]]:
 
 def read_skeleton(path: str | os.PathLike) -> tuple[tuple[str, ...], tuple[tuple[int, int], ...]]:
     """Names and 0-based edges from a skeleton .mat (``joint_names``, 1-based ``joints_idx``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise KeypointError(f"skeleton file not found: {path}")
+    path = require_regular_file(path, KeypointError, "skeleton file")
     try:
         data, present = _load_mat(path, ("joint_names", "joints_idx"))
-    except (OSError, ValueError, TypeError, KeyError, NotImplementedError) as exc:
+    except KeypointError:
+        raise
+    except Exception as exc:  # scipy and h5py have many words for a damaged .mat (MatReadError, OSError, ...)
         raise KeypointError(
-            f"cannot read skeleton {path} as a MATLAB file ({exc}); pass a .mat with 'joint_names' and 'joints_idx'"
+            f"cannot read skeleton {path} as a MATLAB file ({' '.join(str(exc).split()) or type(exc).__name__}); "
+            "pass a .mat with 'joint_names' and 'joints_idx'"
         ) from None
     if "joint_names" not in data:
         raise KeypointError(
