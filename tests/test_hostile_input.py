@@ -750,3 +750,21 @@ def test_damaged_metrics_lines_are_skipped_and_counted(tmp_path):
     records, damaged = read_metrics(path)
     assert [r["update"] for r in records] == [1, 2, 4] and damaged == 2
     assert np.isnan(records[1]["reward"])  # a NaN value is data, not damage
+
+
+def test_report_on_a_run_with_undecodable_metrics_says_what_it_skipped(tmp_path):
+    """The reported case: `mimic report` died with a UnicodeDecodeError on a damaged metrics.jsonl."""
+    import json
+
+    from conftest import tiny_config_dict
+    from mimic_mjx.cli.main import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(tiny_config_dict()))
+    lines = [json.dumps({"update": u, "env_steps": 32 * u, "reward/total": 0.1 * u}).encode() for u in (1, 2, 3)]
+    (run / "metrics.jsonl").write_bytes(b"\n".join([lines[0], b"\xff\xfe\x00garbage\x80", lines[1], lines[2]]) + b"\n")
+    (run / "provenance.jsonl").write_bytes(b"\xff\xfe not json\n")
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
+    training = (tmp_path / "r.html").read_text().split('<section id="training">')[1].split("</section>")[0]
+    assert "1 damaged line(s)" in training and "<img" in training  # the good lines still plot
