@@ -328,7 +328,8 @@ def build_report(run_dir, out, *, eval_dir=None, analysis_dir=None, experiments_
     adir = _dir(analysis_dir, "mimic analyze", "analysis.json") if analysis_dir is not None else None
     xdir = _dir(experiments_dir, "mimic experiment", "experiments.json") if experiments_dir is not None else None
     videos = ([Path(video)] if video else []) + (sorted(edir.glob("*.mp4")) if edir else [])
-    videos = [require_regular_file(v, MimicError, "video") for v in videos]  # a named pipe would block forever
+    for v in (v for v in videos if v.exists()):  # a missing one: video_sources says how to make it
+        require_regular_file(v, MimicError, "video")  # a named pipe would block forever
     videos = list({v.resolve(): v for v in videos}.values())  # --video may be one of the folder's
     records, damaged = read_metrics(run / "metrics.jsonl")
     evaluate_cmd = f"<code>mimic evaluate {_esc(run)} --clips CLIPS.h5</code>"
