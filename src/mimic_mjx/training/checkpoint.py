@@ -71,6 +71,22 @@ def _handlers():
     }
 
 
+def _manager(directory: Path, **options) -> ocp.CheckpointManager:
+    """An orbax manager of ``directory`` that this process uses on its own.
+
+    In a multi-process run only process 0 saves (``training.processes``): orbax would
+    otherwise wait at each save, restore and delete for the other processes, which never
+    come (and it then refuses to create the folder itself).
+    """
+    if jax.process_count() > 1:
+        if options.get("create", True):  # orbax's default
+            directory.mkdir(parents=True, exist_ok=True)
+        options["create"] = False
+        me = jax.process_index()
+        options["multiprocessing_options"] = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(**options), item_handlers=_handlers())
+
+
 def _storage_failure(exc: BaseException) -> str | None:
     """The reason a write failed for lack of space or permission, else None (a bug: re-raise it)."""
     chain, seen = [], exc
@@ -114,11 +130,7 @@ class Checkpoints:
         self._verified: set[int] = set()
         try:
             # Orbax rotates by age alone and could delete the last good step; ``_rotate`` does it instead.
-            self.manager = ocp.CheckpointManager(
-                self.directory,
-                options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True),
-                item_handlers=_handlers(),
-            )
+            self.manager = _manager(self.directory, max_to_keep=None, create=True)
         except OSError as exc:
             raise RunDirError(
                 f"cannot create {self.directory}: {exc.strerror or exc}; pass another --run-dir"
@@ -318,7 +330,7 @@ def read_policy(directory: str | Path, step: int | None = None) -> tuple[PolicyP
     directory = Path(directory)
     if not directory.is_dir():
         raise RunDirError(f"{directory.parent} holds no checkpoint yet ({directory} is missing); train it first")
-    manager = ocp.CheckpointManager(directory.absolute(), item_handlers=_handlers())
+    manager = _manager(directory.absolute())
     try:
         steps = sorted(manager.all_steps()) if step is None else [step]
         if not steps:
@@ -350,7 +362,7 @@ def verify_checkpoints(directory: str | Path) -> tuple[int | None, list[tuple[in
     directory = Path(directory)
     if not directory.is_dir():
         return None, []
-    manager = ocp.CheckpointManager(directory.absolute(), item_handlers=_handlers())
+    manager = _manager(directory.absolute())
     damaged = []
     try:
         for s in sorted(manager.all_steps(), reverse=True):

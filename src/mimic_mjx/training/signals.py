@@ -3,7 +3,10 @@
 The handlers only record the signal: raising from a handler (Python's default
 for SIGINT) can unwind through a checkpoint half written by orbax's threads,
 and nothing useful can be done while XLA is compiling anyway. The training
-loop polls :attr:`StopRequest.signum` between updates and after compilation.
+loop polls :attr:`StopRequest.signum` between updates and after compilation;
+in a multi-process run it combines every process's flag first
+(``processes.agree``), so a signal to any one process stops them all at the
+same update.
 """
 
 from __future__ import annotations
@@ -12,6 +15,11 @@ import signal
 import threading
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def signal_name(signum: int | None) -> str | None:
+    """The name of signal number ``signum`` (e.g. SIGTERM); None for no signal."""
+    return signal.Signals(signum).name if signum else None
 
 
 def exit_code(name: str | None) -> int:
@@ -28,7 +36,7 @@ class StopRequest:
 
     @property
     def name(self) -> str | None:
-        return signal.Signals(self.signum).name if self.signum else None
+        return signal_name(self.signum)
 
     def _handle(self, signum, frame) -> None:
         if self.signum is None:

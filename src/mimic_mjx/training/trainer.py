@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -19,8 +20,9 @@ from mimic_mjx.training.experiment import build_env
 from mimic_mjx.training.logging import MetricsLog
 from mimic_mjx.training.parallel import describe_devices, gather
 from mimic_mjx.training.ppo import PPOTrainer, check_nonfinite
+from mimic_mjx.training.processes import agree, from_writer, tree_from_writer, writer_only
 from mimic_mjx.training.rundir import prepare_run_dir, record_provenance
-from mimic_mjx.training.signals import StopRequest
+from mimic_mjx.training.signals import StopRequest, signal_name
 
 
 def _fmt_time(seconds: float) -> str:
@@ -119,18 +121,42 @@ def train(
         return _train(cfg, Path(run_dir), clips, resume, log, stop)
 
 
+def _prepare_resume(run_dir: Path, cfg, log) -> str:
+    mode = prepare_run_dir(run_dir, cfg, True, log)
+    if not (run_dir / "train_clips.h5").exists():
+        if mode == "restart":
+            raise RunDirError(
+                f"{run_dir} stopped before its first checkpoint and before its clips were stored; "
+                f"start it again with `mimic train --run-dir {run_dir} --clips FILE [FILE ...]`"
+            )
+        raise RunDirError(f"{run_dir / 'train_clips.h5'} is missing; the run cannot be resumed")
+    return mode
+
+
+def _prepare_new(run_dir: Path, cfg, clips, log) -> str:
+    mode = prepare_run_dir(run_dir, cfg, False, log)
+    write_clips(run_dir / "train_clips.h5", clips)
+    return mode
+
+
+def _restore(ckpts: Checkpoints, template, run_dir: Path, log):
+    """The newest checkpoint that verifies; newer damaged ones are moved aside."""
+    state = ckpts.restore(template)
+    if ckpts.skipped:
+        # Moved, not deleted: the updates after the restored one are trained and saved again.
+        aside = run_dir / "damaged_checkpoints"
+        ckpts.set_aside(ckpts.skipped, aside)
+        log(f"moved the damaged checkpoints (updates {', '.join(map(str, ckpts.skipped))}) to {aside}")
+    return state
+
+
 def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest) -> dict:
-    clips_path = run_dir / "train_clips.h5"
+    # With several processes (docs/scaling.md) process 0 alone reads the run folder's state and
+    # writes it (config, clips, checkpoints, logs), and shares what it found (training.processes):
+    # every process restores the step it chose, and all leave the loop at the same update.
     if resume:
-        mode = prepare_run_dir(run_dir, cfg, resume, log)
-        if not clips_path.exists():
-            if mode == "restart":
-                raise RunDirError(
-                    f"{run_dir} stopped before its first checkpoint and before its clips were stored; "
-                    f"start it again with `mimic train --run-dir {run_dir} --clips FILE [FILE ...]`"
-                )
-            raise RunDirError(f"{clips_path} is missing; the run cannot be resumed")
-        clips = read_clips(clips_path)
+        mode = from_writer(_prepare_resume, run_dir, cfg, log)
+        clips = read_clips(run_dir / "train_clips.h5")
         env = build_env(cfg, clips)
     else:
         if not clips:
@@ -139,28 +165,23 @@ def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest) -> d
         # bad input (clips of another body, a backend not installed) leaves nothing behind.
         env = build_env(cfg, clips)
         warn_implausible_clips(clips, cfg.env.body, log)
-        mode = prepare_run_dir(run_dir, cfg, resume, log)
-        write_clips(clips_path, clips)
+        mode = from_writer(_prepare_new, run_dir, cfg, clips, log)
 
     trainer = PPOTrainer(cfg, env)
-    ckpts = Checkpoints(run_dir / "checkpoints", log=log)
+    ckpts = writer_only(Checkpoints, run_dir / "checkpoints", log=log)  # None in the other processes
     p = cfg.ppo
     total_updates = trainer.total_updates
 
     t0 = time.perf_counter()
     state = trainer.init(jax.random.PRNGKey(cfg.train.seed))
     if mode == "resume":
-        state = trainer.place(ckpts.restore(state))
-        if ckpts.skipped:
-            # Moved, not deleted: the updates after the restored one are trained and saved again.
-            aside = run_dir / "damaged_checkpoints"
-            ckpts.set_aside(ckpts.skipped, aside)
-            log(f"moved the damaged checkpoints (updates {', '.join(map(str, ckpts.skipped))}) to {aside}")
+        state = trainer.place(tree_from_writer(_restore, state, ckpts, state, run_dir, log))
         log(f"resumed from update {int(state.updates)} ({int(state.updates) * trainer.steps_per_update:,} steps)")
     start_update = saved_update = int(state.updates)
-    record_provenance(run_dir, describe_devices(trainer.mesh), mode, start_update)
+    writer_only(record_provenance, run_dir, describe_devices(trainer.mesh), mode, start_update)
     meta = checkpoint_meta(cfg, env)
-    mlog = MetricsLog(
+    mlog = writer_only(
+        MetricsLog,
         run_dir,
         tensorboard=cfg.train.tensorboard,
         wandb=cfg.train.wandb,
@@ -183,8 +204,10 @@ def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest) -> d
     discarded = None  # None: no update ran; False: updates ran and are kept; else why the first was dropped
     loop_start_update = start_update
     resume_hint = f"resume with `mimic train --run-dir {run_dir} --resume`"
-    with mlog:
-        while int(state.updates) < total_updates and not stop.signum:
+    # A signal to any process stops every one (``agree``: the largest signal number over processes).
+    (signum,) = agree([stop.signum or 0])
+    with mlog if mlog is not None else contextlib.nullcontext():
+        while int(state.updates) < total_updates and not signum:
             state, metrics = trainer.update(state)
             upd = int(state.updates)
             check_nonfinite(metrics, learning_rate=cfg.ppo.learning_rate)
@@ -193,7 +216,8 @@ def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest) -> d
                 jax.block_until_ready(state)
                 compile_s = time.perf_counter() - t0
                 t_loop, loop_start_update = time.perf_counter(), upd
-                if stop.signum:
+                (signum,) = agree([stop.signum or 0])
+                if signum:
                     # Stopped while compiling: the caller wants out now, not a checkpoint of one update.
                     discarded = "during compilation"
                     break
@@ -205,17 +229,21 @@ def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest) -> d
                 sps = done_since * trainer.steps_per_update / elapsed if done_since else float("nan")
                 eta = time_left(total_updates, upd, done_since, elapsed, None if deadline is None else deadline - now)
                 m.update({"train/steps_per_s": sps, "train/wall_s": now - t0})
-                mlog.log(upd, upd * trainer.steps_per_update, m)
+                writer_only(MetricsLog.log, mlog, upd, upd * trainer.steps_per_update, m)
                 log(progress_line(upd, total_updates, upd * trainer.steps_per_update, sps, m, eta))
                 last = m
             if upd % cfg.train.checkpoint_every_updates == 0:
-                ckpts.save(upd, gather(state), meta)
+                host = gather(state)  # a collective: every process takes part, process 0 writes
+                writer_only(Checkpoints.save, ckpts, upd, host, meta)
                 saved_update = upd
-            if deadline is not None and time.perf_counter() > deadline and upd < total_updates:
+            # Clocks differ between machines: the first process past the deadline stops them all.
+            signum, late = agree([stop.signum or 0, deadline is not None and time.perf_counter() > deadline])
+            if late and upd < total_updates:
                 log(f"time limit of {cfg.train.max_minutes} min reached at update {upd}")
                 stopped_early = True
                 break
-    stopped_by = stop.name
+        writer_only(MetricsLog.close, mlog)  # before the final save, as leaving the block did
+    stopped_by = signal_name(signum)
     if stopped_by and discarded is not False:
         log(
             f"stopped by {stopped_by} {discarded or 'before training started'}; nothing new to save; "
@@ -226,10 +254,11 @@ def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest) -> d
         jax.block_until_ready(state)
         upd = int(state.updates)
         if upd > saved_update:
-            ckpts.save(upd, gather(state), meta)
+            host = gather(state)
+            writer_only(Checkpoints.save, ckpts, upd, host, meta)
         if stopped_by:
             log(f"stopped by {stopped_by} at update {upd}; {resume_hint}")
-    ckpts.close()
+    writer_only(Checkpoints.close, ckpts)
     summary = _summary(run_dir, upd, start_update, trainer, t0, t_loop, loop_start_update, compile_s, last)
     if trainer.uses_failure_memory:
         summary["hardest_frames"] = hardest_frames(jax.device_get(state.failures), env.bank.names)
