@@ -116,7 +116,7 @@ def _launch(tmp_path: Path, argv: list[str], tag: str, preludes=("", "")) -> lis
     return procs
 
 
-def _finish(procs, timeout: float = 150.0) -> list[tuple[int, str, str]]:
+def _finish(procs, timeout: float = 240.0) -> list[tuple[int, str, str]]:
     """(exit code, stdout, stderr) of each process; a process still running after ``timeout`` is killed."""
     deadline = time.monotonic() + timeout
     results = []
@@ -138,7 +138,7 @@ def _finish(procs, timeout: float = 150.0) -> list[tuple[int, str, str]]:
     return results
 
 
-def _wait_for_line(err: Path, pattern: str, procs, timeout: float = 120.0) -> None:
+def _wait_for_line(err: Path, pattern: str, procs, timeout: float = 240.0) -> None:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if any(re.search(pattern, line) for line in err.read_text().splitlines()):
