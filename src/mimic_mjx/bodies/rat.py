@@ -25,7 +25,7 @@ of talmolab/stac-mjx; the keypoints are in millimetres there, hence
 ``MOCAP_SCALE_FACTOR: 0.001``). We therefore default to ``RAT_SCALE = 0.9`` so a
 rat built here has the proportions those recordings were fitted with.
 
-How scaling is done (uniform about the world origin, factor s):
+How scaling is done (bodies/scaling.py, shared with body files; uniform about the world origin, factor s):
   * lengths are multiplied by s: body, geom, site, joint, camera and light
     positions, geom and site sizes, ``fromto`` segments, mesh scales, the skin's
     vertices and bind positions, and the model's mean size statistic;
@@ -59,6 +59,7 @@ import mujoco
 import numpy as np
 
 from mimic_mjx.bodies.assets import dm_control_walker_asset
+from mimic_mjx.bodies.scaling import scale_spec, skin_arrays
 from mimic_mjx.errors import BodyError
 
 #: Size of the registered rat relative to dm_control's rodent (stac-mjx's
@@ -110,87 +111,14 @@ def build_spec(scale: float = RAT_SCALE) -> mujoco.MjSpec:
 
 
 def _scale_spec(spec: mujoco.MjSpec, s: float) -> None:
-    """Scale all lengths of ``spec`` by ``s`` in place (see the module docstring)."""
-    skin_data = _unscaled_skins() if spec.skins else {}
-    for body in spec.bodies:
-        body.pos = np.asarray(body.pos) * s
-        if body.explicitinertial:
-            body.ipos = np.asarray(body.ipos) * s
-            body.mass = body.mass * s**3
-            body.inertia = np.asarray(body.inertia) * s**5
-    for geom in spec.geoms:
-        geom.pos = np.asarray(geom.pos) * s
-        geom.size = np.asarray(geom.size) * s
-        geom.fromto = np.asarray(geom.fromto) * s  # NaN (unset) stays NaN
-        if np.isfinite(geom.mass):  # explicit mass; density-derived masses need nothing
-            geom.mass = geom.mass * s**3
-    for site in spec.sites:
-        site.pos = np.asarray(site.pos) * s
-        site.size = np.asarray(site.size) * s
-        site.fromto = np.asarray(site.fromto) * s
-    for joint in spec.joints:
-        joint.pos = np.asarray(joint.pos) * s
-    for camera in spec.cameras:
-        camera.pos = np.asarray(camera.pos) * s
-    for light in spec.lights:
-        light.pos = np.asarray(light.pos) * s
-    for frame in spec.frames:
-        frame.pos = np.asarray(frame.pos) * s
-    for mesh in spec.meshes:
-        mesh.scale = np.asarray(mesh.scale) * s
-    spec.stat.meansize = spec.stat.meansize * s
-    for skin in spec.skins:
-        _fill_skin(skin, skin_data[skin.name], s)
+    """Scale all lengths of ``spec`` by ``s`` in place (see the module docstring and bodies/scaling.py)."""
+    scale_spec(spec, s, _unscaled_skins() if spec.skins else None)
 
 
 @functools.lru_cache(maxsize=1)
 def _unscaled_skins() -> dict:
-    """Skin arrays of the unscaled rodent, read back from a compiled model.
-
-    A skin is a surface mesh in world coordinates bound to bodies by their
-    world positions in the bind pose. MjSpec holds only the file name, so to
-    scale the skin we read its arrays from a compiled model once and write them
-    back explicitly (scaled) instead of the file.
-    """
-    model = load_raw_spec().compile()
-    skins = {}
-    for k in range(model.nskin):
-        va, vn = model.skin_vertadr[k], model.skin_vertnum[k]
-        fa, fn = model.skin_faceadr[k], model.skin_facenum[k]
-        ta = model.skin_texcoordadr[k]
-        ba, bn = model.skin_boneadr[k], model.skin_bonenum[k]
-        bones = []
-        for b in range(ba, ba + bn):
-            a, n = model.skin_bonevertadr[b], model.skin_bonevertnum[b]
-            bones.append(
-                (
-                    model.body(model.skin_bonebodyid[b]).name,
-                    model.skin_bonebindpos[b].copy(),
-                    model.skin_bonebindquat[b].copy(),
-                    model.skin_bonevertid[a : a + n].tolist(),
-                    model.skin_bonevertweight[a : a + n].tolist(),
-                )
-            )
-        skins[model.skin(k).name] = {
-            "vert": model.skin_vert[va : va + vn].copy(),
-            "face": model.skin_face[fa : fa + fn].copy(),
-            "texcoord": model.skin_texcoord[ta : ta + vn].copy() if ta >= 0 else None,
-            "bones": bones,
-        }
-    return skins
-
-
-def _fill_skin(skin, data: dict, s: float) -> None:
-    skin.file = ""
-    skin.vert = (data["vert"] * s).ravel().tolist()
-    skin.face = data["face"].ravel().tolist()
-    if data["texcoord"] is not None:
-        skin.texcoord = data["texcoord"].ravel().tolist()
-    skin.bodyname = [b[0] for b in data["bones"]]
-    skin.bindpos = np.concatenate([b[1] * s for b in data["bones"]]).tolist()
-    skin.bindquat = np.concatenate([b[2] for b in data["bones"]]).tolist()
-    skin.vertid = [b[3] for b in data["bones"]]
-    skin.vertweight = [b[4] for b in data["bones"]]
+    """Skin arrays of the unscaled rodent (compiled once): a scaled skin is written from them."""
+    return skin_arrays(load_raw_spec().compile())
 
 
 # --------------------------------------------------------------------------

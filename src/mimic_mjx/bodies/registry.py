@@ -1,97 +1,29 @@
-"""Body registry: bodies plug in by name.
+"""Body registry: bodies plug in by name, or are read from a body file by path.
 
-A body is a function returning a ``mujoco.MjSpec`` plus the names the tasks
-need (end effectors, keypoint mapping). Everything downstream binds joints and
-bodies by these names, never by index.
-
-A body may also have a *trainable* variant (``build_trainable_spec``): the same
-kinematic tree with identical joint, body and actuator names, but set up for
-fast, robust simulation (restricted contacts, a cheaper solver). Registration
-(kinematic fitting) uses ``compile()``; training and rollouts should use
-``compile_trainable()``, which falls back to the plain model for bodies without
-a separate variant. Both are the same registered body, so clips registered to
-it bind to either model.
-
-A body also names the experiment config it trains with by default (a file in
-``mimic_mjx/configs``), so that commands and benchmarks find a body's tuned
-settings here instead of in tables of their own.
+Built-in bodies register here under a short name (``register_body``). Anything
+that takes a body name also takes the path of a body file (``.yaml``/``.yml``:
+a native body file or a stac-mjx model file; bodies/bodyfile.py), which
+``get_body`` reads once per file content and returns as the same kind of
+``BodyModel``. ``BodyModel`` itself lives in bodies/model.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-from collections.abc import Callable
+import hashlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import mujoco
-
+from mimic_mjx.bodies.model import CONFIGS, BodyModel
 from mimic_mjx.errors import BodyError
 
 if TYPE_CHECKING:
     from mimic_mjx.config import ExperimentConfig
 
-#: The experiment configs that ship with mimic-mjx (src/mimic_mjx/configs).
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+__all__ = ["CONFIGS", "BodyModel", "available_bodies", "check_config", "get_body", "register_body"]
 
-
-@dataclasses.dataclass(frozen=True)
-class BodyModel:
-    name: str
-    description: str
-    build_spec: Callable[[], mujoco.MjSpec]
-    end_effectors: tuple[str, ...]
-    # Keypoint name -> body name the keypoint's marker is attached to.
-    keypoint_bodies: dict[str, str] = dataclasses.field(default_factory=dict)
-    # Same names as build_spec, simulation set up for training; None = build_spec.
-    build_trainable_spec: Callable[[], mujoco.MjSpec] | None = None
-    # Bodies whose positions the tracking task compares and observes; empty = end effectors.
-    tracked_bodies: tuple[str, ...] = ()
-    # Physics backend that ``env.backend: auto`` picks on a CPU: the fastest one
-    # measured for this body (docs/benchmarks.md, `mimic bench`).
-    cpu_backend: str = "native"
-    # Default experiment config: a file name in CONFIGS; None = ExperimentConfig's defaults.
-    default_config_file: str | None = None
-    # Physiological bounds on any one joint's speed and acceleration (rad/s, rad/s^2), used by
-    # `mimic clips check` and the training-start warnings (mimic_mjx.data.check); None = unchecked.
-    # Each body's figures are derived where it is registered below and in docs/registration.md.
-    max_joint_speed_rad_s: float | None = None
-    max_joint_accel_rad_s2: float | None = None
-
-    def tracked(self) -> tuple[str, ...]:
-        return self.tracked_bodies or self.end_effectors
-
-    def compile(self) -> mujoco.MjModel:
-        return _compiled(self.name)
-
-    def compile_trainable(self) -> mujoco.MjModel:
-        """The model to simulate for training (cached, like :meth:`compile`)."""
-        if self.build_trainable_spec is None:
-            return self.compile()
-        return _compiled_trainable(self.name)
-
-    def joint_names(self) -> tuple[str, ...]:
-        model = self.compile()
-        return tuple(model.joint(j).name for j in range(model.njnt))
-
-    def default_config(self) -> ExperimentConfig:
-        """The experiment config this body trains with unless given another (loaded fresh each call).
-
-        Bodies without a config file get ExperimentConfig's defaults with ``env.body`` set to this body.
-        """
-        from mimic_mjx import config as config_lib
-
-        if self.default_config_file is None:
-            cfg = config_lib.ExperimentConfig()
-            return cfg.replace(env=dataclasses.replace(cfg.env, body=self.name)).validate()
-        cfg = config_lib.load(CONFIGS / self.default_config_file)
-        if cfg.env.body != self.name:
-            raise BodyError(
-                f"body '{self.name}': its default config {self.default_config_file} is for env.body={cfg.env.body}"
-            )
-        return cfg
-
+#: File name endings that make a body name a body file's path.
+BODY_FILE_SUFFIXES = (".yaml", ".yml")
 
 _REGISTRY: dict[str, BodyModel] = {}
 
@@ -108,7 +40,7 @@ def available_bodies() -> list[str]:
 
 
 def check_config(cfg: ExperimentConfig) -> ExperimentConfig:
-    """``cfg`` if its ``env.body`` names a known body, else a ConfigError naming the choices."""
+    """``cfg`` if its ``env.body`` names a known body or a readable body file, else a ConfigError."""
     from mimic_mjx.errors import ConfigError
 
     try:
@@ -118,22 +50,44 @@ def check_config(cfg: ExperimentConfig) -> ExperimentConfig:
     return cfg
 
 
-def get_body(name: str) -> BodyModel:
+def is_body_file(name: str | os.PathLike) -> bool:
+    """Whether a body name is the path of a body file (by its ending, or a path-like object)."""
+    return isinstance(name, os.PathLike) or str(name).lower().endswith(BODY_FILE_SUFFIXES)
+
+
+def get_body(name: str | os.PathLike) -> BodyModel:
+    """The built-in body ``name``, or the body described by the body file at that path."""
+    if is_body_file(name):
+        return _body_from_file(Path(name))
+    if str(name).lower().endswith(".xml"):
+        raise BodyError(
+            f"'{name}' is an MJCF model, not a body: write a body file (YAML) with the line 'mjcf: {name}' "
+            f"and its keypoints, and pass that file (see `mimic bodies check`)"
+        )
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise BodyError(f"unknown body '{name}'; available bodies: {', '.join(available_bodies())}") from None
+        raise BodyError(
+            f"unknown body '{name}'; available bodies: {', '.join(available_bodies())}, "
+            f"or the path of a body file (.yaml)"
+        ) from None
 
 
-@functools.cache
-def _compiled(name: str) -> mujoco.MjModel:
-    # A fresh MjModel per body name; callers that edit options copy it first.
-    return get_body(name).build_spec().compile()
+# (resolved path, SHA-256 of the file's bytes) -> the body it describes. Keyed by content so an
+# edited file is read again, while every stage of one run shares one BodyModel (and its
+# compiled models).
+_FILE_BODIES: dict[tuple[str, str], BodyModel] = {}
 
 
-@functools.cache
-def _compiled_trainable(name: str) -> mujoco.MjModel:
-    return get_body(name).build_trainable_spec().compile()
+def _body_from_file(path: Path) -> BodyModel:
+    from mimic_mjx.bodies.bodyfile import load_body_file, read_body_file_bytes
+
+    resolved, raw = read_body_file_bytes(path)
+    key = (str(resolved), hashlib.sha256(raw).hexdigest())
+    body = _FILE_BODIES.get(key)
+    if body is None:
+        body = _FILE_BODIES[key] = load_body_file(resolved, raw)
+    return body
 
 
 def _register_builtin() -> None:
@@ -147,6 +101,7 @@ def _register_builtin() -> None:
             build_spec=forelimb.build_spec,
             end_effectors=("wrist_body",),
             keypoint_bodies=get_keypoint_map("mouse_forelimb").keypoint_bodies(),
+            keypoint_map=get_keypoint_map("mouse_forelimb"),
             default_config_file="forelimb.yaml",
             # The fastest wrist in the 37 recorded reaches moves at 0.37 m/s and accelerates at
             # 15 m/s^2; one joint turning the 6.9 mm forearm alone does that at 54 rad/s and
@@ -166,6 +121,7 @@ def _register_builtin() -> None:
             # Hands and feet (the paws that touch the ground) and the head.
             end_effectors=("hand_L", "hand_R", "foot_L", "foot_R", "skull"),
             keypoint_bodies=get_keypoint_map("rat").keypoint_bodies(),
+            keypoint_map=get_keypoint_map("rat"),
             # Paws-only contacts, CG 6/6, 2 ms step, position actuators; see
             # rat.build_trainable_spec (torque actuation: actuation="torque").
             build_trainable_spec=rat.build_trainable_spec,

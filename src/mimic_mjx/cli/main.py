@@ -193,16 +193,6 @@ def cmd_clips_check(args) -> int:
     return 0  # a report: exceeding a bound is not a failure
 
 
-def cmd_bodies(args) -> int:
-    from mimic_mjx.bodies import available_bodies, get_body
-
-    for name in available_bodies():
-        body = get_body(name)
-        model = body.compile()
-        print(f"{name}: {body.description} (nq={model.nq}, actuators={model.nu})")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="mimic",
@@ -330,8 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     ck.set_defaults(func=cmd_clips_check)
 
-    b = sub.add_parser("bodies", help="list the registered body models")
-    b.set_defaults(func=cmd_bodies)
+    from mimic_mjx.cli import bodies
+
+    bodies.add_parser(sub)  # mimic bodies [check FILE|NAME | convert STAC_YAML --out BODY.yaml]
 
     from mimic_mjx.cli import analysis
 
