@@ -13,6 +13,7 @@ from conftest import tiny_config_dict
 from mimic_mjx.bodies import get_body
 from mimic_mjx.data.synthetic import make_reaching_clips
 from mimic_mjx.errors import MimicError
+from mimic_mjx.presentation import scene as S
 from mimic_mjx.presentation import video
 from mimic_mjx.presentation.render import open_renderer
 
@@ -80,7 +81,7 @@ def test_forelimb_ghost_keypoints_markers_and_lost_tint(gl):
 def _ghost_outside_the_body(painter: video.GhostPainter, q: np.ndarray) -> float:
     """Fraction of the pixels the ghost changes that lie outside the body's own silhouette."""
     body = painter.frame(q)
-    silhouette = _changed(body, np.zeros_like(body))
+    silhouette = _body_pixels(painter, q)  # not "not black": the floor fills the background
     changed = _changed(body, painter.frame(q, q))
     assert changed.sum() > 10
     return float((changed & ~silhouette).sum() / changed.sum())
@@ -109,14 +110,92 @@ def test_fly_frame_with_ghost(gl):
 
 
 def test_frame_rate_keeps_real_time_at_60_fps_or_less():
-    steps, fps, stride = video.frame_steps(200.0, 19)
-    assert (stride, fps, steps.tolist()) == (4, 50.0, [0, 4, 8, 12, 16])
-    steps, fps, stride = video.frame_steps(200.0, 19, slowmo=4)
-    assert (stride, fps, len(steps)) == (1, 50.0, 19)
-    assert video.frame_steps(30.0, 10)[1:] == (30.0, 1)
-    assert video.frame_steps(60.0, 10)[1:] == (60.0, 1)
-    _, fps, stride = video.frame_steps(500.0, 10)
+    times, fps = S.frame_times(200.0, 19)
+    assert (fps, times.tolist()) == (50.0, [0, 4, 8, 12, 16])
+    times, fps = S.frame_times(200.0, 19, slowmo=4)
+    assert (fps, times.tolist()) == (50.0, list(range(19)))
+    assert S.frame_times(30.0, 10)[1] == 30.0 and S.frame_times(60.0, 10)[1] == 60.0
+    times, fps = S.frame_times(500.0, 10)
+    stride = times[1] - times[0]
     assert stride == 9 and fps <= 60 and fps * stride == pytest.approx(500.0)
+
+
+def test_short_clips_default_to_slow_motion_with_frames_in_between():
+    """The reported case: a 0.5-s reach at 50 control steps/s was 25 frames, over before anyone saw it."""
+    slowmo = S.auto_slowmo(25 / 50.0)
+    assert slowmo == 6 and S.speed_label(slowmo) == "slow motion x6"
+    times, fps = S.frame_times(50.0, 25, slowmo)
+    assert fps == 25.0 and len(times) == 73 and len(times) / fps >= 2.9  # 3 frames per control step
+    np.testing.assert_allclose(times[:4], [0, 1 / 3, 2 / 3, 1])
+    assert S.auto_slowmo(3.0) == 1 and S.auto_slowmo(40.0) == 1 and S.speed_label(1) == "real time"
+
+
+def test_poses_between_steps():
+    arm = _model("mouse_forelimb")
+    q0, q1 = arm.qpos0.copy(), arm.qpos0 + 0.4
+    np.testing.assert_allclose(S.interpolate_qpos(arm, q0, q1, 0.25), q0 + 0.1)
+    rat = _model("rat")
+    q0, q1 = rat.qpos0.copy(), rat.qpos0.copy()
+    q1[:7] = [0.1, 0.2, 0.3, np.cos(0.5), 0, 0, np.sin(0.5)]  # moved and turned 1 rad about z
+    half = S.interpolate_qpos(rat, q0, q1, 0.5)
+    np.testing.assert_allclose(half[:3], q0[:3] + 0.5 * (q1[:3] - q0[:3]))
+    np.testing.assert_allclose(half[3:7], [np.cos(0.25), 0, 0, np.sin(0.25)], atol=1e-12)  # halfway on the sphere
+
+
+def _worm(length: float) -> mujoco.MjModel:
+    """A chain of five capsules ``length`` long, without a floor: the same shape at any scale."""
+    r, seg = length / 40, length / 5
+    geom = f'<geom type="capsule" fromto="0 0 0 {seg} 0 0" size="{r}" rgba="0.8 0.5 0.3 1"/>'
+    xml = f'<body name="b0" pos="0 0 {2 * r}"><joint name="j0" axis="0 0 1"/>{geom}'
+    for i in range(1, 5):
+        xml += f'<body name="b{i}" pos="{seg} 0 0"><joint name="j{i}" axis="0 0 1"/>{geom}'
+    return mujoco.MjModel.from_xml_string(
+        f'<mujoco><compiler boundmass="1e-6" boundinertia="1e-12"/><worldbody>{xml}{"</body>" * 5}</worldbody></mujoco>'
+    )
+
+
+def _body_pixels(painter: video.GhostPainter, q) -> np.ndarray:
+    """Where the body's own geoms are in the frame (segmentation rendering)."""
+    painter.frame(q)  # aims the camera
+    painter.renderer.update_scene(painter.sim, painter.camera, painter.option)
+    painter.renderer.enable_segmentation_rendering()
+    try:
+        seg = painter.renderer.render()
+    finally:
+        painter.renderer.disable_segmentation_rendering()
+    ids = np.flatnonzero(painter.model.geom_bodyid > 0)
+    return (seg[..., 1] == mujoco.mjtObj.mjOBJ_GEOM) & np.isin(seg[..., 0], ids)
+
+
+def test_camera_fits_the_sweep_from_a_millimetre_worm_to_a_metre(gl):
+    """The distance comes from the body's extent over the clip: the frame looks the same at any scale."""
+    t = np.linspace(0, 1, 40)[:, None]
+    poses = 0.6 * np.sin(2 * np.pi * t + np.arange(5)[None])
+    frames, covers = [], []
+    for length in (1e-3, 1.0):
+        with video.GhostPainter(_worm(length), W, H, poses=poses) as painter:
+            assert painter.floor is not None and painter.floor[1] == pytest.approx(0.2 * length)  # grid: a round length
+            swept = np.any([_body_pixels(painter, q) for q in poses[::4]], axis=0)
+            frames.append(painter.frame(poses[10], poses[30]))
+        rows, cols = np.flatnonzero(swept.any(1)), np.flatnonzero(swept.any(0))
+        covers.append(max((rows[-1] - rows[0]) / H, (cols[-1] - cols[0]) / W))
+        assert 0 < rows[0] and rows[-1] < H - 1 and 0 < cols[0] and cols[-1] < W - 1  # nothing cut off
+    assert min(covers) > 0.6, covers  # the sweep spans most of the frame
+    assert np.mean(_changed(*frames)) < 0.01  # the same picture at both scales
+
+
+def test_scene_has_a_floor_light_and_a_visible_ghost(gl):
+    model = _model("mouse_forelimb")
+    clip = make_reaching_clips(1, seed=0, num_frames=60)[0]
+    with video.GhostPainter(model, W, H, poses=clip.qpos) as painter:
+        assert painter.floor is not None  # the forelimb model has none: one is drawn
+        plain = painter.frame(clip.qpos[10])
+        ghost = painter.frame(clip.qpos[10], clip.qpos[50])
+        labelled = painter.frame(clip.qpos[10], label="slow motion x6")
+    assert (plain.max(axis=-1) < 10).mean() < 0.5  # mostly floor, not black background
+    shows = _changed(plain, ghost)
+    assert shows.mean() > 0.01  # the ghost is seen against the floor
+    assert not _changed(plain, labelled)[: H // 2].any() and _changed(plain, labelled)[-H // 8 :].sum() > 20
 
 
 def test_frozen_body_after_tracking_is_lost():
@@ -199,7 +278,7 @@ def test_cli_without_clips_asks_for_them(tmp_path):
     run.mkdir()
     (run / "config.json").write_text(json.dumps(tiny_config_dict()))
     args = _parse(["render", str(run), "--clip", "reach_000", "--out", str(tmp_path / "v.mp4")])
-    assert args.func is video.run and args.slowmo == 1.0 and args.ghost_offset == (0.0, 0.0, 0.0)
+    assert args.func is video.run and args.slowmo is None and args.ghost_offset == (0.0, 0.0, 0.0)
     with pytest.raises(MimicError, match="pass --clips") as exc:
         video.run(args)
     _one_line(exc)
@@ -233,7 +312,9 @@ def test_render_rollout_writes_a_real_time_video(gl, trained, tmp_path):
     root, clips = trained
     lines = []
     out = tmp_path / "reach.mp4"
-    result = video.render_rollout(root / "run", clips, clips[1].name, out, width=W, height=H, log=lines.append)
+    result = video.render_rollout(
+        root / "run", clips, clips[1].name, out, width=W, height=H, slowmo=1, log=lines.append
+    )
     # 19 control steps at 200 Hz: every 4th drawn, at 50 fps.
     assert result["frames"] == 5 and result["fps"] == 50.0 and result["seconds"] == pytest.approx(0.1)
     assert result["path"] == str(out) and result["camera"].startswith("free")
@@ -242,6 +323,20 @@ def test_render_rollout_writes_a_real_time_video(gl, trained, tmp_path):
     assert any("one step in 4, at 50 fps, to keep real time" in line for line in lines)
     assert any("100%" in line for line in lines)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reach.mp4"]  # written atomically
+
+
+@pytest.mark.slow
+def test_render_rollout_of_a_short_clip_is_slow_motion_by_default(gl, trained, tmp_path):
+    root, clips = trained
+    lines = []
+    result = video.render_rollout(
+        root / "run", clips, clips[0].name, tmp_path / "v.mp4", width=W, height=H, log=lines.append
+    )
+    # 19 control steps at 200 Hz last 0.095 s: slowed 32 times, 4 frames per step at 25 fps.
+    assert result["slowmo"] == 32 and result["fps"] == 25.0 and result["frames"] == 73
+    assert result["seconds"] >= 2.9 and any("slow motion x32" in line for line in lines)
+    frames = _frames(tmp_path / "v.mp4")
+    assert len(frames) == 73 and frames[0][-H // 8 :, :20].mean() < frames[0][H // 2 : -H // 4].mean()  # the label
 
 
 @pytest.mark.slow

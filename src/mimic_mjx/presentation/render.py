@@ -13,6 +13,7 @@ import numpy as np
 from mimic_mjx import gl
 from mimic_mjx.errors import MimicError
 from mimic_mjx.files import atomic_path
+from mimic_mjx.presentation import scene as S
 
 KEYPOINT_RGBA = np.array([1.0, 0.2, 0.2, 1.0], np.float32)  # data: red
 MARKER_RGBA = np.array([0.2, 0.9, 0.2, 1.0], np.float32)  # fitted markers: green
@@ -63,6 +64,33 @@ def require_renderer() -> None:
     open_renderer(mujoco.MjModel.from_xml_string("<mujoco><worldbody/></mujoco>"), 16, 16).close()
 
 
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one bitmap size
+        return ImageFont.load_default()
+
+
+def draw_caption(frame: np.ndarray, text: str, *, bottom: bool = False) -> np.ndarray:
+    """``frame`` with ``text`` in white on a dark band at its top (or bottom) left, shrunk to fit small frames."""
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(frame)
+    draw = ImageDraw.Draw(image)
+    size = max(9, frame.shape[0] // 20)
+    font = _font(size)
+    while size > 6 and draw.textbbox((4, 3), text, font=font)[2] > frame.shape[1] - 4:
+        size -= 1
+        font = _font(size)
+    right, height = draw.textbbox((4, 3), text, font=font)[2:]
+    top = frame.shape[0] - height - 6 if bottom else 0
+    draw.rectangle((0, top, right + 4, top + height + 3), fill=(0, 0, 0))
+    draw.text((4, top + 3), text, fill=(255, 255, 255), font=font)
+    return np.asarray(image)
+
+
 @contextlib.contextmanager
 def mp4_writer(out_path: str | os.PathLike, fps: float):
     """An imageio writer of an H.264 MP4 that appears at ``out_path`` only once complete."""
@@ -96,31 +124,56 @@ def render_keypoint_fit(
     width: int = 480,
     height: int = 360,
     max_frames: int | None = None,
+    slowmo: float | None = None,
 ) -> Path:
-    """Write an MP4 of the fitted body with keypoints (red) and fitted markers (green)."""
-    renderer = open_renderer(model, width, height)
-    data = mujoco.MjData(model)
-    extent = float(np.nanmax(np.ptp(keypoints.reshape(-1, 3)[np.isfinite(keypoints.reshape(-1, 3)).all(1)], 0)))
-    radius = max(extent * 0.025, 1e-4)
+    """Write an MP4 of the fitted body with keypoints (red) and fitted markers (green).
+
+    Framed like ``mimic render`` (``presentation/scene.py``): the camera fits
+    what the body sweeps, a body without a floor stands over a grid, and a
+    recording shorter than a few seconds plays slowed (``slowmo``; default
+    automatic), saying so at the bottom of each frame.
+    """
+    n = qpos.shape[0] if max_frames is None else min(max_frames, qpos.shape[0])
+    points, radii = S.swept_points(model, qpos[:n])
     cam = mujoco.MjvCamera()
     cam.type = mujoco.mjtCamera.mjCAMERA_FREE
-    cam.distance = 2.5 * extent
     cam.elevation, cam.azimuth = -25.0, 135.0
+    centre, cam.distance, size = S.fit_view(
+        points, radii, cam.azimuth, cam.elevation, model.vis.global_.fovy, width / height
+    )
+    cam.distance *= 1.1  # keypoints off the body reach a little further
+    S.brighten(model, cam.distance)
+    world, world_r = S.swept_points(model, qpos[:n], relative=False)
+    floor = None if S.has_floor(model) else (float((world[:, 2] - world_r).min() - 0.05 * size), S.grid_spacing(size))
+    root = S.root_body(model)
+    radius = 0.02 * size
+    slowmo = S.auto_slowmo(n / fps) if slowmo is None else slowmo
+    times, rate = S.frame_times(fps, n, slowmo)
+    label = S.speed_label(slowmo)
+    renderer = open_renderer(model, width, height)
+    data = mujoco.MjData(model)
     out_path = Path(out_path)
-    n = qpos.shape[0] if max_frames is None else min(max_frames, qpos.shape[0])
     try:
-        with mp4_writer(out_path, fps) as writer:
-            for t in range(n):
-                data.qpos[:] = qpos[t]
+        with mp4_writer(out_path, rate) as writer:
+            for pos in times:
+                t, a = int(pos), pos - int(pos)
+                u = min(t + 1, n - 1)
+                data.qpos[:] = S.interpolate_qpos(model, qpos[t], qpos[u], a)
                 mujoco.mj_kinematics(model, data)
-                centre = np.nanmean(keypoints[t], axis=0)
-                cam.lookat[:] = centre if np.isfinite(centre).all() else data.xpos[1]
+                cam.lookat[:] = centre + (0.0 if root is None else data.xpos[root])
                 renderer.update_scene(data, cam)
+                if floor is not None:
+                    S.add_floor(renderer.scene, world.mean(axis=0)[:2], *floor)
+                # Between frames (slow motion) points move on straight lines; one missing at either end is not drawn.
                 for k in range(keypoints.shape[1]):
-                    if np.isfinite(keypoints[t, k]).all():
-                        add_sphere(renderer.scene, keypoints[t, k], radius, KEYPOINT_RGBA)
-                    add_sphere(renderer.scene, markers[t, k], radius * 0.8, MARKER_RGBA)
-                writer.append_data(renderer.render())
+                    kp = keypoints[t, k] + a * (keypoints[u, k] - keypoints[t, k])
+                    if np.isfinite(kp).all():
+                        add_sphere(renderer.scene, kp, radius, KEYPOINT_RGBA)
+                    add_sphere(
+                        renderer.scene, markers[t, k] + a * (markers[u, k] - markers[t, k]), radius * 0.8, MARKER_RGBA
+                    )
+                image = renderer.render()
+                writer.append_data(draw_caption(image, label, bottom=True) if slowmo != 1 else image)
     finally:
         renderer.close()
     return out_path

@@ -5,7 +5,9 @@ instant as a translucent blue copy (over it, or beside it by ``ghost_offset``);
 the clip's recorded keypoints as red spheres (with the ghost: they are data)
 and the body's registered markers as green ones (on the simulated body). Once
 tracking is lost the body stays frozen where it was, tinted red, and the
-caption says LOST.
+caption says LOST. The camera is fitted to what the body sweeps over the clip,
+a body without a floor stands over a grid, and a short clip plays in slow
+motion, labelled as such (``presentation/scene.py``).
 """
 
 from __future__ import annotations
@@ -19,93 +21,21 @@ import mujoco
 import numpy as np
 
 from mimic_mjx.errors import MimicError
-from mimic_mjx.presentation.render import KEYPOINT_RGBA, MARKER_RGBA, add_sphere, mp4_writer, open_renderer
+from mimic_mjx.presentation import scene as S
+from mimic_mjx.presentation.render import (
+    KEYPOINT_RGBA,
+    MARKER_RGBA,
+    add_sphere,
+    draw_caption,
+    mp4_writer,
+    open_renderer,
+)
+from mimic_mjx.presentation.scene import pose as _pose
+from mimic_mjx.presentation.scene import resolve_camera
 
-GHOST_RGBA = np.array([0.3, 0.6, 1.0, 0.3], np.float32)
+GHOST_RGBA = np.array([0.25, 0.55, 1.0, 0.4], np.float32)
 LOST_RGBA = np.array([0.9, 0.25, 0.25, 1.0], np.float32)
 MAX_FPS = 60.0  # players stutter or drop frames above this
-
-
-def _root_body(model: mujoco.MjModel) -> int | None:
-    """The body carrying a free joint (a body that moves about the scene), or None for a fixed base."""
-    free = np.flatnonzero(model.jnt_type == mujoco.mjtJoint.mjJNT_FREE)
-    return int(model.jnt_bodyid[free[0]]) if free.size else None
-
-
-def _pose(model: mujoco.MjModel, data: mujoco.MjData, qpos) -> None:
-    data.qpos[:] = qpos
-    mujoco.mj_kinematics(model, data)
-    # Tracking cameras follow the centre of mass; camera poses come from mj_camlight.
-    mujoco.mj_comPos(model, data)
-    mujoco.mj_camlight(model, data)
-
-
-def _size_and_centre(model: mujoco.MjModel) -> tuple[float, np.ndarray]:
-    """The body's size (m) and centre at its default pose: where a free camera looks, and from how far."""
-    data = mujoco.MjData(model)
-    _pose(model, data, model.qpos0)
-    moving = model.geom_bodyid > 0
-    xpos = data.geom_xpos[moving] if moving.any() else data.xpos[1:]
-    reach = float(model.geom_rbound[moving].max()) if moving.any() else 0.0
-    size = float(np.ptp(xpos, axis=0).max()) + 2 * reach
-    return max(size, 1e-3), xpos.mean(axis=0)
-
-
-def resolve_camera(
-    model: mujoco.MjModel,
-    camera: str | None = None,
-    azimuth: float | None = None,
-    elevation: float | None = None,
-    distance: float | None = None,
-) -> tuple[mujoco.MjvCamera, str]:
-    """The camera to render with and a description of it: a model camera by name, else a free one."""
-    cam = mujoco.MjvCamera()
-    if camera is not None:
-        names = [model.camera(i).name for i in range(model.ncam)]
-        if camera not in names:
-            have = ", ".join(names) if names else "none"
-            raise MimicError(
-                f"unknown camera {camera!r}; this body's cameras: {have}; or leave --camera out and "
-                f"aim a free camera with --azimuth/--elevation/--distance"
-            )
-        if (azimuth, elevation, distance) != (None, None, None):
-            raise MimicError("--azimuth/--elevation/--distance aim the free camera; leave them out with --camera")
-        cam.type, cam.fixedcamid = mujoco.mjtCamera.mjCAMERA_FIXED, names.index(camera)
-        return cam, camera
-    if distance is not None and not distance > 0:
-        raise MimicError(f"--distance must be a positive number of metres, got {distance}")
-    size, _ = _size_and_centre(model)
-    cam.type = mujoco.mjtCamera.mjCAMERA_FREE
-    cam.azimuth = 135.0 if azimuth is None else float(azimuth)
-    cam.elevation = -20.0 if elevation is None else float(elevation)
-    cam.distance = 1.5 * size if distance is None else float(distance)
-    return cam, f"free (azimuth {cam.azimuth:g}, elevation {cam.elevation:g}, distance {cam.distance:.3g} m)"
-
-
-def _font(size: int):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: one bitmap size
-        return ImageFont.load_default()
-
-
-def draw_caption(frame: np.ndarray, text: str) -> np.ndarray:
-    """``frame`` with ``text`` in white on a dark band at its top left, shrunk to fit small frames."""
-    from PIL import Image, ImageDraw
-
-    image = Image.fromarray(frame)
-    draw = ImageDraw.Draw(image)
-    size = max(9, frame.shape[0] // 20)
-    font = _font(size)
-    while size > 6 and draw.textbbox((4, 3), text, font=font)[2] > frame.shape[1] - 4:
-        size -= 1
-        font = _font(size)
-    right, bottom = draw.textbbox((4, 3), text, font=font)[2:]
-    draw.rectangle((0, 0, right + 4, bottom + 3), fill=(0, 0, 0))
-    draw.text((4, 3), text, fill=(255, 255, 255), font=font)
-    return np.asarray(image)
 
 
 class GhostPainter:
@@ -122,15 +52,31 @@ class GhostPainter:
         elevation: float | None = None,
         distance: float | None = None,
         ghost_offset: Sequence[float] = (0.0, 0.0, 0.0),
+        poses: np.ndarray | None = None,
     ):
+        """``poses`` (frames, nq): what the body will sweep (the clip's reference), to fit the free camera to."""
         self.model = model
         self.offset = np.asarray(ghost_offset, np.float64).reshape(3)
         self.camera, self.camera_label = resolve_camera(model, camera, azimuth, elevation, distance)
-        size, self._centre = _size_and_centre(model)
+        self._root = S.root_body(model)
+        poses = model.qpos0[None] if poses is None else np.asarray(poses, np.float64)
+        points, radii = S.swept_points(model, poses)
+        points, radii = np.concatenate([points, points + self.offset]), np.tile(radii, 2)  # body and ghost
+        cam = self.camera
+        self._centre, fitted, size = S.fit_view(
+            points, radii, cam.azimuth, cam.elevation, model.vis.global_.fovy, width / height
+        )
         self.radius = 0.015 * size
-        if camera is None and distance is None:
-            self.camera.distance += float(np.linalg.norm(self.offset))  # keep a ghost beside in view
-        self._root = _root_body(model)
+        free = camera is None
+        if free and distance is None:
+            cam.distance = fitted
+            self.camera_label = f"free (azimuth {cam.azimuth:g}, elevation {cam.elevation:g}, distance {fitted:.3g} m)"
+        self.floor = None  # (height, grid spacing) of a floor drawn for a body whose model has none
+        if not S.has_floor(model):
+            world, wr = S.swept_points(model, poses, relative=False)
+            self.floor = (float((world[:, 2] - wr).min() - 0.05 * size), S.grid_spacing(size))
+            self._floor_xy = world.mean(axis=0)[:2]
+        S.brighten(model, cam.distance if free else None)
         self.option, self.perturb = mujoco.MjvOption(), mujoco.MjvPerturb()
         self.sim, self.ref = mujoco.MjData(model), mujoco.MjData(model)
         self.renderer = open_renderer(model, width, height)
@@ -153,18 +99,22 @@ class GhostPainter:
         markers=None,
         lost: bool = False,
         caption: str = "",
+        label: str = "",
     ) -> np.ndarray:
         """One RGB frame (height, width, 3): the body at ``sim_qpos``, its ghost at ``ref_qpos`` (None: none).
 
         ``keypoints`` (K, 3) are drawn with the ghost (shifted by its offset),
-        ``markers`` (K, 3) on the body; non-finite rows are skipped.
+        ``markers`` (K, 3) on the body; non-finite rows are skipped. ``caption`` is
+        written at the top, ``label`` (e.g. the playback speed) at the bottom.
         """
         _pose(self.model, self.sim, sim_qpos)
         if self.camera.type == mujoco.mjtCamera.mjCAMERA_FREE:
-            follow = self._centre if self._root is None else self.sim.xpos[self._root]
-            self.camera.lookat[:] = follow + self.offset / 2
+            # A free body is followed (its centre is relative to the root); a fixed base is not.
+            self.camera.lookat[:] = self._centre + (0.0 if self._root is None else self.sim.xpos[self._root])
         self.renderer.update_scene(self.sim, self.camera, self.option)
         scene = self.renderer.scene
+        if self.floor is not None:
+            S.add_floor(scene, self._floor_xy, *self.floor)
         if lost:
             self._tint(scene, 0, scene.ngeom, LOST_RGBA, transparent=False)
         if ref_qpos is not None:
@@ -174,7 +124,8 @@ class GhostPainter:
                 if np.isfinite(p).all():
                     add_sphere(scene, p + shift, self.radius, rgba)
         image = self.renderer.render()
-        return draw_caption(image, caption) if caption else image
+        image = draw_caption(image, caption) if caption else image
+        return draw_caption(image, label, bottom=True) if label else image
 
     def _add_ghost(self, scene: mujoco.MjvScene, ref_qpos) -> None:
         _pose(self.model, self.ref, ref_qpos)
@@ -194,17 +145,6 @@ class GhostPainter:
             g.rgba[:] = rgba
             g.matid = -1  # a texture would hide the colour
             g.transparent = int(transparent)
-
-
-def frame_steps(control_rate: float, steps: int, slowmo: float = 1.0, max_fps: float = MAX_FPS):
-    """Control steps to draw and the video's frame rate: real time / ``slowmo``, at most ``max_fps``.
-
-    Above ``max_fps``, every k-th step is drawn and the rate divided by k, so
-    the video still plays at the intended speed.
-    """
-    natural = control_rate / slowmo
-    stride = max(1, math.ceil(natural / max_fps - 1e-9))
-    return np.arange(0, steps, stride), natural / stride, stride
 
 
 def _caption(t_s: float, joint_deg: float, ee: dict[str, float], kp_mm: float, lost_at: float | None) -> str:
@@ -234,8 +174,8 @@ def _frozen(qpos: np.ndarray, tracked: np.ndarray, start: np.ndarray) -> np.ndar
     return np.where((last >= 0)[:, None], qpos[np.maximum(last, 0)], start[None])
 
 
-def _check_args(slowmo: float, fps: float | None, width: int, height: int) -> None:
-    if not slowmo > 0:
+def _check_args(slowmo: float | None, fps: float | None, width: int, height: int) -> None:
+    if slowmo is not None and not slowmo > 0:
         raise MimicError(f"--slowmo must be a positive factor (4: four times slower than real time), got {slowmo}")
     if fps is not None and not fps > 0:
         raise MimicError(f"fps must be a positive frame rate, got {fps}")
@@ -260,7 +200,7 @@ def render_rollout(
     azimuth: float | None = None,
     elevation: float | None = None,
     distance: float | None = None,
-    slowmo: float = 1.0,
+    slowmo: float | None = None,
     fps: float | None = None,
     width: int = 640,
     height: int = 480,
@@ -269,9 +209,12 @@ def render_rollout(
 ) -> dict:
     """Roll the run's controller out (deterministically) on one clip and write an MP4 of it.
 
-    ``fps``: the highest frame rate of the video (default 60); above it steps
-    are dropped, never the playback speed changed. Returns the frames written,
-    the frame rate, the video's length in seconds, its path and the camera.
+    ``slowmo``: times slower than real time (default: a clip shorter than
+    ``scene.MIN_VIDEO_S`` is slowed to last about that long, else 1); the
+    video says its speed. ``fps``: the highest frame rate of the video
+    (default 60); above it steps are dropped, never the playback speed
+    changed. Returns the frames written, the frame rate, the video's length in
+    seconds, the slow-down, its path and the camera.
     """
     from mimic_mjx.analysis.rollout import collect
     from mimic_mjx.training.checkpoint import load_policy
@@ -282,46 +225,69 @@ def render_rollout(
     policy = load_policy(run_dir)
     env = build_eval_env(policy.config, [clip])
     view = dict(camera=camera, azimuth=azimuth, elevation=elevation, distance=distance, ghost_offset=ghost_offset)
-    with GhostPainter(env.model, width, height, **view) as painter:  # fails fast without GL, before the rollout
+    reference = env.bank.qpos[0, : int(env.bank.lengths[0])]  # what the camera must keep in view
+    # Made before the rollout: no GL fails fast.
+    with GhostPainter(env.model, width, height, poses=reference, **view) as painter:
         log(f"rolling {policy.run_dir} out on {clip.name} ({clip.num_frames} frames at {clip.fps:g} Hz)")
         recs = collect(policy, env)
         recs = {k: recs[k][0, 0] for k in ("qpos", "tracked", "joint_error", "ee_error", "markers", "keypoint_error")}
-        steps, rate, stride = frame_steps(1.0 / env.control_dt, len(recs["tracked"]), slowmo, fps or MAX_FPS)
-        if stride > 1:
-            speed = "real time" if slowmo == 1 else f"{slowmo:g}x slow motion"
+        steps = len(recs["tracked"])
+        if slowmo is None:
+            slowmo = S.auto_slowmo(steps * env.control_dt)
+            if slowmo > 1:
+                log(f"the clip lasts {steps * env.control_dt:.3g} s: {S.speed_label(slowmo)} (--slowmo 1: real time)")
+        times, rate = S.frame_times(1.0 / env.control_dt, steps, slowmo, fps or MAX_FPS)
+        if len(times) > 1 and times[1] - times[0] > 1:
             log(
                 f"control rate {1 / env.control_dt:g} Hz / slowmo {slowmo:g} is above {fps or MAX_FPS:g} fps: "
-                f"drawing one step in {stride}, at {rate:.4g} fps, to keep {speed}"
+                f"drawing one step in {times[1] - times[0]:g}, at {rate:.4g} fps, to keep {S.speed_label(slowmo)}"
             )
-        _encode(painter, env, recs, steps, rate, out, log)
-    seconds = len(steps) / rate
-    return {"frames": len(steps), "fps": rate, "seconds": seconds, "path": str(out), "camera": painter.camera_label}
+        _encode(painter, env, recs, times, rate, S.speed_label(slowmo), out, log)
+    seconds = len(times) / rate
+    return {
+        "frames": len(times),
+        "fps": rate,
+        "seconds": seconds,
+        "slowmo": slowmo,
+        "path": str(out),
+        "camera": painter.camera_label,
+    }
 
 
-def _encode(painter: GhostPainter, env, recs: dict, steps: np.ndarray, rate: float, out, log) -> None:
+def _encode(painter: GhostPainter, env, recs: dict, times: np.ndarray, rate: float, label: str, out, log) -> None:
     tracked = recs["tracked"].astype(bool)
     qpos = _frozen(recs["qpos"], tracked, env.bank.qpos[0, 0])
     lost = np.flatnonzero(~tracked)
     lost_at = (lost[0] + 1) * env.control_dt if lost.size else None
-    log(f"rendering {len(steps)} frames ({rate:.4g} fps, camera {painter.camera_label}) to {out}")
-    every = max(1, math.ceil(len(steps) / 10))
+    floor = f", grid {1e3 * painter.floor[1]:g} mm" if painter.floor else ""
+    log(f"rendering {len(times)} frames ({rate:.4g} fps, {label}, camera {painter.camera_label}{floor}) to {out}")
+    every = max(1, math.ceil(len(times) / 10))
+    last = len(tracked) - 1
     with mp4_writer(out, rate) as writer:
-        for i, t in enumerate(steps):
-            writer.append_data(_draw_step(painter, env, recs, qpos[t], t, lost_at if not tracked[t] else None))
-            if (i + 1) % every == 0 or i + 1 == len(steps):
-                log(f"  {i + 1}/{len(steps)} frames ({100 * (i + 1) // len(steps)}%)")
+        for i, pos in enumerate(times):
+            t = int(pos)
+            # Between control steps (slow motion): the pose on its way to the next step's.
+            body = S.interpolate_qpos(env.model, qpos[t], qpos[min(t + 1, last)], pos - t)
+            writer.append_data(_draw_step(painter, env, recs, body, pos, lost_at if not tracked[t] else None, label))
+            if (i + 1) % every == 0 or i + 1 == len(times):
+                log(f"  {i + 1}/{len(times)} frames ({100 * (i + 1) // len(times)}%)")
 
 
-def _draw_step(painter: GhostPainter, env, recs: dict, qpos: np.ndarray, t: int, lost_at: float | None) -> np.ndarray:
-    """Control step ``t``: the body (``qpos``, frozen once lost), the reference and the caption."""
+def _draw_step(
+    painter: GhostPainter, env, recs: dict, qpos: np.ndarray, pos: float, lost_at: float | None, label: str
+) -> np.ndarray:
+    """Control step position ``pos`` (fractional between steps): the body (``qpos``), the reference, the caption."""
     bank = env.bank
-    frame = (t + 1) * env.cfg.control_every  # the clip frame step t ends at
+    t = int(pos)
+    frame = round((pos + 1) * env.cfg.control_every)  # the clip frame the step (or the moment) ends at
     kp = markers = None
     kp_mm = np.nan
     if bank.keypoints is not None and len(bank.keypoint_names):
         kp = np.where(bank.keypoint_valid[0, frame, :, None] > 0, bank.keypoints[0, frame], np.nan)
         if lost_at is None:  # the recorded markers and errors are NaN once lost
-            markers, kp_mm = recs["markers"][t], _mean_mm(recs["keypoint_error"][t])
+            nxt = min(t + 1, len(recs["markers"]) - 1)
+            markers = recs["markers"][t] + (pos - t) * (recs["markers"][nxt] - recs["markers"][t])
+            kp_mm = _mean_mm(recs["keypoint_error"][t])
     text = _caption(
         frame / bank.fps,
         float(np.degrees(np.mean(np.abs(recs["joint_error"][t])))),
@@ -330,7 +296,7 @@ def _draw_step(painter: GhostPainter, env, recs: dict, qpos: np.ndarray, t: int,
         lost_at,
     )
     return painter.frame(
-        qpos, bank.qpos[0, frame], keypoints=kp, markers=markers, lost=lost_at is not None, caption=text
+        qpos, bank.qpos[0, frame], keypoints=kp, markers=markers, lost=lost_at is not None, caption=text, label=label
     )
 
 
@@ -343,8 +309,17 @@ def add_parser(subparsers) -> None:
     p.add_argument("--camera", help="a camera of the body model by name (default: a free camera following the body)")
     p.add_argument("--azimuth", type=float, help="free camera azimuth, degrees (default 135)")
     p.add_argument("--elevation", type=float, help="free camera elevation, degrees (default -20)")
-    p.add_argument("--distance", type=float, help="free camera distance, metres (default: 1.5 times the body's size)")
-    p.add_argument("--slowmo", type=float, default=1.0, help="play this many times slower than real time")
+    p.add_argument(
+        "--distance",
+        type=float,
+        help="free camera distance, metres (default: the body's sweep over the clip fills the frame)",
+    )
+    p.add_argument(
+        "--slowmo",
+        type=float,
+        help=f"play this many times slower than real time (default: a clip shorter than {S.MIN_VIDEO_S:g} s is "
+        f"slowed to last about {S.MIN_VIDEO_S:g} s, a longer one plays in real time; 1: real time)",
+    )
     p.add_argument("--width", type=int, default=640, help="frame width, pixels")
     p.add_argument("--height", type=int, default=480, help="frame height, pixels")
     p.add_argument(
@@ -373,5 +348,7 @@ def run(args) -> int:
         log=lambda m: print(m, file=sys.stderr, flush=True),
         **view,
     )
-    print(f"wrote {result['path']}: {result['frames']} frames at {result['fps']:.4g} fps ({result['seconds']:.2f} s)")
+    speed = S.speed_label(result["slowmo"])
+    frames = f"{result['frames']} frames at {result['fps']:.4g} fps"
+    print(f"wrote {result['path']}: {frames} ({result['seconds']:.2f} s, {speed})")
     return 0
