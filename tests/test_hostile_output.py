@@ -223,3 +223,12 @@ def test_render_commands_without_usable_gl_say_what_to_install(tmp_path, env, sa
 def test_commands_that_do_not_render_ignore_a_bad_mujoco_gl(tmp_path):
     r = _cli({"MUJOCO_GL": "bogus"}, "bodies", cwd=tmp_path)
     assert r.returncode == 0 and "mouse_forelimb" in r.stdout, r.stderr
+
+
+def test_experiment_checks_its_folder_before_any_rollout(tmp_path):
+    """Called from Python, not only from the command line (the reported FileExistsError)."""
+    from mimic_mjx.analysis.experiment import experiment
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError, match="output folder .*afile is a file, not a folder"):
+        experiment(tmp_path / "no_run", [], tmp_path / "missing.yaml", tmp_path / "afile")

@@ -25,7 +25,7 @@ from mimic_mjx.agents.policy import Policy
 from mimic_mjx.analysis import perturb as P
 from mimic_mjx.analysis import perturb_apply as PA
 from mimic_mjx.analysis.rollout import collect, derive_physiology, write_rollouts
-from mimic_mjx.files import atomic_path, write_text
+from mimic_mjx.files import atomic_path, require_writable_dir, write_text
 from mimic_mjx.training.checkpoint import load_policy
 from mimic_mjx.training.experiment import build_eval_env
 
@@ -118,6 +118,7 @@ def experiment(
     log=print,
 ) -> dict:
     """``mimic experiment``: baseline and every perturbation of ``perturb_file``; the comparison table."""
+    out_dir = require_writable_dir(out_dir, "output folder")  # first: before any rollout
     policy = load_policy(run_dir)
     cfg = policy.config
     if backend:
@@ -127,8 +128,7 @@ def experiment(
     perturbations = P.load_perturbations(perturb_file)
     model = get_body(cfg.env.body).compile_trainable()
     P.validate(perturbations, model, P.layer_widths(cfg.agent), cfg.agent.latent_dim)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    require_writable_dir(out_dir, "output folder", create=True)
     conditions = [("baseline", [])] + [(p.name, [p]) for p in perturbations]
     rows, base = [], None
     for i, (name, ps) in enumerate(conditions):
