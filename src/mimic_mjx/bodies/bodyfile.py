@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from pathlib import Path
 
 import mujoco
@@ -41,7 +42,7 @@ from mimic_mjx.errors import BindingError, BodyError, ConfigError
 from mimic_mjx.files import decode_text, require_regular_file
 
 _MAX_BYTES = 1 << 20  # a body file is a page of YAML; a larger file is the wrong file
-_FREE = mujoco.mjtJoint.mjJNT_FREE
+_FREE = int(mujoco.mjtJoint.mjJNT_FREE)
 
 
 def read_body_file_bytes(path: Path) -> tuple[Path, bytes]:
@@ -90,7 +91,8 @@ def body_from_values(values: dict, path: Path, notes: list, *, stac: bool = Fals
         bf = parse_body_file(values)
     except BodyError as exc:
         raise BodyError(f"{where}: {exc}") from None
-    mjcf = (path.parent / Path(bf.mjcf).expanduser()).resolve()
+    # Absolute, symbolic links kept: MuJoCo resolves meshes from the folder of the path it is given.
+    mjcf = Path(os.path.abspath(path.parent / Path(bf.mjcf).expanduser()))
     if not mjcf.is_file():
         raise BodyError(f"{where}: mjcf '{bf.mjcf}' not found (searched {mjcf.parent}, relative to the body file)")
     settings = BuildSettings(
@@ -113,6 +115,8 @@ def body_from_values(values: dict, path: Path, notes: list, *, stac: bool = Fals
     if not tracked and kmap is not None:
         tracked = tuple(b for b in bodies if b in set(kmap.keypoint_bodies().values()))
         notes.append(f"tracked_bodies not given: the {len(tracked)} bodies carrying keypoints")
+    elif not tracked:
+        notes.append("tracked_bodies not given: the end effectors (no keypoints mark other bodies)")
     config = _config_values(bf, path, notes)
     label = bf.name or path.stem
     free = model.njnt > 0 and model.jnt_type[0] == _FREE
@@ -302,13 +306,24 @@ def keypoint_unit_m(body: BodyModel) -> float | None:
     return KEYPOINT_UNITS[body.keypoint_unit] if body.keypoint_unit else None
 
 
+class _Inline(dict):
+    """A mapping written on one line (a keypoint's body and offset)."""
+
+
 def write_body_file(values: dict, out: Path, header: list[str]) -> None:
     """Write ``values`` as a body file, each header line as a comment on top."""
     import yaml
 
     from mimic_mjx.files import write_text
 
-    text = yaml.safe_dump(values, sort_keys=False, default_flow_style=None, width=120, allow_unicode=True)
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_representer(_Inline, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v, flow_style=True))
+    if isinstance(values.get("keypoints"), dict):
+        kps = {k: _Inline(v) if isinstance(v, dict) else v for k, v in values["keypoints"].items()}
+        values = {**values, "keypoints": kps}
+    text = yaml.dump(values, Dumper=Dumper, sort_keys=False, default_flow_style=None, width=120, allow_unicode=True)
     write_text(out, "".join(f"# {line}\n" for line in header) + text)
 
 

@@ -32,7 +32,9 @@ MAX_ANGULAR_RAD_S = 1000.0
 PASSIVE_SECONDS = 1.0
 THROUGHPUT_SECONDS = 0.3  # wall time spent timing one C world
 
-_FREE, _BALL, _SLIDE = mujoco.mjtJoint.mjJNT_FREE, mujoco.mjtJoint.mjJNT_BALL, mujoco.mjtJoint.mjJNT_SLIDE
+_FREE, _BALL, _SLIDE = (
+    int(t) for t in (mujoco.mjtJoint.mjJNT_FREE, mujoco.mjtJoint.mjJNT_BALL, mujoco.mjtJoint.mjJNT_SLIDE)
+)
 
 
 @dataclasses.dataclass
@@ -92,7 +94,7 @@ def describe(body: BodyModel) -> BodyReport:
     model = body.compile()
     train = body.compile_trainable()
     root = "free" if model.njnt and model.jnt_type[0] == _FREE else "fixed"
-    types = {_FREE: "free", _BALL: "ball", _SLIDE: "slide", mujoco.mjtJoint.mjJNT_HINGE: "hinge"}
+    types = {_FREE: "free", _BALL: "ball", _SLIDE: "slide", int(mujoco.mjtJoint.mjJNT_HINGE): "hinge"}
     joints = []
     for j in range(model.njnt):
         lo, hi = model.jnt_range[j] if model.jnt_limited[j] else (-math.inf, math.inf)

@@ -26,7 +26,10 @@ from mimic_mjx.bodies.scaling import scale_spec, skin_arrays
 from mimic_mjx.errors import BodyError
 from mimic_mjx.files import require_regular_file
 
-_FREE, _HINGE, _SLIDE = mujoco.mjtJoint.mjJNT_FREE, mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE
+# Plain ints: numpy arrays of joint types compare (and `in`) reliably with ints, not with the enum.
+_FREE, _HINGE, _SLIDE = (
+    int(t) for t in (mujoco.mjtJoint.mjJNT_FREE, mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE)
+)
 ROOT_KINDS = ("auto", "free", "fixed")
 ACTUATION_KINDS = ("auto", "model", "position", "torque")
 FLOOR = "floor"
@@ -154,7 +157,8 @@ def free_joints_checked(model: mujoco.MjModel, where: str) -> list[int]:
 def _apply_root(spec: mujoco.MjSpec, model: mujoco.MjModel, root: str, where: str, notes: list) -> None:
     free = free_joints_checked(model, where)
     if root == "auto":
-        notes.append(f"root: {'free' if free else 'fixed'} (detected from the MJCF)")
+        how = "its first joint is free" if free else "it has no free joint; 'root: free' adds one"
+        notes.append(f"root: {'free' if free else 'fixed'} (detected from the MJCF: {how})")
         return
     if root == "fixed" and free:
         for joint in list(spec.joints):

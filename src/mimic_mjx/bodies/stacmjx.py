@@ -99,7 +99,8 @@ def find_mjcf(relative: str, yaml_path: Path) -> Path:
     for folder in folders:
         candidate = folder / given if not given.is_absolute() else given
         if candidate.is_file():
-            return candidate.resolve()
+            # Absolute, but symbolic links kept: MuJoCo finds meshes beside the path it is given.
+            return Path(os.path.abspath(candidate))
     raise BodyError(
         f"{yaml_path}: MJCF_PATH '{relative}' not found; searched {', '.join(str(f) for f in folders)} "
         f"(stac-mjx resolves it from the folder it runs in)"
@@ -186,6 +187,12 @@ def _tidy(x: float) -> float:
 
 
 def relative_mjcf(values: dict, out: Path) -> dict:
-    """``values`` with ``mjcf`` relative to the folder of the body file written to ``out``."""
-    rel = os.path.relpath(values["mjcf"], out.resolve().parent)
-    return {**values, "mjcf": rel}
+    """``values`` with ``mjcf`` relative to the folder of the body file written to ``out``.
+
+    Relative, so the body file and its model can move together; absolute when the two share no
+    folder but the file system's root (a path climbing to / would break on any move).
+    """
+    folder = out.resolve().parent
+    if os.path.commonpath([values["mjcf"], folder]) == os.path.sep:
+        return values
+    return {**values, "mjcf": os.path.relpath(values["mjcf"], folder)}

@@ -24,6 +24,7 @@ def render_rest_pose(
     solid = model.geom_type != mujoco.mjtGeom.mjGEOM_PLANE
     model.geom_rgba[solid, 3] *= 0.45
     model.mat_rgba[:, 3] *= 0.45
+    model.skin_rgba[:, 3] *= 0.45
     model.vis.headlight.ambient[:] = 0.4  # many MJCFs carry no light of their own
     model.vis.headlight.diffuse[:] = 0.8
     renderer = open_renderer(model, width, height)

@@ -15,7 +15,7 @@ from mimic_mjx.bodies.keypoint_maps import get_keypoint_map
 from mimic_mjx.bodies.layout import joint_qpos_dims, reference_velocities
 from mimic_mjx.data.clips import Clip
 from mimic_mjx.data.keypoints import Keypoints, KeypointWarning, body_extent, check_plausible_size
-from mimic_mjx.errors import KeypointError
+from mimic_mjx.errors import BodyError, KeypointError
 from mimic_mjx.registration.joints import registration_layout
 from mimic_mjx.registration.stac import StacConfig, StacResult, StacSolver
 
@@ -85,8 +85,13 @@ def register(
     global scale factor in closed form, rebuild the body at that size (offsets
     scaled alike) and register again.
     """
-    body = get_body(body_name)
-    kmap = get_keypoint_map(body_name)  # BodyError for a body without a mapping
+    body = get_body(body_name)  # a built-in name or a body file's path
+    kmap = body.keypoint_map
+    if kmap is None and body.source is None:
+        get_keypoint_map(body.name)  # a built-in body without a map: BodyError saying where maps live
+    if kmap is None:
+        raise BodyError(f"{body.source}: the body file maps no keypoints; add 'keypoints:' (keypoint: body or site)")
+    body_name = body.name  # the name clips record, the same whatever path led to the body file
     unknown = [n for n in kp.names if n not in kmap.keypoints]
     if unknown:
         raise KeypointError(
