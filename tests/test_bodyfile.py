@@ -431,6 +431,7 @@ BAD_XML = {
         ("mjcf: arm.xml\nconfig: {ppo: {num_env: 8}}\n", r"config: unknown config key 'ppo.num_env'"),
         ("mjcf: arm.xml\nconfig: missing.yaml\n", r"config file not found"),
         ("- just\n- a list\n", r"a body file is a mapping of keys"),
+        ("mjcf: arm.xml\nconfig: arm.xml\n", r"arm.xml: a config file is a mapping of keys"),
         (
             "MJCF_PATH: models/none.xml\nKEYPOINT_MODEL_PAIRS: {A: upper}\n",
             r"MJCF_PATH 'models/none.xml' not found; searched ",

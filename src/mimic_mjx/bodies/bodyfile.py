@@ -57,19 +57,22 @@ def read_body_file_bytes(path: Path) -> tuple[Path, bytes]:
     return path, raw
 
 
-def read_values(path: Path, raw: bytes) -> dict:
-    """The YAML mapping of a body file (or stac-mjx model file)."""
+def read_values(path: Path, raw: bytes, what: str = "body file") -> dict:
+    """The YAML mapping of a body file (or stac-mjx model file, or a body file's config file)."""
     import yaml
 
-    text = decode_text(raw, path, BodyError, "body file")
+    text = decode_text(raw, path, BodyError, what)
     try:
         values = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise BodyError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
     except RecursionError:
-        raise BodyError(f"{path} is nested too deeply to be a body file") from None
+        raise BodyError(f"{path} is nested too deeply to be a {what}") from None
+    if values is None and what != "body file":  # an empty config: the defaults
+        return {}
     if not isinstance(values, dict):
-        raise BodyError(f"{path}: a body file is a mapping of keys (mjcf: ..., keypoints: ...), got {values!r}")
+        shown = repr(values) if len(repr(values)) <= 60 else repr(values)[:57] + "..."
+        raise BodyError(f"{path}: a {what} is a mapping of keys, got {type(values).__name__} {shown}")
     return values
 
 
@@ -281,7 +284,11 @@ def _config_values(bf: BodyFile, path: Path, notes: list) -> dict:
     values = {}
     if isinstance(bf.config, str):
         cfg_path = (path.parent / Path(bf.config).expanduser()).resolve()
-        values = read_values(require_regular_file(cfg_path, BodyError, f"{where}: config file"), cfg_path.read_bytes())
+        require_regular_file(cfg_path, BodyError, f"{where}: config file")
+        try:
+            values = read_values(cfg_path, cfg_path.read_bytes(), "config file")
+        except BodyError as exc:
+            raise BodyError(f"{where}: config: {exc}") from None
     elif isinstance(bf.config, dict):
         values = dict(bf.config)
     env = dict(values.get("env") or {})

@@ -126,9 +126,9 @@ def build(settings: BuildSettings, scale: float = 1.0, trainable: bool = False, 
         scale_spec(spec, scale, skin_arrays(model) if spec.skins else None)
     if settings.timestep is not None:
         spec.option.timestep = float(settings.timestep)
+    # One compile serves both: a floor changes no mass, inertia or joint the gains are derived from.
     model = compile_spec(spec, mjcf, where)
     _add_floor(spec, model, settings.floor, notes)
-    model = compile_spec(spec, mjcf, where)
     act = settings.actuation
     if act.kind == "auto" and model.nu == 0 and settings.servos_if_none:
         act = dataclasses.replace(act, kind="position")
