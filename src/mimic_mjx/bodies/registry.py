@@ -74,8 +74,8 @@ def get_body(name: str | os.PathLike) -> BodyModel:
 
 
 # (resolved path, SHA-256 of the file's bytes) -> the body it describes. Keyed by content so an
-# edited file is read again, while every stage of one run shares one BodyModel (and its
-# compiled models).
+# edited body file is read again, while every stage of one run shares one BodyModel (and its
+# compiled models). An MJCF edited while the process runs is seen once its body file changes.
 _FILE_BODIES: dict[tuple[str, str], BodyModel] = {}
 
 
