@@ -14,6 +14,7 @@ import dataclasses
 import functools
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,9 @@ from flax import struct
 from mimic_mjx.agents.networks import IntentionAgent, make_agent
 from mimic_mjx.agents.normalizer import RunningStats
 from mimic_mjx.config import ExperimentConfig
+
+if TYPE_CHECKING:
+    from mimic_mjx.bodies import BodyModel
 
 
 @struct.dataclass
@@ -118,6 +122,9 @@ class Policy:
     action_size: int
     update: int  # PPO updates it was trained for
     run_dir: Path | None = None
+    # The body it was trained on, as its run folder stores it (training/runbody.py); None: the body
+    # ``config.env.body`` names (a run from before bodies were stored, or a policy made in code).
+    body: BodyModel | None = None
 
     def inference_fn(
         self, deterministic: bool = True, record_layers: bool = False, latent_noise_std: float = 0.0
@@ -148,6 +155,7 @@ def make_policy(
     action_size: int,
     update: int,
     run_dir: Path | None = None,
+    body: BodyModel | None = None,
 ) -> Policy:
     return Policy(
         agent=make_agent(cfg.agent, action_size),
@@ -158,4 +166,5 @@ def make_policy(
         action_size=action_size,
         update=update,
         run_dir=run_dir,
+        body=body,
     )

@@ -29,7 +29,7 @@ from mimic_mjx.training.experiment import build_eval_env
 def evaluate(run_dir: str | Path, clips: Sequence[Clip], out_dir: str | Path) -> dict:
     """Roll the run's controller out on ``clips``; write rollouts.h5 and summary.json."""
     policy = load_policy(run_dir)
-    env = build_eval_env(policy.config, clips)
+    env = build_eval_env(policy.config, clips, body=policy.body)
     ce = env.cfg.control_every
     full = collect(policy, env)
     full.update(derive_physiology(env, full))

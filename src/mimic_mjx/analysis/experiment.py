@@ -89,7 +89,7 @@ def run_condition(policy, cfg, clips, body_model, ps, *, seeds: int, seed: int, 
     ``body_model``: the body's trainable model, which ``ps`` perturb (a copy; it is not changed).
     """
     model = PA.apply_to_model(body_model, ps)
-    env = build_eval_env(cfg, clips, physics_model=model)
+    env = build_eval_env(cfg, clips, physics_model=model, body=policy.body)
     pol = _perturbed_policy(policy, ps, cfg.agent.latent_dim)
     num_steps = int((env.bank.lengths.max() - 1) // env.cfg.control_every)
     recs = collect(
@@ -126,7 +126,7 @@ def experiment(
     from mimic_mjx.bodies import get_body
 
     perturbations = P.load_perturbations(perturb_file)
-    model = get_body(cfg.env.body).compile_trainable()
+    model = (policy.body or get_body(cfg.env.body)).compile_trainable()  # the run's stored body
     P.validate(perturbations, model, P.layer_widths(cfg.agent), cfg.agent.latent_dim)
     require_writable_dir(out_dir, "output folder", create=True)
     conditions = [("baseline", [])] + [(p.name, [p]) for p in perturbations]

@@ -249,6 +249,14 @@ _PER_STEP = [
 ]
 
 
+def _body_hashes(policy: Policy, env: ImitationEnv) -> dict:
+    """Which model of the body rolled out: the hash clips record, and that of the simulated model (unperturbed)."""
+    from mimic_mjx.bodies import get_body
+
+    body = policy.body or get_body(env.cfg.body)  # the run's stored body, else (older runs) the named one
+    return {"body_hash": body.body_hash(), "body_model_sha256": body.simulated_hash()}
+
+
 def write_rollouts(
     path: str | Path,
     env: ImitationEnv,
@@ -272,6 +280,7 @@ def write_rollouts(
             format=FORMAT,
             format_version=FORMAT_VERSION,
             body=env.cfg.body,
+            **_body_hashes(policy, env),
             run_dir=str(policy.run_dir or ""),
             run_id=run_id(policy.run_dir, policy.update) if policy.run_dir else "",
             checkpoint_update=int(policy.update),
@@ -337,7 +346,7 @@ def roll_out(
     from mimic_mjx.training.experiment import build_eval_env
 
     policy = load_policy(run_dir)
-    env = build_eval_env(policy.config, clips)
+    env = build_eval_env(policy.config, clips, body=policy.body)
     recs = collect(policy, env, stochastic=stochastic, seeds=seeds, seed=seed)
     recs.update(derive_physiology(env, recs))
     return write_rollouts(out, env, policy, recs, stochastic=stochastic)

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import mujoco
+import numpy as np
 
 from mimic_mjx.bodies.keypoint_maps import KeypointMap
 from mimic_mjx.errors import BodyError
@@ -79,6 +81,8 @@ class BodyModel:
     label: str = ""
     # One line each: what reading the body file derived, detected or ignored.
     notes: tuple[str, ...] = ()
+    # The body's hash (``body_hash``) when it is known without compiling: a body stored in a run folder.
+    known_hash: str | None = None
     # Compiled models, built once per BodyModel (callers that edit options copy them first).
     _compiled: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -102,6 +106,24 @@ class BodyModel:
         if "trainable" not in self._compiled:
             self._compiled["trainable"] = self.build_trainable_spec().compile()
         return self._compiled["trainable"]
+
+    def body_hash(self) -> str:
+        """SHA-256 of the registration model's MJB: what clips and rollouts record as the body they belong to.
+
+        The same files give the same hash in every process (MuJoCo writes a compiled model byte
+        for byte the same); any change to the kinematic tree, masses, geoms or actuators changes it.
+        """
+        if self.known_hash is not None:
+            return self.known_hash
+        if "hash" not in self._compiled:
+            self._compiled["hash"] = model_sha256(self.compile())
+        return self._compiled["hash"]
+
+    def simulated_hash(self) -> str:
+        """SHA-256 of the simulated model's MJB (``compile_trainable``): what a checkpoint was trained on."""
+        if "simulated_hash" not in self._compiled:
+            self._compiled["simulated_hash"] = model_sha256(self.compile_trainable())
+        return self._compiled["simulated_hash"]
 
     def joint_names(self) -> tuple[str, ...]:
         model = self.compile()
@@ -130,3 +152,14 @@ class BodyModel:
                 f"body '{self.name}': its default config {self.default_config_file} is for env.body={cfg.env.body}"
             )
         return cfg
+
+
+def model_bytes(model: mujoco.MjModel) -> bytes:
+    """The MJB file of a compiled model (meshes and textures included)."""
+    buf = np.zeros(mujoco.mj_sizeModel(model), np.uint8)
+    mujoco.mj_saveModel(model, None, buf)
+    return buf.tobytes()
+
+
+def model_sha256(model: mujoco.MjModel) -> str:
+    return hashlib.sha256(model_bytes(model)).hexdigest()

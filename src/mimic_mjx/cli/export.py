@@ -23,7 +23,8 @@ def export_onnx(run_dir: str | Path, out: str | Path, decoder_only: bool = False
             f"`mimic train --run-dir {run_dir}`, or pass the folder `mimic train` wrote"
         )
     policy = load_policy(run_dir)
-    model = get_body(policy.config.env.body).compile_trainable()  # the model build_env simulates
+    # The model build_env simulates: the run's stored body, or (older runs) the one env.body names.
+    model = (policy.body or get_body(policy.config.env.body)).compile_trainable()
     if model.nu != policy.action_size:
         raise RunDirError(
             f"{run_dir}: its controller has {policy.action_size} actions but body '{policy.config.env.body}' "

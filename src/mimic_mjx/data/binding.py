@@ -97,6 +97,7 @@ def bind_clips(
     pad: int,
     tracked_bodies: Sequence[str] | None = None,
     keypoint_bodies: dict[str, str] | None = None,
+    body_hash: str | None = None,
 ) -> ReferenceBank:
     """Check clips against the model by name and stack them in model order.
 
@@ -106,13 +107,23 @@ def bind_clips(
     (default: the end effectors).
     ``keypoint_bodies``: keypoint name -> body its marker is attached to; clips'
     recorded keypoints with these names and marker offsets are bound too.
+    ``body_hash``: the body's hash (``BodyModel.body_hash``); a clip that records
+    another hash was registered to another model of the body and is refused, one
+    that records the same hash binds whatever the body's name (its files moved).
     """
     if not clips:
         raise ClipError("no clips to bind")
     model_joints = _model_joint_names(model)
     fps = clips[0].fps
     for c in clips:
-        if c.body != body_name:
+        same_model = bool(body_hash and c.body_hash == body_hash)
+        if body_hash and c.body_hash and not same_model:
+            raise BindingError(
+                f"clip '{c.name}' was registered to another model: body '{c.body}' (hash {c.body_hash[:12]}), "
+                f"but the experiment uses body '{body_name}' (hash {body_hash[:12]}); register the keypoints "
+                f"to this body again (`mimic register`) or train the body the clips were registered to"
+            )
+        if c.body != body_name and not same_model:
             raise BindingError(
                 f"clip '{c.name}' was made for body '{c.body}', but the experiment uses "
                 f"'{body_name}'; use clips registered to '{body_name}' or set env.body"

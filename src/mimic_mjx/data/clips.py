@@ -47,6 +47,8 @@ class Clip:
     # qpos columns per joint: 1 for hinges/slides, 7 for a free joint (xyz + wxyz
     # quaternion), 4 for a ball joint. Empty means all 1.
     joint_qpos_dims: tuple[int, ...] = ()
+    # SHA-256 of the model the clip was registered to (BodyModel.body_hash); None: not recorded.
+    body_hash: str | None = None
 
     @property
     def qpos_dims(self) -> tuple[int, ...]:
@@ -172,6 +174,7 @@ def _read_native(f: h5py.File, path: Path) -> list[Clip]:
             f"understands ({FORMAT_VERSION}); upgrade mimic-mjx"
         )
     body = _attr_text(f.attrs["body"], "attribute 'body'")
+    body_hash = _attr_text(f.attrs["body_hash"], "attribute 'body_hash'") if "body_hash" in f.attrs else None
     joint_names = _strings(f, "joint_names")
     body_names = _strings(f, "body_names") if "body_names" in f else ()
     kp_names = _strings(f, "keypoint_names") if "keypoint_names" in f else ()
@@ -208,6 +211,7 @@ def _read_native(f: h5py.File, path: Path) -> list[Clip]:
                 marker_offsets=_numbers(g, "marker_offsets") if "marker_offsets" in g else None,
                 keypoint_residuals=_numbers(g, "keypoint_residuals") if "keypoint_residuals" in g else None,
                 joint_qpos_dims=dims,
+                body_hash=body_hash or None,
             ).validate()
         )
     return clips
@@ -291,12 +295,21 @@ def write_clips(path: str | os.PathLike, clips: Sequence[Clip]) -> None:
                 f"but '{first.name}' is for '{first.body}' with {list(first.joint_names)}; "
                 f"write clips of different bodies to different files"
             )
+    hashes = {c.body_hash for c in clips}
+    if len(hashes - {None}) > 1:
+        a, b = sorted(hashes - {None})[:2]
+        raise ClipError(
+            f"the clips were registered to different models of body '{first.body}' (hashes {a[:12]} and "
+            f"{b[:12]}); write clips of different models to different files"
+        )
     str_dt = h5py.string_dtype()
     # Built in memory (atomic_hdf5): HDF5 2.0 can crash closing a file whose writes failed (a full disk).
     with atomic_hdf5(path) as f:
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["body"] = first.body
+        if len(hashes) == 1 and first.body_hash:  # one hash for the file: recorded only when every clip has it
+            f.attrs["body_hash"] = first.body_hash
         f.attrs["length_unit"] = "m"
         f.attrs["angle_unit"] = "rad"
         f.create_dataset("joint_names", data=np.array(first.joint_names, dtype=object), dtype=str_dt)

@@ -223,7 +223,7 @@ def render_rollout(
     _check_args(slowmo, fps, width, height)
     clip = _pick_clip(clips, clip_name)
     policy = load_policy(run_dir)
-    env = build_eval_env(policy.config, [clip])
+    env = build_eval_env(policy.config, [clip], body=policy.body)
     view = dict(camera=camera, azimuth=azimuth, elevation=elevation, distance=distance, ghost_offset=ghost_offset)
     reference = env.bank.qpos[0, : int(env.bank.lengths[0])]  # what the camera must keep in view
     # Made before the rollout: no GL fails fast.

@@ -185,6 +185,9 @@ def register(
         keypoints=kp.positions.astype(np.float32),
         marker_offsets=result.offsets.astype(np.float32),
         keypoint_residuals=result.residuals.astype(np.float32),
+        # The body's own model (also after fit_scale, whose clips train the body as built), so training
+        # refuses these clips for another model of the body (data/binding.py).
+        body_hash=body.body_hash(),
     ).validate()
     return Registration(clip=clip, result=result, summary=summary)
 

@@ -381,9 +381,11 @@ def verify_checkpoints(directory: str | Path) -> tuple[int | None, list[tuple[in
 def load_policy(run_dir: str | Path, step: int | None = None) -> Policy:
     """Load a trained controller from a run folder (its newest checkpoint, or ``step``).
 
-    Reads ``config.json`` and the checkpoint's inference part only: no
-    trainer, no environment, no training clips.
+    Reads ``config.json``, the checkpoint's inference part and the body the
+    run stores (``policy.body``, training/runbody.py): no trainer, no
+    environment, no training clips, and none of the body's own files.
     """
+    from mimic_mjx.training.runbody import run_body
     from mimic_mjx.training.rundir import stored_config
 
     run_dir = Path(run_dir)
@@ -391,6 +393,7 @@ def load_policy(run_dir: str | Path, step: int | None = None) -> Policy:
         raise RunDirError(f"run directory not found: {run_dir}")
     cfg = stored_config(run_dir)
     params, meta = read_policy(run_dir / "checkpoints", step)
+    body = run_body(run_dir, cfg.env.body, _stderr)
     return make_policy(
-        cfg, params, meta["ref_obs_size"], meta["prop_obs_size"], meta["action_size"], meta["update"], run_dir
+        cfg, params, meta["ref_obs_size"], meta["prop_obs_size"], meta["action_size"], meta["update"], run_dir, body
     )

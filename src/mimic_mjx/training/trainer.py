@@ -11,6 +11,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from mimic_mjx.bodies import get_body
+from mimic_mjx.bodies.stored import has_stored_body
 from mimic_mjx.config import ExperimentConfig
 from mimic_mjx.data.clips import Clip, read_clips, write_clips
 from mimic_mjx.environments.starts import hardest_frames
@@ -21,6 +23,7 @@ from mimic_mjx.training.logging import MetricsLog
 from mimic_mjx.training.parallel import describe_devices, gather
 from mimic_mjx.training.ppo import PPOTrainer, check_nonfinite
 from mimic_mjx.training.processes import agree, from_writer, tree_from_writer, writer_only
+from mimic_mjx.training.runbody import body_dir, resume_body, store_run_body
 from mimic_mjx.training.rundir import prepare_run_dir, record_provenance
 from mimic_mjx.training.signals import StopRequest, signal_name
 
@@ -109,6 +112,7 @@ def train(
     clips: Sequence[Clip] | None = None,
     *,
     resume: bool = False,
+    stored_body: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Train (or resume) an experiment in ``run_dir``; returns a summary dict.
@@ -116,9 +120,13 @@ def train(
     ``clips`` are the training clips for a new run; a resumed run reads the
     copy stored in the run directory. SIGTERM and SIGINT stop it after the
     current update with a checkpoint; the summary's ``stopped_by`` names the signal.
+
+    The run folder keeps the body it trains (``body/``, training/runbody.py). A
+    resumed run whose body files now give another model stops with what
+    changed, unless ``stored_body``: then it continues with the stored body.
     """
     with StopRequest() as stop:
-        return _train(cfg, Path(run_dir), clips, resume, log, stop)
+        return _train(cfg, Path(run_dir), clips, resume, log, stop, stored_body)
 
 
 def _prepare_resume(run_dir: Path, cfg, log) -> str:
@@ -133,9 +141,10 @@ def _prepare_resume(run_dir: Path, cfg, log) -> str:
     return mode
 
 
-def _prepare_new(run_dir: Path, cfg, clips, log) -> str:
+def _prepare_new(run_dir: Path, cfg, clips, body, log) -> str:
     mode = prepare_run_dir(run_dir, cfg, False, log)
     write_clips(run_dir / "train_clips.h5", clips)
+    store_run_body(run_dir, body)
     return mode
 
 
@@ -150,22 +159,26 @@ def _restore(ckpts: Checkpoints, template, run_dir: Path, log):
     return state
 
 
-def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest) -> dict:
+def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest, stored_body: bool) -> dict:
     # With several processes (docs/scaling.md) process 0 alone reads the run folder's state and
     # writes it (config, clips, checkpoints, logs), and shares what it found (training.processes):
     # every process restores the step it chose, and all leave the loop at the same update.
     if resume:
         mode = from_writer(_prepare_resume, run_dir, cfg, log)
         clips = read_clips(run_dir / "train_clips.h5")
-        env = build_env(cfg, clips)
+        body = resume_body(run_dir, cfg.env.body, log, stored_body)
+        env = build_env(cfg, clips, body=body)
+        if not has_stored_body(body_dir(run_dir)):
+            writer_only(store_run_body, run_dir, body)  # a run from before bodies were stored: from now on
     else:
         if not clips:
             raise RunDirError("no training clips given")
         # Bind the clips and build the backend before creating the run folder, so
         # bad input (clips of another body, a backend not installed) leaves nothing behind.
-        env = build_env(cfg, clips)
+        body = get_body(cfg.env.body)
+        env = build_env(cfg, clips, body=body)
         warn_implausible_clips(clips, cfg.env.body, log)
-        mode = from_writer(_prepare_new, run_dir, cfg, clips, log)
+        mode = from_writer(_prepare_new, run_dir, cfg, clips, body, log)
 
     trainer = PPOTrainer(cfg, env)
     ckpts = writer_only(Checkpoints, run_dir / "checkpoints", log=log)  # None in the other processes
