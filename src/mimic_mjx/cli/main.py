@@ -37,8 +37,11 @@ def cmd_train(args) -> int:
     if args.resume and not args.config:
         from mimic_mjx import config as config_lib
         from mimic_mjx.bodies import check_config
+        from mimic_mjx.training.runbody import has_run_body
 
-        cfg = check_config(config_lib.apply_overrides(stored_config(run_dir), args.set or []))
+        cfg = config_lib.apply_overrides(stored_config(run_dir), args.set or [])
+        if not has_run_body(run_dir):  # a run that keeps its body resumes without the body's own files
+            cfg = check_config(cfg)
         clips = None
     else:
         cfg = _load_config(args)
@@ -46,7 +49,7 @@ def cmd_train(args) -> int:
         if not paths and not args.resume:
             raise MimicError("no training clips: pass --clips FILE [FILE ...] or set train_clips in the config")
         clips = read_clip_files(paths) if paths and not args.resume else None
-    summary = train(cfg, run_dir, clips, resume=args.resume, log=stderr_log)
+    summary = train(cfg, run_dir, clips, resume=args.resume, stored_body=args.stored_body, log=stderr_log)
     print(json.dumps({k: v for k, v in summary.items() if k != "last_metrics"}))
     # 128 + signal number, as for a process the signal ended: schedulers read it as "preempted".
     return exit_code(summary.get("stopped_by"))
@@ -209,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue the run in --run-dir from its newest good checkpoint (SIGTERM/Ctrl-C save one and stop)",
+    )
+    t.add_argument(
+        "--stored-body",
+        action="store_true",
+        help="with --resume: continue with the body the run folder stores although the body's files changed",
     )
     t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. ppo.num_envs=128")
     t.set_defaults(func=cmd_train)
