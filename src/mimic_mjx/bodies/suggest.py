@@ -163,9 +163,9 @@ def _anchor_fit(p: np.ndarray, x: np.ndarray, choices: list[np.ndarray]) -> tupl
     the rest pose) are left out of the fit.
     """
 
-    def cost(pick):
+    def cost(pick):  # every anchor counts: a trimmed cost ignores the one anchor being moved
         fit = similarity_fit(p[pick], x)
-        return _trimmed(np.linalg.norm(fit.invert(x) - p[pick], axis=1)), fit
+        return float(np.sqrt(np.mean((fit.invert(x) - p[pick]) ** 2))), fit
 
     pick = np.array([c[0] for c in choices])
     best, fit = cost(pick)
@@ -251,6 +251,7 @@ class Pair:
     distance: float  # from the target after the fit, keypoint units; nan: not in the frame
     relative: float  # the same, as a fraction of the rest pose's extent
     reasons: tuple[str, ...] = ()  # why unsure (empty: sure); see describe_reasons
+    rival: str = ""  # the target nearest the keypoint on another body
 
     @property
     def unsure(self) -> bool:
@@ -337,8 +338,10 @@ def suggest_map(names, points: np.ndarray, targets: Targets) -> Suggestion:
         j = int(chosen[k])
         reasons = _doubts(scores[k], dist[k], j, bodies)
         d = float(dist[k, j])
+        other = np.flatnonzero(bodies != bodies[j])
+        rival = targets.names[other[np.argmin(dist[k, other])]] if seen[k] and len(other) else ""
         target = (targets.names[j], targets.kinds[j], targets.bodies[j])
-        pairs.append(Pair(kp, *target, float(scores[k, j]), d * size * fit.scale, d, reasons))
+        pairs.append(Pair(kp, *target, float(scores[k, j]), d * size * fit.scale, d, reasons, rival))
     return Suggestion(tuple(pairs), fit, method, tuple(names[k] for k in ak), residual, size)
 
 
@@ -371,14 +374,14 @@ _WORDS = {
     "unseen": "not in the fitted frame",
     "name weak": "name match weak",
     "name shared": "name matches several bodies",
-    "nearer another": "another body is nearer",
-    "ambiguous": "another body is about as near",
+    "nearer another": "{rival} is nearer",
+    "ambiguous": "{rival} is about as near",
 }
 
 
 def describe_reasons(pair: Pair, unit: str = "") -> str:
     """One line: why ``pair`` is unsure, its distance in the keypoints' unit and as a share of the body."""
-    parts = [_WORDS[r] for r in pair.reasons if r != "far"]
+    parts = [_WORDS[r].format(rival=pair.rival) for r in pair.reasons if r != "far"]
     if not np.isnan(pair.distance):
         far = f"{pair.distance:.3g}{(' ' + unit) if unit else ''} ({100 * pair.relative:.0f}% of the body's size)"
         parts.append(f"{far} from {pair.target} after the rest-pose fit")
