@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -11,13 +12,29 @@ from pathlib import Path
 from mimic_mjx.config import BACKENDS
 from mimic_mjx.errors import MimicError
 
+#: What --body takes, said the same way by every command that has it.
+BODY_HELP = (
+    "NAME or body file (YAML): a built-in body (rat, mouse_forelimb, fruitfly; see `mimic bodies`), "
+    "a body file beside its MJCF, or a stac-mjx model file"
+)
+
 
 def _load_config(args):
     from mimic_mjx import config as config_lib
-    from mimic_mjx.bodies import check_config
+    from mimic_mjx.bodies import check_config, get_body
 
-    cfg = config_lib.load(args.config) if args.config else config_lib.ExperimentConfig()
-    return check_config(config_lib.apply_overrides(cfg, args.set or []))
+    sets = args.set or []
+    if args.config:
+        cfg = config_lib.load(args.config)
+    else:
+        cfg = config_lib.ExperimentConfig()
+        if any(item.split("=", 1)[0].strip() == "env.body" for item in sets):
+            # No config file: the default config of the body --set env.body=NAME|FILE names (a built-in's
+            # file in configs/, a body file's own `config:`), so a body file trains with what it says.
+            cfg = get_body(check_config(config_lib.apply_overrides(cfg, sets)).env.body).default_config()
+    cfg = check_config(config_lib.apply_overrides(cfg, sets))
+    # A body file's resolved path: the run's stored config finds the body again from any folder.
+    return cfg.replace(env=dataclasses.replace(cfg.env, body=get_body(cfg.env.body).name))
 
 
 def cmd_train(args) -> int:
@@ -96,8 +113,10 @@ def cmd_bench(args) -> int:
     if args.num_envs is not None:
         sets.append(f"ppo.num_envs={args.num_envs}")
     substeps = args.substeps
-    if substeps is None and not args.config and body.default_config_file is None:
-        # No tuned config: keep the body's own physics time step at the clips' rate.
+    own = (body.default_config_values or {}).get("env") or {}
+    if substeps is None and not args.config and body.default_config_file is None and "substeps" not in own:
+        # No tuned config and no substeps in the body file: keep the body's own physics time step at
+        # the clips' rate (the env sets timestep = control period / substeps).
         substeps = max(1, round(1.0 / clips[0].fps / body.compile_trainable().opt.timestep))
     if substeps is not None:
         sets.append(f"env.substeps={substeps}")
@@ -125,6 +144,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_register(args) -> int:
+    from mimic_mjx.bodies import get_body
     from mimic_mjx.data.clips import write_clips
     from mimic_mjx.data.keypoints import read_keypoints
     from mimic_mjx.registration.register import format_residuals, register, split_clip
@@ -142,12 +162,17 @@ def cmd_register(args) -> int:
     if not 0 <= lever < float("inf"):
         raise MimicError(f"--observable-lever must be 0 (off) or more, got {args.observable_lever}")
     margin = StacConfig().limit_margin_rad if args.limit_margin is None else math.radians(args.limit_margin)
+    body = get_body(args.body)  # before reading: a wrong body file fails in a second, and it may name the unit
+    units = args.units or body.keypoint_unit
     kp = read_keypoints(
-        args.keypoints, format=args.format, units=args.units, fps=args.fps, names=args.names, skeleton=args.skeleton
+        args.keypoints, format=args.format, units=units, fps=args.fps, names=args.names, skeleton=args.skeleton
     )
+    if args.frames is not None and args.frames < kp.num_frames:
+        kp = dataclasses.replace(kp, positions=kp.positions[: args.frames], confidence=kp.confidence[: args.frames])
+    said = "" if args.units or not body.keypoint_unit else f", the unit of body {body.display_name}"
     stderr_log(
         f"read {kp.num_frames} frames of {kp.num_keypoints} keypoints from {args.keypoints} "
-        f"({kp.input_units} -> m, {kp.fps:g} Hz)"
+        f"({kp.input_units} -> m{said}, {kp.fps:g} Hz)"
     )
     cfg = StacConfig(
         rounds=args.rounds,
@@ -158,17 +183,16 @@ def cmd_register(args) -> int:
         observable_lever_m=lever,
         limit_margin_rad=margin,
     )
-    reg = register(kp, args.body, cfg, fit_scale=args.fit_scale, log=stderr_log)
+    reg = register(kp, body.name, cfg, fit_scale=args.fit_scale, log=stderr_log)
     clips = split_clip(reg.clip, args.clip_length) if args.clip_length is not None else [reg.clip]
     write_clips(args.out, clips)
     print(format_residuals(reg.summary))
     print(f"wrote {len(clips)} clip(s) to {args.out}")
     if args.render:
-        from mimic_mjx.bodies import get_body
         from mimic_mjx.presentation.render import render_keypoint_fit
 
         render_keypoint_fit(
-            get_body(args.body).compile(),
+            body.compile(),
             reg.result.qpos,
             kp.positions,
             reg.result.markers,
@@ -218,7 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --resume: continue with the body the run folder stores although the body's files changed",
     )
-    t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. ppo.num_envs=128")
+    t.add_argument(
+        "--set",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. ppo.num_envs=128; env.body=NAME or body file (YAML) picks the body, and "
+        "without --config its own default config",
+    )
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="roll a trained controller out on clips and score it")
@@ -245,17 +275,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     r = sub.add_parser("register", help="fit a body to 3D keypoints (STAC) and write reference clips")
-    r.add_argument("--body", required=True, help="body model, e.g. rat or mouse_forelimb (see `mimic bodies`)")
+    r.add_argument("--body", required=True, help=BODY_HELP)
     r.add_argument(
         "--keypoints",
         required=True,
         help="DANNCE .mat, NWB (ndx-pose), SLEAP .h5/.slp, DeepLabCut/Anipose .csv, or a mouse-arm registration .h5",
     )
     r.add_argument("--format", help="keypoint file format, if the extension is ambiguous")
-    r.add_argument("--units", choices=["m", "cm", "mm"], help="length unit of the file (overrides its metadata)")
+    r.add_argument(
+        "--units",
+        choices=["m", "cm", "mm"],
+        help="length unit of the file (default: the body file's keypoint_unit, else the file's metadata)",
+    )
     r.add_argument("--fps", type=_FPS, help="frame rate in Hz (overrides its metadata)")
     r.add_argument("--names", help="comma-separated keypoint names, in the file's order")
     r.add_argument("--skeleton", help="skeleton .mat with joint_names (and joints_idx)")
+    r.add_argument("--frames", type=_COUNT, help="register only the first N frames of the recording")
     r.add_argument("--out", required=True, help="clip file to write (HDF5)")
     r.add_argument(
         "--clip-length",
@@ -298,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_register)
 
     k = sub.add_parser("bench", help="measure environment, training and raw physics throughput")
-    k.add_argument("--body", default="rat", help="body model (see `mimic bodies`)")
+    k.add_argument("--body", default="rat", help=f"{BODY_HELP} (default rat)")
     k.add_argument("--backend", choices=BACKENDS, help="physics backend")
     k.add_argument("--num-envs", type=_COUNT, help="parallel environments")
     k.add_argument("--substeps", type=_COUNT, help="physics steps per control step")
@@ -308,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="host threads of the native backend (default: all cores)",
     )
     k.add_argument("--clips", nargs="+", help="clip files (default: built-in reaches or the body's rest pose)")
-    k.add_argument("--config", help="experiment config (default: the body's built-in config)")
+    k.add_argument("--config", help="experiment config (default: the body's own: built-in, or the body file's)")
     k.add_argument("--updates", type=_COUNT, default=5, help="training updates to time")
     k.add_argument(
         "--no-published", action="store_true", help="skip the training measurement with the published network sizes"
