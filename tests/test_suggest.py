@@ -195,6 +195,15 @@ def test_cli_writes_a_body_file_that_loads_and_passes_check(tmp_path, capsys):
         body.keypoint_bodies.items()
     )
     assert main(["bodies", "check", str(out), "--no-mjx", "--no-png"]) == 0
+    # A body file without keypoints: its keys kept, its MJCF path made relative to the new file.
+    (tmp_path / "bare.yaml").write_text("mjcf: quad.xml\nname: quad\nconfig: {ppo: {num_envs: 8}}\n")
+    again = tmp_path / "other" / "mapped.yaml"
+    again.parent.mkdir()
+    assert main(["bodies", "suggest", str(tmp_path / "bare.yaml"), "--keypoints", str(tmp_path / "kp.csv"),
+                 "--units", "mm", "--out", str(again)]) == 0  # fmt: skip
+    mapped = get_body(again)
+    assert mapped.label == "quad" and mapped.keypoint_bodies == body.keypoint_bodies
+    assert "mjcf: ../quad.xml" in again.read_text()
 
 
 def test_cli_built_in_without_a_body_file_prints_the_map(tmp_path, capsys):
