@@ -241,3 +241,43 @@ def test_rodent_through_a_stac_mjx_yaml_registers_the_rat_recording(tmp_path, ca
     assert clip.body == str(yaml.resolve()) and clip.num_frames == 30
     residual_mm = 1000 * float(np.nanmedian(clip.residuals)) if getattr(clip, "residuals", None) is not None else None
     assert residual_mm is None or residual_mm < 20.0
+
+
+def test_stac_mjx_file_with_body_file_keys_is_the_builtin_rat():
+    """benchmarks/rodent_stac.yaml: stac-mjx's keys plus body-file keys make the same models as `rat`."""
+    ours, rat = get_body(Path(__file__).parents[1] / "benchmarks" / "rodent_stac.yaml"), get_body("rat")
+    assert any("no meaning here" in n for n in ours.notes) and ours.keypoint_unit == "mm"
+    for which in ("compile", "compile_trainable"):
+        a, b = getattr(ours, which)(), getattr(rat, which)()
+        assert (a.nq, a.nv, a.nu, a.ngeom) == (b.nq, b.nv, b.nu, b.ngeom)
+        assert (a.opt.solver, a.opt.iterations, a.opt.ls_iterations, a.opt.timestep) == (
+            b.opt.solver, b.opt.iterations, b.opt.ls_iterations, b.opt.timestep,
+        )  # fmt: skip
+        np.testing.assert_allclose(a.body_mass, b.body_mass)
+        np.testing.assert_array_equal(a.geom_contype, b.geom_contype)
+        np.testing.assert_array_equal(a.geom_conaffinity, b.geom_conaffinity)
+    assert ours.tracked() == rat.tracked() and ours.end_effectors == rat.end_effectors
+    for name, (b, off) in rat.keypoint_map.keypoints.items():
+        assert ours.keypoint_map.keypoints[name][0] == b
+        np.testing.assert_allclose(ours.keypoint_map.keypoints[name][1], off, atol=1e-9)
+    assert ours.default_config().env.substeps == rat.default_config().env.substeps
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ("mjcf: other.xml\n", "'mjcf' restates MJCF_PATH"),
+        ("scale: 2\n", "'scale' restates SCALE_FACTOR"),
+        ("solvr: {type: cg}\n", "did you mean 'solver'"),
+    ],
+)
+def test_stac_mjx_file_body_file_keys_checked(tmp_path, extra, match):
+    from mimic_mjx.bodies.bodyfile import load_body_file
+    from mimic_mjx.errors import BodyError
+
+    (tmp_path / "arm.xml").write_text(ARM.replace("ACTUATORS", MOTORS))
+    path = tmp_path / "arm_stac.yaml"
+    path.write_text(f"MJCF_PATH: arm.xml\nKEYPOINT_MODEL_PAIRS: {{Elbow: fore}}\nSCALE_FACTOR: 1\n{extra}")
+    with pytest.raises(BodyError, match=match) as info:
+        load_body_file(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)

@@ -5,6 +5,8 @@ What each stac-mjx key means there, and what it becomes here:
 * ``MJCF_PATH``: the model, relative to the folder stac-mjx runs from (its
   repository root, two folders above configs/model/). Searched in the YAML's
   folder, its three parent folders, then the current folder -> ``mjcf``.
+  ``package://NAME/PATH`` (a model inside an installed package, as in body
+  files) is read here too, though stac-mjx itself needs a plain path.
 * ``KEYPOINT_MODEL_PAIRS``: keypoint -> the *body* that stac-mjx adds the
   keypoint's marker site to -> ``keypoints`` (``body:``).
 * ``KEYPOINT_INITIAL_OFFSETS``: the marker site's position in that body's frame,
@@ -34,6 +36,13 @@ What each stac-mjx key means there, and what it becomes here:
 The root kind is detected from the MJCF, as stac-mjx does (a free first joint:
 free; else fixed); stac-mjx registers without actuators, so a model without
 any gets position servos here (a body file would have to ask for them).
+
+Body-file keys (lower case: ``root``, ``floor``, ``contacts``, ``solver``,
+``timestep``, ``substeps``, ``config``, ...) may sit beside the upper-case ones
+and say what a stac-mjx file cannot (a free root for an MJCF without one, the
+contacts and solver of training); stac-mjx reads its model settings by name
+and passes them by. Each is checked like a body file's; one that restates a
+mapped key (``mjcf`` beside ``MJCF_PATH``) is refused.
 """
 
 from __future__ import annotations
@@ -74,6 +83,15 @@ UNMAPPED = {
     "KP_NAMES_LABEL3D_PATH": "",
     "IS_TEST": "",
 }
+#: Body-file keys and the stac-mjx key each one is made from (a file may give one of the two).
+SAME_AS = {
+    "mjcf": "MJCF_PATH",
+    "keypoints": "KEYPOINT_MODEL_PAIRS",
+    "scale": "SCALE_FACTOR",
+    "keypoint_unit": "MOCAP_SCALE_FACTOR",
+    "root_keypoint": "ROOT_OPTIMIZATION_KEYPOINT",
+    "trunk_keypoints": "TRUNK_OPTIMIZATION_KEYPOINTS",
+}
 #: MOCAP_SCALE_FACTOR values and the unit each one means.
 UNITS_BY_FACTOR = {1.0: "m", 0.01: "cm", 0.001: "mm"}
 #: Parent folders of the YAML searched for MJCF_PATH (stac-mjx resolves it from its run folder).
@@ -89,7 +107,11 @@ def is_stac_model(values) -> bool:
 
 
 def find_mjcf(relative: str, yaml_path: Path) -> Path:
-    """MJCF_PATH resolved: the YAML's folder, its parents, then the current folder."""
+    """MJCF_PATH resolved: the YAML's folder, its parents, then the current folder (or package://NAME/PATH)."""
+    if relative.startswith("package://"):  # a model shipped inside an installed package, as body files name it
+        from mimic_mjx.bodies.mjcf import resolve_mjcf
+
+        return resolve_mjcf(relative, yaml_path.parent, str(yaml_path))
     given = Path(relative).expanduser()
     if given.is_absolute():
         folders = [given.parent]
@@ -163,7 +185,13 @@ def stac_to_body_values(values: dict, yaml_path: Path) -> tuple[dict, list[str]]
     trunk = _names(values, "TRUNK_OPTIMIZATION_KEYPOINTS", where)
     if trunk:
         out["trunk_keypoints"] = trunk
-    ignored = [k for k in values if k not in MAPPED]
+    # Lower-case keys are the body file's own: passed through (and checked there).
+    own = {k: v for k, v in values.items() if isinstance(k, str) and k != k.upper()}
+    for key, stac_key in SAME_AS.items():
+        if key in own and stac_key in values:
+            raise BodyError(f"{where}: '{key}' restates {stac_key}; keep one of the two")
+    out.update(own)
+    ignored = [k for k in values if k not in MAPPED and k not in own]
     if ignored:
         described = [f"{k} ({UNMAPPED[k]})" if UNMAPPED.get(k) else str(k) for k in ignored]
         notes.append(f"stac-mjx settings with no meaning here (ignored): {', '.join(described)}")
