@@ -10,7 +10,17 @@ import pytest
 from mujoco import rollout
 
 from mimic_mjx.bodies import available_bodies, fruitfly, get_body, rat
+from mimic_mjx.bodies.mjcf import FLOOR
 from mimic_mjx.errors import BodyError
+
+#: The rat's 16 paw collision geoms (dm_control's collision_primitive_paw class): the contacts
+#: rat.yaml keeps for training, written out here so the file's patterns are checked against them.
+PAW_GEOMS = tuple(
+    f"{part}_{side}{k}_collision"
+    for side in "LR"
+    for part, ks in (("foot", [""]), ("toe", "012"), ("hand", [""]), ("finger", "012"))
+    for k in ks
+)
 
 FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
@@ -105,9 +115,9 @@ def test_trainable_rat_solver_timestep_and_actuators(rat_models):
     assert ref.opt.solver == mujoco.mjtSolver.mjSOL_NEWTON  # registration rat untouched
     for m, act in ((pos, "position"), (tor, "torque")):
         assert m.opt.solver == mujoco.mjtSolver.mjSOL_CG
-        assert (m.opt.iterations, m.opt.ls_iterations) == rat.TRAIN_ITERATIONS[act]
-        assert m.opt.timestep == rat.TRAIN_TIMESTEP == 0.002
-    assert rat.TRAIN_ITERATIONS == {"position": (6, 6), "torque": (8, 6)}
+        assert (m.opt.iterations, m.opt.ls_iterations) == {"position": (6, 6), "torque": (8, 6)}[act]
+        assert m.opt.timestep == 0.002
+    assert rat.TORQUE_ITERATIONS == (8, 6)
     # Position: dm_control's servos as authored.
     np.testing.assert_array_equal(pos.actuator_gainprm, ref.actuator_gainprm)
     np.testing.assert_array_equal(pos.actuator_biasprm, ref.actuator_biasprm)
@@ -136,7 +146,7 @@ def test_trainable_rat_collides_only_paws_with_floor(rat_models):
     for key in ("position", "torque"):
         m = rat_models[key]
         pairs = _collidable_pairs(m)
-        assert pairs == {frozenset((rat.FLOOR, g)) for g in rat.PAW_GEOMS}, key
+        assert pairs == {frozenset((FLOOR, g)) for g in PAW_GEOMS}, key
         # Every paw geom is a type MJX collides with a plane.
         supported = {
             mujoco.mjtGeom.mjGEOM_CAPSULE,
@@ -144,16 +154,16 @@ def test_trainable_rat_collides_only_paws_with_floor(rat_models):
             mujoco.mjtGeom.mjGEOM_SPHERE,
             mujoco.mjtGeom.mjGEOM_BOX,
         }
-        assert {mujoco.mjtGeom(m.geom(g).type[0]) for g in rat.PAW_GEOMS} <= supported
+        assert {mujoco.mjtGeom(m.geom(g).type[0]) for g in PAW_GEOMS} <= supported
     m = rat_models["position"]
     data = mujoco.MjData(m)
-    paws = {m.geom(g).id for g in rat.PAW_GEOMS}
+    paws = {m.geom(g).id for g in PAW_GEOMS}
     seen = set()
     for _ in range(150):  # 0.3 s standing: the rat lands on its paws
         mujoco.mj_step(m, data)
         for c in range(data.ncon):
             g1, g2 = data.contact.geom[c]
-            assert m.geom(rat.FLOOR).id in (g1, g2) and (paws & {g1, g2})
+            assert m.geom(FLOOR).id in (g1, g2) and (paws & {g1, g2})
             seen |= paws & {g1, g2}
     assert len(seen) >= 4 and data.qpos[2] > 0.03  # standing on several paws, torso up
 
@@ -197,7 +207,7 @@ def test_fruitfly_structure(fly):
     assert set(get_body("fruitfly").end_effectors) == {*fruitfly.CLAW_BODIES, "head"}
     assert 0.8e-3 < m.body_subtreemass[1] < 1.0e-3  # grams: about 0.9 mg
     assert m.opt.timestep == 1e-4 and m.opt.noslip_iterations == 0 and m.opt.density == 0
-    assert _collidable_pairs(m) == {frozenset((fruitfly.FLOOR, g)) for g in fruitfly.CLAW_GEOMS}
+    assert _collidable_pairs(m) == {frozenset((FLOOR, g)) for g in fruitfly.CLAW_GEOMS}
 
 
 def test_fruitfly_fixed_parts_keep_their_spring_pose(fly):

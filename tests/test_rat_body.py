@@ -9,13 +9,8 @@ import numpy as np
 import pytest
 
 from mimic_mjx.bodies import available_bodies, get_body, rat
-from mimic_mjx.bodies.keypoint_maps import (
-    KEYPOINT_MAPS,
-    ROOT_KEYPOINT,
-    TRUNK_KEYPOINTS,
-    get_keypoint_map,
-    rat_keypoint_map,
-)
+from mimic_mjx.bodies.keypoint_maps import KEYPOINT_MAPS, ROOT_KEYPOINT, TRUNK_KEYPOINTS, get_keypoint_map
+from mimic_mjx.bodies.mjcf import FLOOR
 from mimic_mjx.bodies.skeletons import RAT23_NAMES
 from mimic_mjx.errors import BodyError
 
@@ -41,7 +36,7 @@ def test_rat_is_registered_with_names_that_exist(model):
     body = get_body("rat")
     names = _body_names(model)
     assert set(body.end_effectors) <= names
-    assert body.keypoint_bodies == get_keypoint_map("rat").keypoint_bodies()
+    assert body.keypoint_bodies == body.keypoint_map.keypoint_bodies() and body.keypoint_map.body == "rat"
     assert get_body("mouse_forelimb").keypoint_bodies == get_keypoint_map("mouse_forelimb").keypoint_bodies()
     assert get_body("rat").compile() is model  # compiled once, then cached
 
@@ -54,7 +49,7 @@ def test_rat_structure(model):
     assert model.body(model.jnt_bodyid[0]).name == rat.ROOT_BODY
     assert np.sum(types == mujoco.mjtJoint.mjJNT_FREE) == 1
     assert np.sum(types == mujoco.mjtJoint.mjJNT_HINGE) == rat.N_HINGES == 67
-    floor = model.geom(rat.FLOOR)
+    floor = model.geom(FLOOR)
     assert floor.type[0] == mujoco.mjtGeom.mjGEOM_PLANE and model.geom_bodyid[floor.id] == 0
     assert model.geom_pos[floor.id][2] == 0.0
 
@@ -97,7 +92,7 @@ def test_scale_scales_lengths_and_masses():
     np.testing.assert_array_equal(small.jnt_range, base.jnt_range)
     np.testing.assert_allclose(small.skin_vert, base.skin_vert * s, rtol=1e-6)
     assert 0.33 < base.body_subtreemass[1] < 0.35  # kg
-    assert rat.RAT_SCALE == 0.9
+    assert get_body("rat").description.startswith("Rat: dm_control's rodent scaled by 0.9")
     with pytest.raises(BodyError, match="positive"):
         rat.build_spec(0.0)
 
@@ -114,7 +109,7 @@ def _rat23_names() -> list[str]:
 
 def test_rat23_keypoints_all_mapped_to_existing_bodies(model):
     names = _rat23_names()
-    kmap = get_keypoint_map("rat")
+    kmap = get_body("rat").keypoint_map
     assert list(kmap.names) == names and len(names) == 23
     bodies = _body_names(model)
     for kp, (body, offset) in kmap.keypoints.items():
@@ -123,12 +118,12 @@ def test_rat23_keypoints_all_mapped_to_existing_bodies(model):
     assert set(kmap.trunk_keypoints) <= set(names) and kmap.root_keypoint in kmap.trunk_keypoints
     # Offsets are for the rat as registered: stac-mjx's (unscaled) offset times the scale.
     assert kmap.offsets()["KneeL"] == pytest.approx(
-        tuple(rat.RAT_SCALE * c for c in (0.01542264534586861, 0.01747899805865108, -0.02570440890978101))
+        tuple(0.9 * c for c in (0.01542264534586861, 0.01747899805865108, -0.02570440890978101))
     )
     # ... which puts KneeL on the knee joint centre (lower_leg_L's origin).
     np.testing.assert_allclose(kmap.offsets()["KneeL"], model.body("lower_leg_L").pos, atol=1e-12)
     np.testing.assert_allclose(
-        rat_keypoint_map(1.0)["AnkleL"][1], rat.build_spec(1.0).compile().body("foot_L").pos, atol=1e-12
+        np.asarray(kmap.offsets()["AnkleL"]) / 0.9, rat.build_spec(1.0).compile().body("foot_L").pos, atol=1e-12
     )
 
 
@@ -136,7 +131,7 @@ def test_rat23_keypoints_all_mapped_to_existing_bodies(model):
 def test_real_skeleton_names_when_present():
     if not SKELETON.is_file():
         pytest.skip(f"real data not found at {SKELETON} (expected ../shared/data beside the project)")
-    assert set(_rat23_names()) == set(KEYPOINT_MAPS["rat"])
+    assert set(_rat23_names()) == set(get_body("rat").keypoint_map.names)
 
 
 def test_forelimb_map():
@@ -150,7 +145,7 @@ def test_forelimb_map():
 
 
 def test_unknown_body_has_no_keypoint_map():
-    with pytest.raises(BodyError, match="body 'cat' has no keypoint mapping; .*mouse_forelimb, rat"):
+    with pytest.raises(BodyError, match="bodies built in code with one: mouse_forelimb; body files"):
         get_keypoint_map("cat")
 
 

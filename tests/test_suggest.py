@@ -232,11 +232,10 @@ RAT_FILE = DATA / "rodent" / "rat_dannce_1000f.mat"
 def test_rat_against_the_hand_written_map():
     if not RAT_FILE.is_file():
         pytest.skip(f"real data not found: {RAT_FILE}")
-    from mimic_mjx.bodies.keypoint_maps import get_keypoint_map
     from mimic_mjx.data.keypoints import read_keypoints
 
     kp = read_keypoints(RAT_FILE, fps=1.0)
-    reference = get_keypoint_map("rat").keypoint_bodies()
+    reference = get_body("rat").keypoint_bodies  # bodies/files/rat.yaml
     s = suggest_map(kp.names, kp.positions[pick_frame(kp.positions, None)], model_targets(get_body("rat").compile()))
     same = {p.keypoint for p in s.pairs if p.body == reference[p.keypoint]}
     print(f"rat: {len(same)} of 23 pairs match the hand-written map; differ: {sorted(set(reference) - same)}")

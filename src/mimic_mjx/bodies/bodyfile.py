@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
+from collections.abc import Callable
 from pathlib import Path
 
 import mujoco
@@ -35,7 +35,7 @@ import numpy as np
 from mimic_mjx.bodies.bodyschema import KEYPOINT_UNITS, BodyFile, KeypointEntry, parse_body_file
 from mimic_mjx.bodies.keypoint_maps import KeypointMap
 from mimic_mjx.bodies.layout import JointLayout
-from mimic_mjx.bodies.mjcf import BuildSettings, build, compile_spec, did_you_mean
+from mimic_mjx.bodies.mjcf import BuildSettings, build, compile_spec, did_you_mean, resolve_mjcf
 from mimic_mjx.bodies.model import BodyModel
 from mimic_mjx.bodies.stacmjx import is_stac_model, stac_to_body_values
 from mimic_mjx.errors import BindingError, BodyError, ConfigError
@@ -43,6 +43,7 @@ from mimic_mjx.files import decode_text, require_regular_file
 
 _MAX_BYTES = 1 << 20  # a body file is a page of YAML; a larger file is the wrong file
 _FREE = int(mujoco.mjtJoint.mjJNT_FREE)
+Edit = Callable[[mujoco.MjSpec, bool], None]
 
 
 def read_body_file_bytes(path: Path) -> tuple[Path, bytes]:
@@ -76,8 +77,11 @@ def read_values(path: Path, raw: bytes, what: str = "body file") -> dict:
     return values
 
 
-def load_body_file(path: Path, raw: bytes | None = None) -> BodyModel:
-    """The body a body file (or a stac-mjx model file) describes; see the module docstring."""
+def load_body_file(path: Path, raw: bytes | None = None, edit: Edit | None = None) -> BodyModel:
+    """The body a body file (or a stac-mjx model file) describes; see the module docstring.
+
+    ``edit``: what the file cannot say, applied last to each built spec (a built-in body's module).
+    """
     path, raw = read_body_file_bytes(path) if raw is None else (Path(path), raw)
     values = read_values(path, raw)
     notes = []
@@ -85,29 +89,54 @@ def load_body_file(path: Path, raw: bytes | None = None) -> BodyModel:
     if stac:
         values, stac_notes = stac_to_body_values(values, path)
         notes += stac_notes
-    return body_from_values(values, path, notes, stac=stac, sha256=hashlib.sha256(raw).hexdigest())
+    return body_from_values(values, path, notes, stac=stac, sha256=hashlib.sha256(raw).hexdigest(), edit=edit)
 
 
-def body_from_values(values: dict, path: Path, notes: list, *, stac: bool = False, sha256: str | None = None):
-    where = str(path)
+def parse_checked(values: dict, path: Path) -> BodyFile:
     try:
-        bf = parse_body_file(values)
+        return parse_body_file(values)
     except BodyError as exc:
-        raise BodyError(f"{where}: {exc}") from None
-    # Absolute, symbolic links kept: MuJoCo resolves meshes from the folder of the path it is given.
-    mjcf = Path(os.path.abspath(path.parent / Path(bf.mjcf).expanduser()))
-    if not mjcf.is_file():
-        raise BodyError(f"{where}: mjcf '{bf.mjcf}' not found (searched {mjcf.parent}, relative to the body file)")
-    settings = BuildSettings(
-        mjcf=mjcf,
+        raise BodyError(f"{path}: {exc}") from None
+
+
+def build_settings(bf: BodyFile, path: Path, *, stac: bool = False, edit: Edit | None = None) -> BuildSettings:
+    """How to build the body of the parsed body file at ``path`` (its MJCF found; see bodies/mjcf.py)."""
+    where = str(path)
+    return BuildSettings(
+        mjcf=resolve_mjcf(bf.mjcf, path.parent, where),
         where=where,
         root=bf.root,
         floor=bf.floor,
         actuation=bf.actuation,
         contacts=bf.contacts,
+        contacts_floor_only=bf.contacts_against == "floor",
+        solver=bf.solver,
         timestep=bf.timestep,
         servos_if_none=stac,
+        edit=edit,
     )
+
+
+def read_settings(path: Path, edit: Edit | None = None) -> tuple[BodyFile, BuildSettings]:
+    """The parsed native body file at ``path`` and its build settings: variants of a body build from these."""
+    path, raw = read_body_file_bytes(path)
+    bf = parse_checked(read_values(path, raw), path)
+    return bf, build_settings(bf, path, edit=edit)
+
+
+def body_from_values(
+    values: dict,
+    path: Path,
+    notes: list,
+    *,
+    stac: bool = False,
+    sha256: str | None = None,
+    edit: Edit | None = None,
+):
+    where = str(path)
+    bf = parse_checked(values, path)
+    settings = build_settings(bf, path, stac=stac, edit=edit)
+    mjcf = settings.mjcf
     model = compile_spec(build(settings, bf.scale, notes=notes), mjcf, where)
     trainable = compile_spec(build(settings, bf.scale, trainable=True), mjcf, where)
     _check_tree(model, where)

@@ -5,7 +5,8 @@ A body file is a YAML mapping; every key is optional except ``mjcf``:
 ==========================  ==============================================================
 key                         meaning (default)
 ==========================  ==============================================================
-``mjcf``                    the model, relative to the body file (required)
+``mjcf``                    the model, relative to the body file, or ``package://NAME/PATH``
+                            inside an installed Python package (required)
 ``name``                    short name for messages (the file's stem)
 ``description``             one line for ``mimic bodies`` (made from the model)
 ``scale``                   global body scale: every length x scale (1)
@@ -25,8 +26,12 @@ key                         meaning (default)
 ``actuation``               ``model`` (the MJCF's own), ``position`` or ``torque`` (added to
                             every hinge/slide joint), or ``{kind, joints, max_torque, kp, kv}``
                             (the MJCF's own; none is an error)
-``contacts``                geom name patterns (``*``, ``?``) the trainable variant keeps (all)
-``timestep``                physics step, s (the MJCF's)
+``contacts``                geom name patterns (``*``, ``?``) the trainable variant keeps, or
+                            ``{geoms: [...], against: all|floor}``: ``floor`` = kept geoms touch
+                            the floor only, no self-contacts (all geoms, as authored)
+``solver``                  the trainable variant's constraint solver: ``{type: cg|newton,
+                            iterations, ls_iterations}`` (the MJCF's)
+``timestep``                physics step of both variants, s (the MJCF's)
 ``substeps``                physics steps per control step: the config's env.substeps
 ``max_joint_speed_rad_s``   physiological bound, rad/s (unchecked)
 ``max_joint_accel_rad_s2``  physiological bound, rad/s^2 (unchecked)
@@ -43,7 +48,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from mimic_mjx.bodies.mjcf import ACTUATION_KINDS, ROOT_KINDS, Actuation, did_you_mean
+from mimic_mjx.bodies.mjcf import ACTUATION_KINDS, ROOT_KINDS, SOLVERS, Actuation, did_you_mean, package_path
 from mimic_mjx.errors import BodyError
 
 #: Keypoint units a body file accepts, in metres.
@@ -75,6 +80,8 @@ class BodyFile:
     floor: bool | None = None
     actuation: Actuation = Actuation()
     contacts: tuple[str, ...] | None = None
+    contacts_against: str = "all"  # "floor": the kept geoms collide with the floor only
+    solver: tuple[str, int, int] | None = None  # the trainable variant's (type, iterations, ls_iterations)
     timestep: float | None = None
     substeps: int | None = None
     max_joint_speed_rad_s: float | None = None
@@ -182,6 +189,34 @@ def _actuation(v, key):
     return Actuation(**parsed)
 
 
+def _mjcf(v, key):
+    try:
+        package_path(_text(v, key))
+    except ValueError as exc:
+        raise BodyError(f"{key}: {exc}") from None
+    return v
+
+
+CONTACTS_AGAINST = ("all", "floor")
+
+
+def _contacts(v, key):
+    if not isinstance(v, dict):
+        return {"contacts": _names(v, key)}
+    parsed = _fields(v, {"geoms": _names, "against": _choice(CONTACTS_AGAINST)}, key)
+    if "geoms" not in parsed:
+        raise BodyError(f"{key} needs geoms: the name patterns of the geoms that keep their contacts")
+    return {"contacts": parsed["geoms"], "contacts_against": parsed.get("against", "all")}
+
+
+def _solver(v, key):
+    parsed = _fields(v, {"type": _choice(tuple(SOLVERS)), "iterations": _count, "ls_iterations": _count}, key)
+    missing = [k for k in ("type", "iterations", "ls_iterations") if k not in parsed]
+    if missing:
+        raise BodyError(f"{key} needs type, iterations and ls_iterations; missing {', '.join(missing)}")
+    return (parsed["type"], parsed["iterations"], parsed["ls_iterations"])
+
+
 def _config(v, key):
     if isinstance(v, str):
         return _text(v, key)
@@ -191,7 +226,7 @@ def _config(v, key):
 
 
 _PARSERS = {
-    "mjcf": _text,
+    "mjcf": _mjcf,
     "name": _text,
     "description": _text,
     "scale": _positive,
@@ -204,7 +239,8 @@ _PARSERS = {
     "root": _choice(ROOT_KINDS),
     "floor": _flag,
     "actuation": _actuation,
-    "contacts": _names,
+    "contacts": _contacts,
+    "solver": _solver,
     "timestep": _positive,
     "substeps": _count,
     "max_joint_speed_rad_s": _positive,
@@ -235,6 +271,7 @@ def parse_body_file(values: dict) -> BodyFile:
     if not isinstance(values, dict):
         raise BodyError(f"a body file must be a mapping of keys, got {type(values).__name__}")
     parsed = _fields(values, _PARSERS, "")
+    parsed.update(parsed.pop("contacts", {}))  # a list, or geoms and what they touch
     if "mjcf" not in parsed:
         raise BodyError("the body file names no model: add 'mjcf: PATH/TO/MODEL.xml' (relative to the body file)")
     return BodyFile(**parsed)

@@ -1,4 +1,10 @@
-"""Fruit fly: dm_control's fruitfly_v2 walker, loaded from the installed package, set up for walking.
+"""Fruit fly: dm_control's fruitfly_v2 walker, set up for walking: what bodies/files/fruitfly.yaml cannot say.
+
+The built-in fruit fly is the body file ``bodies/files/fruitfly.yaml``
+(registered as ``fruitfly`` by bodies/registry.py): the model, a free root, a
+floor, its actuators, claw-only contacts, end effectors and joint bounds. This
+module keeps the edits a body file cannot express (:func:`walking_setup`, the
+body file's ``edit``) and the variants that change them (:func:`build_spec`).
 
 The model file is ``dm_control/locomotion/walkers/assets/fruitfly_v2/fruitfly.xml``
 of the installed dm_control (the flybody fly of Vaxenburg et al.), read in place
@@ -13,7 +19,7 @@ the fly is about 0.3 cm long). We keep them, so clips of fly walking made for
 flybody (also in cm) need no conversion; tasks must not assume metres for
 this body.
 
-What :func:`build_spec` changes, with MjSpec edits:
+What the body file and :func:`walking_setup` change, with MjSpec edits:
 
 * Fixed parts (``fixed``, default :data:`DEFAULT_FIXED`): the wings, the
   mouth (proboscis: rostrum, haustellum, labrum), the antennae and the halteres
@@ -40,13 +46,14 @@ What :func:`build_spec` changes, with MjSpec edits:
   (``joint_filter=0.01``), we pass the controls through a first-order filter
   with a 10 ms time constant (``joint_filter``; 0 disables it), so
   ``data.act`` holds one activation per actuator.
-* Contacts: only the six tarsal claw capsules (``tarsal_claw_T{1,2,3}_{left,right}_collision``,
-  the geoms the fly stands on; with every collision geom enabled these are the
-  only ones touching the floor at rest) collide, and only with the floor:
-  claws ``contype 0 / conaffinity 1``, floor ``contype 1 / conaffinity 0``,
-  everything else ``0 / 0``. Plane-capsule is an MJX collision function. The
-  claws' ``margin``/``gap`` (0.0005, there for adhesion) are zeroed and their
-  ``condim`` set to 3 (they inherit 1 from the collision class; the contact
+* Contacts (the body file's ``contacts``): only the six tarsal claw capsules
+  (``tarsal_claw_T{1,2,3}_{left,right}_collision``, the geoms the fly stands
+  on; with every collision geom enabled these are the only ones touching the
+  floor at rest) collide, and only with the floor: claws ``contype 0 /
+  conaffinity 1``, floor ``contype 1 / conaffinity 0``, everything else
+  ``0 / 0``. Plane-capsule is an MJX collision function. :func:`walking_setup`
+  sets the contact parameters: the claws' ``margin``/``gap`` (0.0005, there
+  for adhesion) are zeroed and their ``condim`` set to 3 (they inherit 1 from the collision class; the contact
   got 3 from the floor anyway).
 * A floor plane at z = 0, and the thorax (root) placed at dm_control's spawn
   height, 0.1278 cm, where the claws are within 0.01 cm of the floor.
@@ -65,20 +72,26 @@ What :func:`build_spec` changes, with MjSpec edits:
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import mujoco
 import numpy as np
 
 from mimic_mjx.bodies.assets import dm_control_walker_asset
+from mimic_mjx.bodies.bodyfile import read_settings
+from mimic_mjx.bodies.mjcf import FLOOR, SOLVERS, build
 from mimic_mjx.errors import BodyError
 from mimic_mjx.quaternions import quat_mul
 
+#: The built-in fruit fly's body file.
+FILE = Path(__file__).resolve().parent / "files" / "fruitfly.yaml"
 ROOT_BODY = "thorax"
 ROOT_JOINT = "free"
-FLOOR = "floor"
 #: dm_control's ``fruitfly_v2._SPAWN_POS`` height (cm): claws just above the floor.
 SPAWN_HEIGHT = 0.1278
+#: The floor's drawn size (half-lengths, cm), as the fly was always built.
+FLOOR_SIZE = (5.0, 5.0, 0.1)
 LEGS = tuple(f"T{i}_{side}" for i in (1, 2, 3) for side in ("left", "right"))
 #: Leg-tip bodies (the last tarsal segment, carrying the claw).
 CLAW_BODIES = tuple(f"claw_{leg}" for leg in LEGS)
@@ -136,29 +149,22 @@ def _freeze_joints(spec: mujoco.MjSpec, body) -> None:
         spec.delete(joint)
 
 
-def build_spec(
-    fixed: tuple[str, ...] | list[str] = DEFAULT_FIXED,
+def walking_setup(
+    spec: mujoco.MjSpec,
+    trainable: bool,
+    fixed: tuple[str, ...] = DEFAULT_FIXED,
     joint_filter: float = JOINT_FILTER,
-    *,
-    timestep: float | None = None,
-    solver: str | None = None,
-    iterations: int | None = None,
-    ls_iterations: int | None = None,
-) -> mujoco.MjSpec:
-    """Return the walking fruit fly on a floor as an editable ``mujoco.MjSpec``.
+) -> None:
+    """The edits fruitfly.yaml cannot say (the module docstring), on a spec the body file built.
 
-    ``fixed`` names the parts frozen in place (see :data:`PARTS`); the default
-    fixes wings, mouth, antennae and halteres. ``joint_filter`` is the time
-    constant (s) of the actuators' control filter; 0 applies controls directly.
-    ``timestep``, ``solver`` (``"cg"`` or ``"newton"``), ``iterations`` and
-    ``ls_iterations`` override the authored simulation options when given.
+    ``fixed`` names the parts frozen in place (see :data:`PARTS`); ``joint_filter`` is the
+    actuators' control filter (s; 0 applies controls directly). The same in both variants.
     """
-    fixed = tuple(fixed)
     unknown = [p for p in fixed if p not in PARTS]
     if unknown:
         raise BodyError(f"unknown fruit fly parts {unknown}; fixable parts are {', '.join(PARTS)}")
-    spec = load_raw_spec()
-    spec.modelname = "fruitfly"
+    if joint_filter < 0 or not np.isfinite(joint_filter):
+        raise BodyError(f"joint_filter must be >= 0 seconds, got {joint_filter!r}")
     thorax = spec.body(ROOT_BODY)
     if thorax is None or not any(j.type == mujoco.mjtJoint.mjJNT_FREE for j in thorax.joints):
         raise BodyError("dm_control's fruit fly has no free joint on 'thorax'; unsupported dm_control version")
@@ -175,8 +181,6 @@ def build_spec(
         if body.name and _matches(body.name, fixed) and body.joints:
             _freeze_joints(spec, body)
 
-    if joint_filter < 0 or not np.isfinite(joint_filter):
-        raise BodyError(f"joint_filter must be >= 0 seconds, got {joint_filter!r}")
     if joint_filter > 0:
         for act in spec.actuators:
             act.dyntype = mujoco.mjtDyn.mjDYN_FILTER
@@ -184,42 +188,50 @@ def build_spec(
             dynprm[0] = joint_filter
             act.dynprm = dynprm
 
-    # Contacts: claws vs floor only.
-    claws = set(CLAW_GEOMS)
-    for geom in spec.geoms:
-        if geom.name in claws:
-            geom.contype, geom.conaffinity = 0, 1
-            geom.condim = 3
-            geom.margin = 0.0
-            geom.gap = 0.0
-        else:
-            geom.contype, geom.conaffinity = 0, 0
-    missing = claws - {g.name for g in spec.geoms}
+    # Claw contacts (which geoms collide is the body file's): no adhesion margin, and the
+    # condim the contact got from the floor anyway (the collision class gives the claws 1).
+    names = {g.name for g in spec.geoms}
+    missing = set(CLAW_GEOMS) - names
     if missing:  # pragma: no cover - guards against a changed dm_control
         raise BodyError(f"dm_control's fruit fly lacks the claw geoms {sorted(missing)}")
-    spec.worldbody.add_geom(
-        name=FLOOR,
-        type=mujoco.mjtGeom.mjGEOM_PLANE,
-        size=(5.0, 5.0, 0.1),
-        contype=1,
-        conaffinity=0,
-        condim=3,
-        rgba=(0.35, 0.4, 0.45, 1),
-    )
+    for name in CLAW_GEOMS:
+        geom = spec.geom(name)
+        geom.condim, geom.margin, geom.gap = 3, 0.0, 0.0
+    floor = spec.geom(FLOOR)
+    floor.condim, floor.size = 3, FLOOR_SIZE
     thorax.pos = (0.0, 0.0, SPAWN_HEIGHT)
 
     spec.option.noslip_iterations = 0
     spec.option.density = 0.0
     spec.option.viscosity = 0.0
+
+
+def build_spec(
+    fixed: tuple[str, ...] | list[str] = DEFAULT_FIXED,
+    joint_filter: float = JOINT_FILTER,
+    *,
+    timestep: float | None = None,
+    solver: str | None = None,
+    iterations: int | None = None,
+    ls_iterations: int | None = None,
+) -> mujoco.MjSpec:
+    """The walking fruit fly of fruitfly.yaml as an editable spec, or a variant of it.
+
+    ``fixed`` and ``joint_filter``: see :func:`walking_setup`. ``timestep``, ``solver``
+    (``"cg"`` or ``"newton"``), ``iterations`` and ``ls_iterations`` override the authored
+    simulation options when given.
+    """
+    if solver is not None and solver not in SOLVERS:
+        raise BodyError(f"fruit fly solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    edit = functools.partial(walking_setup, fixed=tuple(fixed), joint_filter=joint_filter)
+    _, settings = read_settings(FILE, edit=edit)
+    spec = build(settings, trainable=True)  # the fly's one model: claw contacts (bodies/registry.py)
     if timestep is not None:
         if not (np.isfinite(timestep) and timestep > 0):
             raise BodyError(f"timestep must be a positive number, got {timestep!r}")
         spec.option.timestep = float(timestep)
     if solver is not None:
-        solvers = {"cg": mujoco.mjtSolver.mjSOL_CG, "newton": mujoco.mjtSolver.mjSOL_NEWTON}
-        if solver not in solvers:
-            raise BodyError(f"fruit fly solver must be one of {', '.join(solvers)}, got {solver!r}")
-        spec.option.solver = solvers[solver]
+        spec.option.solver = SOLVERS[solver]
     for name, value in (("iterations", iterations), ("ls_iterations", ls_iterations)):
         if value is not None:
             if int(value) < 1:

@@ -1,23 +1,15 @@
 """Which body each tracked keypoint is attached to, per body model, as data.
 
-For every registered body that can be fitted to keypoint recordings we keep:
+For every built-in body built in code that can be fitted to keypoint
+recordings (bodies read from a body file, the rat among them, carry their map
+in the file: bodies/files/rat.yaml) we keep:
 
 * ``KEYPOINT_MAPS[body]``: keypoint name -> (model body name, initial offset),
-  the offset being the marker's position in that body's frame, in metres, for
-  the body *as registered* (the rat at ``RAT_SCALE``). Offsets are starting
-  guesses for a registration, which refines them;
+  the offset being the marker's position in that body's frame, in metres.
+  Offsets are starting guesses for a registration, which refines them;
 * ``TRUNK_KEYPOINTS[body]``: keypoints on the rigid-ish trunk, used to align the
   root (position and heading) before the limbs are fitted;
 * ``ROOT_KEYPOINT[body]``: the keypoint whose position seeds the root position.
-
-Rat (23 DANNCE keypoints, ``RAT23_NAMES`` in mimic_mjx.bodies.skeletons): pairs,
-offsets, trunk keypoints and root keypoint are those of stac-mjx's rat
-configuration (configs/model/rodent.yaml in talmolab/stac-mjx). Its offsets are
-given for the unscaled dm_control rodent, so we multiply them by the body scale
-to keep each marker at the same relative place on the smaller bones. Several of
-them are the child body's position in the parent's frame, i.e. the joint
-centre (KneeL = lower_leg_L's position in upper_leg_L, AnkleL = foot_L's in
-lower_leg_L, FootL = toe_L's in foot_L, HandL = finger_L's in hand_L).
 
 Mouse forelimb (3 keypoints): the registration that produced the
 ``mouse_arm/`` trials attached Shoulder, Elbow and Wrist to ``scapula``,
@@ -32,49 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from mimic_mjx.bodies.rat import RAT_SCALE
-from mimic_mjx.bodies.skeletons import RAT23_NAMES
 from mimic_mjx.errors import BodyError
 
 Offset = tuple[float, float, float]
 
-# Rat pairs and offsets for the unscaled dm_control rodent (metres), one per
-# keypoint of RAT23_NAMES (the names and their order live there).
-_RAT23_UNSCALED: dict[str, tuple[str, Offset]] = {
-    "Snout": ("skull", (0.0, 0.0, 0.0)),
-    "EarL": ("skull", (0.0, 0.0, 0.0)),
-    "EarR": ("skull", (0.0, 0.0, 0.0)),
-    "SpineF": ("vertebra_cervical_5", (-0.015, 0.0, 0.0)),
-    "SpineM": ("vertebra_1", (0.0, 0.0, 0.0)),
-    "SpineL": ("pelvis", (0.0, 0.0, 0.0)),
-    "TailBase": ("pelvis", (0.0, 0.0, 0.0)),
-    "ShoulderL": ("scapula_L", (0.0287, 0.00984, -0.02542)),
-    "ElbowL": ("upper_arm_L", (-0.01593120836133218, 0.01035528543486592, -0.02230369170586505)),
-    "WristL": ("lower_arm_L", (0.0, 0.0, 0.0)),
-    "HandL": ("hand_L", (0.003031746915839468, 0.001515873457919734, -0.008337304018558537)),
-    "ShoulderR": ("scapula_R", (0.0287, -0.00984, -0.02542)),
-    "ElbowR": ("upper_arm_R", (-0.01593120836133218, -0.01035528543486592, -0.02230369170586505)),
-    "WristR": ("lower_arm_R", (0.0, 0.0, 0.0)),
-    "HandR": ("hand_R", (0.003031746915839468, -0.001515873457919734, -0.008337304018558537)),
-    "HipL": ("pelvis", (-0.015, 0.015, 0.0)),
-    "KneeL": ("upper_leg_L", (0.01542264534586861, 0.01747899805865108, -0.02570440890978101)),
-    "AnkleL": ("lower_leg_L", (-0.03230154033783406, -0.004727054683585472, -0.02205958852339887)),
-    "FootL": ("foot_L", (0.02109994311367263, 0.007614327297542731, -0.002752166493087734)),
-    "HipR": ("pelvis", (-0.015, -0.015, 0.0)),
-    "KneeR": ("upper_leg_R", (0.01542264534586861, -0.01747899805865108, -0.02570440890978101)),
-    "AnkleR": ("lower_leg_R", (-0.03230154033783406, 0.004727054683585472, -0.02205958852339887)),
-    "FootR": ("foot_R", (0.02109994311367263, -0.007614327297542731, -0.002752166493087734)),
-}
-
-
-def rat_keypoint_map(scale: float = RAT_SCALE) -> dict[str, tuple[str, Offset]]:
-    """The rat's keypoint map for a rat built with ``rat.build_spec(scale)``, in RAT23_NAMES order."""
-    pairs = {kp: _RAT23_UNSCALED[kp] for kp in RAT23_NAMES}
-    return {kp: (body, tuple(float(c) * scale for c in off)) for kp, (body, off) in pairs.items()}
-
-
 KEYPOINT_MAPS: dict[str, dict[str, tuple[str, Offset]]] = {
-    "rat": rat_keypoint_map(RAT_SCALE),
     "mouse_forelimb": {
         "Shoulder": ("scapula", (0.0, 0.0, 0.0)),
         "Elbow": ("elbow", (0.0, 0.0, 0.0)),
@@ -83,12 +37,10 @@ KEYPOINT_MAPS: dict[str, dict[str, tuple[str, Offset]]] = {
 }
 
 TRUNK_KEYPOINTS: dict[str, tuple[str, ...]] = {
-    "rat": ("SpineF", "SpineL", "SpineM", "HipL", "HipR", "ShoulderL", "ShoulderR", "TailBase"),
     "mouse_forelimb": ("Shoulder",),  # fixed base: nothing to align
 }
 
 ROOT_KEYPOINT: dict[str, str] = {
-    "rat": "SpineL",
     "mouse_forelimb": "Shoulder",  # fixed base: nothing to align
 }
 
@@ -123,9 +75,9 @@ def get_keypoint_map(body_name: str) -> KeypointMap:
     """The keypoint map of a registered body; ``BodyError`` if it has none."""
     if body_name not in KEYPOINT_MAPS:
         raise BodyError(
-            f"body '{body_name}' has no keypoint mapping; bodies with one: "
-            f"{', '.join(bodies_with_keypoint_maps())}. Add its entry to "
-            "mimic_mjx/bodies/keypoint_maps.py (KEYPOINT_MAPS, TRUNK_KEYPOINTS, ROOT_KEYPOINT)"
+            f"body '{body_name}' has no keypoint mapping; bodies built in code with one: "
+            f"{', '.join(bodies_with_keypoint_maps())}; body files carry theirs under 'keypoints:' (the rat's: "
+            "mimic_mjx/bodies/files/rat.yaml), code-built bodies in mimic_mjx/bodies/keypoint_maps.py"
         )
     return KeypointMap(
         body=body_name,

@@ -1,6 +1,8 @@
 """A body file's MJCF made into a body: read, checked, rooted, scaled, actuated, trimmed for training.
 
-The MJCF is read with ``MjSpec.from_file`` from its own path, so its
+The MJCF is named relative to the body file, or inside an installed Python
+package as ``package://NAME/PATH`` (the built-in rat and fly read
+dm_control's shipped models that way, in place). It is read with ``MjSpec.from_file`` from its own path, so its
 ``<include>`` files, ``meshdir``/``texturedir``/``assetdir`` and meshes
 resolve exactly as MuJoCo resolves them for that file. Every failure is one
 line naming the body file: a missing MJCF, included or asset file (with the
@@ -15,8 +17,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import importlib.util
 import math
+import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import mujoco
@@ -32,7 +37,11 @@ _FREE, _HINGE, _SLIDE = (
 )
 ROOT_KINDS = ("auto", "free", "fixed")
 ACTUATION_KINDS = ("auto", "model", "position", "torque")
+SOLVERS = {"cg": mujoco.mjtSolver.mjSOL_CG, "newton": mujoco.mjtSolver.mjSOL_NEWTON}
 FLOOR = "floor"
+#: An MJCF inside an installed package: package://NAME/PATH (NAME a dotted module name).
+PACKAGE_PREFIX = "package://"
+_PACKAGE_PATH = re.compile(r"package://([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)/(.+)\Z")
 
 #: Default peak torque of an added actuator: what holds the joint's subtree against this many
 #: times its weight at the subtree's radius of gyration about the joint (mass x gravity x length:
@@ -67,6 +76,12 @@ class BuildSettings:
     actuation: Actuation = Actuation()
     contacts: tuple[str, ...] | None = None  # geom name patterns the trainable variant keeps; None = all
     timestep: float | None = None  # s; None = the MJCF's
+    # Contacts the trainable variant keeps: only with the floor (no self-contacts), or as authored.
+    contacts_floor_only: bool = False
+    # The trainable variant's solver: (name in SOLVERS, iterations, ls_iterations); None = the MJCF's.
+    solver: tuple[str, int, int] | None = None
+    # What a file cannot say (a built-in body's module, bodies/fruitfly.py): edit(spec, trainable), last.
+    edit: Callable[[mujoco.MjSpec, bool], None] | None = None
     # actuation "auto" on a model without actuators adds position servos instead of failing
     # (stac-mjx files: stac-mjx fits poses only, so its models need none, and its files cannot ask).
     servos_if_none: bool = False
@@ -79,6 +94,49 @@ def did_you_mean(name: str, choices) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+def package_path(text: str) -> tuple[str, str] | None:
+    """(package, path inside it) of ``package://NAME/PATH``; None for a plain path; ValueError if malformed."""
+    if not text.startswith(PACKAGE_PREFIX):
+        return None
+    match = _PACKAGE_PATH.match(text)
+    inner = match.group(2) if match else ""
+    parts = Path(inner).parts
+    if not match or Path(inner).is_absolute() or ".." in parts or "\\" in inner:
+        raise ValueError(f"'{text}' is not package://PACKAGE/PATH (a package name, then a relative path inside it)")
+    return match.group(1), inner
+
+
+def resolve_mjcf(text: str, folder: Path, where: str) -> Path:
+    """The MJCF a body file names: relative to ``folder`` (the body file's), or inside an installed package.
+
+    Paths stay absolute with symbolic links kept: MuJoCo resolves meshes from the folder of the path it is given.
+    """
+    try:
+        inside = package_path(text)
+    except ValueError as exc:
+        raise BodyError(f"{where}: mjcf: {exc}") from None
+    if inside is None:
+        mjcf = Path(os.path.abspath(folder / Path(text).expanduser()))
+        if not mjcf.is_file():
+            raise BodyError(f"{where}: mjcf '{text}' not found (searched {mjcf.parent}, relative to the body file)")
+        return mjcf
+    package, inner = inside
+    try:
+        found = importlib.util.find_spec(package)
+    except (ImportError, ValueError):  # a dotted name whose parent is missing
+        found = None
+    if found is None:
+        raise BodyError(f"{where}: mjcf '{text}': no package '{package}' is installed in this Python")
+    roots = list(found.submodule_search_locations or ())
+    if not roots:
+        raise BodyError(f"{where}: mjcf '{text}': '{package}' is a module, not a package with files")
+    for root in roots:
+        mjcf = Path(os.path.abspath(Path(root) / inner))
+        if mjcf.is_file():
+            return mjcf
+    raise BodyError(f"{where}: mjcf '{text}' not found (searched {', '.join(roots)}); is the package's version right?")
 
 
 def read_mjcf(mjcf: Path, where: str) -> mujoco.MjSpec:
@@ -135,7 +193,13 @@ def build(settings: BuildSettings, scale: float = 1.0, trainable: bool = False, 
         notes.append("actuation: the MJCF has no actuators, so position servos are added to its joints")
     _apply_actuation(spec, model, act, mjcf, where, notes)
     if trainable and settings.contacts is not None:
-        keep_contacts(spec, settings.contacts, where)
+        keep_contacts(spec, settings.contacts, where, settings.contacts_floor_only)
+    if trainable and settings.solver is not None:
+        name, iterations, ls_iterations = settings.solver
+        spec.option.solver = SOLVERS[name]
+        spec.option.iterations, spec.option.ls_iterations = iterations, ls_iterations
+    if settings.edit is not None:
+        settings.edit(spec, trainable)
     return spec
 
 
@@ -306,12 +370,25 @@ def _apply_actuation(
         )
 
 
-def keep_contacts(spec: mujoco.MjSpec, patterns, where: str) -> None:
-    """Only geoms whose names match a pattern (and the floor) keep their collision flags."""
+def keep_contacts(spec: mujoco.MjSpec, patterns, where: str, floor_only: bool = False) -> None:
+    """Only geoms whose names match a pattern (and the floor) keep their collision flags.
+
+    ``floor_only``: the kept geoms collide with the floor and nothing else. MuJoCo collides two
+    geoms when ``contype1 & conaffinity2`` or ``contype2 & conaffinity1`` is non-zero, so kept geoms
+    get 0/1 and the floor 1/0: no self-contacts, the cheapest contact set a walker can train with.
+    """
     names = [g.name for g in spec.geoms]
     for pattern in patterns:
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
             raise BodyError(f"{where}: contacts: no geom matches '{pattern}'{did_you_mean(pattern, names)}")
+    if floor_only and FLOOR not in names:
+        raise BodyError(f"{where}: contacts: against: floor, but the model has no geom '{FLOOR}' (set floor: true)")
     for geom in spec.geoms:
-        if geom.name != FLOOR and not any(fnmatch.fnmatchcase(geom.name, p) for p in patterns):
+        kept = any(fnmatch.fnmatchcase(geom.name, p) for p in patterns)
+        if geom.name == FLOOR:
+            if floor_only:
+                geom.contype, geom.conaffinity = 1, 0
+        elif not kept:
             geom.contype, geom.conaffinity = 0, 0
+        elif floor_only:
+            geom.contype, geom.conaffinity = 0, 1

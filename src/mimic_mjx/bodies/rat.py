@@ -1,4 +1,11 @@
-"""Rat: dm_control's rodent walker, loaded from the installed dm_control package.
+"""Rat: what bodies/files/rat.yaml cannot say, the measurements behind it, and the rat's variants.
+
+The built-in rat is the body file ``bodies/files/rat.yaml`` (registered as
+``rat`` by bodies/registry.py): dm_control's rodent walker at scale 0.9, a
+free root, a floor, its own actuators, the stac-mjx rat23 keypoint map, paw
+contacts and CG 6/6 for training. This module keeps the floor's drawn size
+(:func:`finish`, so the compiled model stays byte for byte what it was), the
+torque-actuated and re-scaled variants, and the reasons for the file's values.
 
 The model file is ``dm_control/locomotion/walkers/assets/rodent.xml`` of the
 installed dm_control; we read it in place (never copy it), so its skin file
@@ -14,16 +21,16 @@ arena: the arena wraps it in an attachment frame that carries a free joint.
 We reproduce that by putting a free joint named ``root`` directly on ``torso``
 (as stac-mjx's own copy of this rodent does), which gives nq = 7 + 67 = 74,
 nv = 6 + 67 = 73 and leaves the torso's authored position, (0.031, 0, 0.065) m,
-as the default root position. We then add a plane named
-``floor`` at z = 0, because the XML has none and later training needs one.
+as the default root position. The body file then adds a plane named
+``floor`` at z = 0, because the XML has none and training needs one.
 
 Scale. The dm_control rodent is a rat of about 0.34 kg whose default pose puts
 the torso origin 6.5 cm above the ground. stac-mjx registers real rat DANNCE
 recordings (the ``rodent/`` data in the shared data set come from its test data)
 onto this same model shrunk by ``SCALE_FACTOR: 0.9`` (configs/model/rodent.yaml
 of talmolab/stac-mjx; the keypoints are in millimetres there, hence
-``MOCAP_SCALE_FACTOR: 0.001``). We therefore default to ``RAT_SCALE = 0.9`` so a
-rat built here has the proportions those recordings were fitted with.
+``MOCAP_SCALE_FACTOR: 0.001``). The body file therefore says ``scale: 0.9`` so
+the rat has the proportions those recordings were fitted with.
 
 How scaling is done (bodies/scaling.py, shared with body files; uniform about the world origin, factor s):
   * lengths are multiplied by s: body, geom, site, joint, camera and light
@@ -51,26 +58,27 @@ pose fitting, the use stac-mjx makes of its copy, does not depend on forces.
 
 from __future__ import annotations
 
-import functools
-import math
 from pathlib import Path
 
 import mujoco
 import numpy as np
 
 from mimic_mjx.bodies.assets import dm_control_walker_asset
-from mimic_mjx.bodies.scaling import scale_spec, skin_arrays
+from mimic_mjx.bodies.bodyfile import read_settings
+from mimic_mjx.bodies.mjcf import FLOOR, SOLVERS, build
 from mimic_mjx.errors import BodyError
 
-#: Size of the registered rat relative to dm_control's rodent (stac-mjx's
-#: ``SCALE_FACTOR`` for rat DANNCE data, configs/model/rodent.yaml).
-RAT_SCALE = 0.9
+#: The built-in rat's body file.
+FILE = Path(__file__).resolve().parent / "files" / "rat.yaml"
 ROOT_BODY = "torso"
 ROOT_JOINT = "root"
-FLOOR = "floor"
 #: Figures of the unscaled XML (checked by tests/test_rat_body.py).
 N_HINGES = 67
 N_ACTUATORS = 38
+#: The floor's drawn size (half-lengths, m) since the rat was first built; a body file's floor
+#: follows the body's extent instead. Only drawing uses it, but it is part of the compiled model
+#: and so of the body hash that clips and runs record.
+FLOOR_SIZE = (2.0, 2.0, 0.05)
 
 
 def rodent_xml_path() -> Path:
@@ -83,73 +91,21 @@ def load_raw_spec() -> mujoco.MjSpec:
     return mujoco.MjSpec.from_file(str(rodent_xml_path()))
 
 
-def build_spec(scale: float = RAT_SCALE) -> mujoco.MjSpec:
-    """Return the free-floating rat on a floor as an editable ``mujoco.MjSpec``.
-
-    ``scale`` multiplies every length of dm_control's rodent (1.0 = as authored).
-    """
-    scale = float(scale)
-    if not math.isfinite(scale) or scale <= 0:
-        raise BodyError(f"rat scale must be a positive number, got {scale!r}")
-    spec = load_raw_spec()
-    spec.modelname = "rat"
-    torso = spec.body(ROOT_BODY)
-    if torso is None:  # pragma: no cover - guards against a changed dm_control
-        raise BodyError(f"dm_control's rodent has no '{ROOT_BODY}' body; unsupported dm_control version")
-    # The free joint must be the torso's first joint so that qpos[:7] is the root.
-    torso.add_freejoint(name=ROOT_JOINT)
-    if scale != 1.0:
-        _scale_spec(spec, scale)
-    if not any(g.name == FLOOR for g in spec.geoms):
-        # Added after scaling: the floor stays at z = 0 whatever the rat's size.
-        # Default contype/conaffinity (1/1) collide with all of the rat's
-        # collision geoms, including the "nonself" ones (contype 1, conaffinity 0).
-        spec.worldbody.add_geom(
-            name=FLOOR, type=mujoco.mjtGeom.mjGEOM_PLANE, size=(2.0, 2.0, 0.05), rgba=(0.35, 0.4, 0.45, 1)
-        )
-    return spec
+def finish(spec: mujoco.MjSpec, trainable: bool) -> None:
+    """What rat.yaml cannot say, applied to both variants: the floor's size."""
+    spec.geom(FLOOR).size = FLOOR_SIZE
 
 
-def _scale_spec(spec: mujoco.MjSpec, s: float) -> None:
-    """Scale all lengths of ``spec`` by ``s`` in place (see the module docstring and bodies/scaling.py)."""
-    scale_spec(spec, s, _unscaled_skins() if spec.skins else None)
-
-
-@functools.lru_cache(maxsize=1)
-def _unscaled_skins() -> dict:
-    """Skin arrays of the unscaled rodent (compiled once): a scaled skin is written from them."""
-    return skin_arrays(load_raw_spec().compile())
+def build_spec(scale: float | None = None) -> mujoco.MjSpec:
+    """The registration rat (rat.yaml) as an editable spec; ``scale`` replaces the file's 0.9 when given."""
+    bf, settings = read_settings(FILE, edit=finish)
+    return build(settings, bf.scale if scale is None else float(scale))
 
 
 # --------------------------------------------------------------------------
 # Trainable rat: the registration rat made cheap and robust to simulate.
 # --------------------------------------------------------------------------
 
-#: Bodies whose collision geoms touch the ground: hind paws (foot, toes) and
-#: fore paws (hand, fingers). dm_control gives exactly their geoms the paw class
-#: ``collision_primitive_paw`` (condim 3, friction 1.5).
-PAW_BODIES = ("foot_L", "toe_L", "foot_R", "toe_R", "hand_L", "finger_L", "hand_R", "finger_R")
-#: The 16 paw collision geoms (capsules, plus an ellipsoid per hand). MJX has
-#: plane-capsule and plane-ellipsoid collision functions (collision_driver.py),
-#: so all of them are MJX-compatible against the floor plane.
-PAW_GEOMS = (
-    "foot_L_collision",
-    "toe_L0_collision",
-    "toe_L1_collision",
-    "toe_L2_collision",
-    "foot_R_collision",
-    "toe_R0_collision",
-    "toe_R1_collision",
-    "toe_R2_collision",
-    "hand_L_collision",
-    "finger_L0_collision",
-    "finger_L1_collision",
-    "finger_L2_collision",
-    "hand_R_collision",
-    "finger_R0_collision",
-    "finger_R1_collision",
-    "finger_R2_collision",
-)
 ACTUATIONS = ("position", "torque")
 #: Peak torques (N m) that replace dm_control's ``forcerange[1]`` in the torque
 #: variant. dm_control authors 20 N m for the three lumbar tendons (which act on
@@ -162,14 +118,12 @@ ACTUATIONS = ("position", "torque")
 #: extension, 0.3 N m) and far above the lumbar joints' passive spring torques
 #: (stiffness 0.02-0.03 N m/rad over ranges of at most 0.8 rad).
 TORQUE_PEAK_OVERRIDES = {"lumbar_extend": 1.0, "lumbar_bend": 1.0, "lumbar_twist": 1.0}
-SOLVERS = {"cg": mujoco.mjtSolver.mjSOL_CG, "newton": mujoco.mjtSolver.mjSOL_NEWTON}
 
-#: Physics timestep of the trainable rat (s). dm_control's rodent tasks step
-#: physics at 1 ms (basic_rodent_2020.py, control every 20 ms); MuJoCo's default
-#: (and the registration rat's) is 2 ms. 2 ms halves the cost of simulated time
-#: and was stable in the measurements below.
-TRAIN_TIMESTEP = 0.002
-
+# Physics timestep of the trainable rat: 2 ms (rat.yaml). dm_control's rodent
+# tasks step physics at 1 ms (basic_rodent_2020.py, control every 20 ms);
+# MuJoCo's default (and the registration rat's) is 2 ms. 2 ms halves the cost
+# of simulated time and was stable in the measurements below.
+#
 # Solver choice, on evidence. C MuJoCo 3.17 (mujoco.rollout, 2 threads, on a
 # 2-core CPU shared with another job, so speeds are +-15%), the rat of
 # build_trainable_spec (scale 0.9, paws-only contacts, 2 ms step). Per config:
@@ -220,37 +174,33 @@ TRAIN_TIMESTEP = 0.002
 # (peak speeds 8x the reference), so use Newton with many iterations where
 # accuracy matters (evaluation). Newton with 1-3 iterations is NOT a fast safe
 # choice for this body in C MuJoCo.
-#: Default solver of the trainable rat, chosen on the evidence above.
-TRAIN_SOLVER = "cg"
-#: Default (iterations, ls_iterations) per actuation, from the table above.
-TRAIN_ITERATIONS = {"position": (6, 6), "torque": (8, 6)}
+#: CG (iterations, ls_iterations) of the torque variant, from the table above
+#: (position actuation: rat.yaml's CG 6/6).
+TORQUE_ITERATIONS = (8, 6)
 
 
 def build_trainable_spec(
-    scale: float = RAT_SCALE,
+    scale: float | None = None,
     actuation: str = "position",
-    solver: str = TRAIN_SOLVER,
+    solver: str = "cg",
     iterations: int | None = None,
     ls_iterations: int | None = None,
-    timestep: float = TRAIN_TIMESTEP,
+    timestep: float | None = None,
 ) -> mujoco.MjSpec:
-    """The rat of :func:`build_spec`, set up for training (in MJX or C MuJoCo).
+    """The trainable rat (rat.yaml's trainable variant), or a variant of it.
 
     Same bodies, joints, actuator names and order, keypoint sites and scale as
     the registration rat (so registered clips bind by name); differences:
 
-    * contacts: only the 16 paw geoms (:data:`PAW_GEOMS`) collide, and only with
-      the floor. Paws get ``contype 0 / conaffinity 1``, the floor
-      ``contype 1 / conaffinity 0``, every other geom ``0 / 0``: MuJoCo (and
-      MJX) collide two geoms when ``contype1 & conaffinity2`` or
-      ``contype2 & conaffinity1`` is non-zero, so paw-floor pairs are the only
-      candidates (no paw-paw, no body-floor, no self-collision). The tail and
-      torso therefore pass through the floor; an episode in which the rat falls
-      must end on a height/tracking criterion. Contact parameters stay
-      dm_control's (paws: solref 5 ms, condim 3, friction 1.5). Note that the
-      very light toes sink deep into the floor under their servos: landing
-      from qpos0 a toe capsule reaches 14 mm below the floor for a few steps
-      (~1 mm at rest), with any solver and in the registration rat as well;
+    * contacts: only the 16 paw geoms collide, and only with the floor (paws
+      ``contype 0 / conaffinity 1``, floor ``1 / 0``, everything else ``0 / 0``;
+      bodies/mjcf.py ``keep_contacts``). The tail and torso therefore pass
+      through the floor; an episode in which the rat falls must end on a
+      height/tracking criterion. Contact parameters stay dm_control's (paws:
+      solref 5 ms, condim 3, friction 1.5). The very light toes sink deep into
+      the floor under their servos: landing from qpos0 a toe capsule reaches
+      14 mm below the floor for a few steps (~1 mm at rest), with any solver
+      and in the registration rat as well;
     * actuation (``actuation``):
 
       - ``"position"`` (default): dm_control's actuators as authored. Each of
@@ -270,42 +220,33 @@ def build_trainable_spec(
         0.1 N m on the tail), except the lumbar tendons, lowered from 20 to
         1 N m (:data:`TORQUE_PEAK_OVERRIDES`, needed for stability);
 
-      gear stays 1 and gains stay as authored at every scale, as in
-      :func:`build_spec`;
+      gear stays 1 and gains stay as authored at every scale;
     * solver: ``solver`` (``"cg"`` or ``"newton"``) with ``iterations`` /
-      ``ls_iterations``; by default CG 6/6 for position and CG 8/6 for torque
-      actuation (:data:`TRAIN_ITERATIONS`), chosen on the measurements above;
-    * ``timestep``: :data:`TRAIN_TIMESTEP` (2 ms) unless given.
+      ``ls_iterations``; by default rat.yaml's CG 6/6 for position and CG 8/6
+      for torque actuation (:data:`TORQUE_ITERATIONS`), chosen on the
+      measurements above;
+    * ``timestep``: rat.yaml's 2 ms unless given.
     """
     if actuation not in ACTUATIONS:
         raise BodyError(f"rat actuation must be one of {', '.join(ACTUATIONS)}, got {actuation!r}")
     if solver not in SOLVERS:
         raise BodyError(f"rat solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
-    default_it, default_ls = TRAIN_ITERATIONS[actuation]
+    bf, settings = read_settings(FILE, edit=finish)
+    _, default_it, default_ls = bf.solver
+    if actuation == "torque":
+        default_it, default_ls = TORQUE_ITERATIONS
     iterations = default_it if iterations is None else iterations
     ls_iterations = default_ls if ls_iterations is None else ls_iterations
     if int(iterations) < 1 or int(ls_iterations) < 1:
         raise BodyError(f"solver iterations must be >= 1, got {iterations}/{ls_iterations}")
-    if not (math.isfinite(timestep) and timestep > 0):
+    if timestep is not None and not (np.isfinite(timestep) and timestep > 0):
         raise BodyError(f"timestep must be a positive number, got {timestep!r}")
-    spec = build_spec(scale)
-    spec.option.timestep = float(timestep)
+    spec = build(settings, bf.scale if scale is None else float(scale), trainable=True)
+    if timestep is not None:
+        spec.option.timestep = float(timestep)
     spec.option.solver = SOLVERS[solver]
     spec.option.iterations = int(iterations)
     spec.option.ls_iterations = int(ls_iterations)
-
-    paws = set(PAW_GEOMS)
-    for geom in spec.geoms:
-        if geom.name == FLOOR:
-            geom.contype, geom.conaffinity = 1, 0
-        elif geom.name in paws:
-            geom.contype, geom.conaffinity = 0, 1
-        else:
-            geom.contype, geom.conaffinity = 0, 0
-    missing = paws - {g.name for g in spec.geoms}
-    if missing:  # pragma: no cover - guards against a changed dm_control
-        raise BodyError(f"dm_control's rodent lacks the paw geoms {sorted(missing)}")
-
     if actuation == "torque":
         for act in spec.actuators:
             # dm_control's walkers/rodent.py, torque_actuators=True, except

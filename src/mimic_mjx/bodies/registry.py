@@ -1,6 +1,10 @@
 """Body registry: bodies plug in by name, or are read from a body file by path.
 
-Built-in bodies register here under a short name (``register_body``). Anything
+Built-in bodies register here under a short name (``register_body``): the
+rat and the fruit fly are body files shipped in the package (bodies/files/,
+over dm_control's own MJCF), read through the same route as any body file
+when first asked for, with their modules' edits for what a file cannot say;
+the mouse forelimb is built in code (bodies/forelimb.py). Anything
 that takes a body name also takes the path of a body file (``.yaml``/``.yml``:
 a native body file or a stac-mjx model file; bodies/bodyfile.py), which
 ``get_body`` reads once per file content and returns as the same kind of
@@ -9,8 +13,11 @@ a native body file or a stac-mjx model file; bodies/bodyfile.py), which
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,17 +33,20 @@ __all__ = ["CONFIGS", "BodyModel", "available_bodies", "check_config", "get_body
 BODY_FILE_SUFFIXES = (".yaml", ".yml")
 
 _REGISTRY: dict[str, BodyModel] = {}
+# Built-in bodies read from their body file on first use: reading compiles the model, which
+# importing the package (every command) should not pay for.
+_DEFERRED: dict[str, Callable[[], BodyModel]] = {}
 
 
 def register_body(body: BodyModel) -> BodyModel:
-    if body.name in _REGISTRY:
+    if body.name in _REGISTRY or body.name in _DEFERRED:
         raise BodyError(f"a body named '{body.name}' is already registered")
     _REGISTRY[body.name] = body
     return body
 
 
 def available_bodies() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted({*_REGISTRY, *_DEFERRED})
 
 
 def check_config(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -64,6 +74,9 @@ def get_body(name: str | os.PathLike) -> BodyModel:
             f"'{name}' is an MJCF model, not a body: write a body file (YAML) with the line 'mjcf: {name}' "
             f"and its keypoints, and pass that file (see `mimic bodies check`)"
         )
+    if name in _DEFERRED:
+        _REGISTRY[name] = _DEFERRED[name]()
+        del _DEFERRED[name]  # after reading: a body file that fails to read fails again next time
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -110,48 +123,41 @@ def _register_builtin() -> None:
             max_joint_accel_rad_s2=5000.0,
         )
     )
-    register_body(
-        BodyModel(
-            name="rat",
-            description=(
-                f"Rat: dm_control's rodent scaled by {rat.RAT_SCALE:g} on a floor; free root joint + "
-                "67 hinges, 38 position actuators, about 0.25 kg"
-            ),
-            build_spec=rat.build_spec,
-            # Hands and feet (the paws that touch the ground) and the head.
-            end_effectors=("hand_L", "hand_R", "foot_L", "foot_R", "skull"),
-            keypoint_bodies=get_keypoint_map("rat").keypoint_bodies(),
-            keypoint_map=get_keypoint_map("rat"),
-            # Paws-only contacts, CG 6/6, 2 ms step, position actuators; see
-            # rat.build_trainable_spec (torque actuation: actuation="torque").
-            build_trainable_spec=rat.build_trainable_spec,
-            # The bodies carrying the rat23 markers: what registration pinned down.
-            tracked_bodies=tuple(sorted(set(get_keypoint_map("rat").keypoint_bodies().values()))),
-            default_config_file="rat.yaml",
-            # Literature-level: a galloping rat's paw swings at up to ~2 m/s on limb segments of
-            # 3-4 cm (~60 rad/s); it reaches that speed in a ~25 ms swing onset (~2,500 rad/s^2).
-            # The bounds add margin: the 50 Hz DANNCE frames leave 20 ms between samples.
-            max_joint_speed_rad_s=60.0,
-            max_joint_accel_rad_s2=5000.0,
-        )
+    _DEFERRED["rat"] = functools.partial(_builtin_file, "rat", rat.FILE, rat.finish)
+    _DEFERRED["fruitfly"] = functools.partial(
+        _builtin_file, "fruitfly", fruitfly.FILE, fruitfly.walking_setup, one_model=True
     )
-    register_body(
-        BodyModel(
-            name="fruitfly",
-            description=(
-                "Fruit fly: dm_control's fruitfly_v2 on a floor (cm, g units); free root + 83 hinges, "
-                "wings/mouth/antennae/halteres fixed, 48 leg + 5 head/abdomen position actuators, "
-                "claw-floor contacts only, about 0.9 mg"
-            ),
-            build_spec=fruitfly.build_spec,
-            # The six leg tips (claws) and the head.
-            end_effectors=(*fruitfly.CLAW_BODIES, "head"),
-            # A leg joint swinging 1 rad at the fastest stepping rates (~20 Hz) peaks, as a
-            # sinusoid, at pi f A = 63 rad/s and 2 pi^2 f^2 A = 7,900 rad/s^2; 2x margin.
-            max_joint_speed_rad_s=120.0,
-            max_joint_accel_rad_s2=16000.0,
-        )
+
+
+def _builtin_file(name: str, path: Path, edit, one_model: bool = False) -> BodyModel:
+    """A built-in body read from its body file: named ``name`` (what configs and clips record),
+    presented like a body built in code (no source file, no derivation notes).
+
+    ``one_model``: the body's trainable variant serves for everything (the fly: never
+    registered to keypoints, so its one model is the walking one, claw contacts included).
+    """
+    from mimic_mjx.bodies.bodyfile import load_body_file
+
+    body = load_body_file(path, edit=edit)
+    kmap = body.keypoint_map and dataclasses.replace(body.keypoint_map, body=name)
+    plain, trainable = body.build_spec, body.build_trainable_spec
+    compiled = dict(body._compiled)
+    if one_model:
+        plain, trainable = trainable, None
+        compiled = {"plain": compiled["trainable"]}
+    built = dataclasses.replace(
+        body,
+        name=name,
+        build_spec=plain,
+        build_trainable_spec=trainable,
+        keypoint_map=kmap,
+        source=None,
+        source_sha256=None,
+        label="",
+        notes=(),
     )
+    built._compiled.update(compiled)  # the models reading the file compiled
+    return built
 
 
 _register_builtin()
