@@ -54,6 +54,12 @@ def dissect(trainer, before, after) -> dict:
     adv, first = np.asarray(adv).ravel(), np.asarray(b.first).ravel()
     kl = np.expm1(log_r) - log_r
     top = np.argsort(-kl)[:10]
+    mu0, mu1 = (np.asarray(o["action_mean"]).reshape(-1, b.action.shape[-1]) for o in (old, new))
+    sigma = np.exp(np.asarray(old["action_log_std"]).reshape(-1, b.action.shape[-1]))
+    # What the actuators receive: the task squashes actions into the control range with tanh.
+    lo, hi = np.asarray(trainer.env.ctrl_lo), np.asarray(trainer.env.ctrl_hi)
+    ctrl = lambda a: lo + 0.5 * (np.tanh(a) + 1.0) * (hi - lo)
+    d_ctrl = np.max(np.abs(ctrl(mu1) - ctrl(mu0)) / (hi - lo), axis=-1)
     return {
         "spike_kl_mean": float(kl.mean()),
         "spike_kl_median": float(np.median(kl)),
@@ -65,6 +71,12 @@ def dissect(trainer, before, after) -> dict:
         "spike_top10_action_z2": [round(float(x), 1) for x in z2[top]],
         "action_size": int(b.action.shape[-1]),
         "spike_unclipped_share": float(np.mean(np.abs(np.expm1(log_r)) <= p.clip_epsilon)),
+        "spike_action_std": [round(float(x), 3) for x in sigma[0]],
+        # Largest move of the action mean in units of the acting std, and of the control (share of its range).
+        "spike_top10_mean_shift_std": [round(float(x), 1) for x in np.max(np.abs(mu1 - mu0) / sigma, -1)[top]],
+        "spike_top10_ctrl_shift": [round(float(x), 3) for x in d_ctrl[top]],
+        "spike_top10_max_abs_action_mean": [round(float(x), 2) for x in np.max(np.abs(mu0), -1)[top]],
+        "spike_ctrl_shift_median": float(np.median(d_ctrl)),
     }
 
 
@@ -97,7 +109,7 @@ def main() -> None:
         m = {k: float(v) for k, v in jax.device_get(m).items()}
         if u == 1:
             t0 = time.perf_counter()
-        rows.append((m["policy/approx_kl"], m["policy/approx_kl_median"], m["policy/clip_fraction"]))
+        rows.append((m["policy/approx_kl"], m["policy/approx_kl_median"], m["policy/clip_fraction"], m["reward/total"]))
         if m["policy/approx_kl"] > worst[0]:
             worst = (m["policy/approx_kl"], before, jax.device_get(state), u)
         if u % 100 == 0:
@@ -105,7 +117,11 @@ def main() -> None:
                 f"update {u}: approx KL {m['policy/approx_kl']:.3g}, largest so far {worst[0]:.3g} (update {worst[3]})"
             )
     sps = (args.updates - 1) * trainer.steps_per_update / (time.perf_counter() - t0)
-    kl, kl_med, clip = (np.array(c) for c in zip(*rows, strict=True))
+    kl, kl_med, clip, reward = (np.array(c) for c in zip(*rows, strict=True))
+    # Harm test: the mean reward per step over the 20 updates after the largest KL against the 20 before.
+    u = worst[3] - 1
+    after = reward[u + 1 : u + 21]
+    around = (float(reward[max(0, u - 20) : u].mean()), float(after.mean()) if after.size else None)
     figures = {
         "updates": args.updates,
         "seed": args.seed,
@@ -117,6 +133,8 @@ def main() -> None:
         "updates_approx_kl_above_1": int(np.sum(kl > 1)),
         "transition_kl_median_max": float(kl_med.max()),
         "clip_fraction_median": float(np.median(clip)),
+        "reward_20_updates_before_max": around[0],
+        "reward_20_updates_after_max": around[1],
         **dissect(trainer, worst[1], worst[2]),
         "train_steps_per_s": sps,
         "raw_physics_steps_per_s": raw,
