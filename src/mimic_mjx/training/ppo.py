@@ -224,10 +224,30 @@ class PPOTrainer:
         return kl_weight_at(updates.astype(jnp.float32) * self.steps_per_update, a.kl_weight, a.kl_ramp_steps)
 
     def _update(self, ts: TrainState):
-        p, a = self.cfg.ppo, self.cfg.agent
         key, k_roll, k_perm = jax.random.split(ts.key, 3)
         env_state, prev_latent, traj, ends = self._rollout(ts, k_roll)
         traj = parallel.constrain(traj, self.mesh, 1)
+        learned = self._learn(ts.policy, ts.opt_state, ts.updates, ts.nonfinite_updates, traj, env_state, k_perm)
+        policy, opt_state, nonfinite_updates, metrics = learned
+        new = ts.replace(
+            policy=policy,
+            opt_state=opt_state,
+            env_state=env_state,
+            prev_latent=prev_latent,
+            key=key,
+            updates=ts.updates + 1,
+            nonfinite_updates=nonfinite_updates,
+            failures=record_failures(ts.failures, *ends, traj.terminated) if self._use_failures else ts.failures,
+        )
+        return new, metrics
+
+    def _learn(self, pol: PolicyParams, opt_state, updates, nonfinite_updates, traj: Transition, last, k_perm):
+        """PPO on one batch ``traj`` that ``pol`` acted in; ``last``: the environment state after it (bootstrap).
+
+        Returns (policy, opt_state, nonfinite_updates, metrics); the policy's
+        statistics include the batch (the next rollout acts with them).
+        """
+        p, a = self.cfg.ppo, self.cfg.agent
 
         # Transitions holding non-finite numbers are zeroed (a NaN times a zero weight is NaN) and left out.
         batch = traj._replace(metrics={})
@@ -237,13 +257,11 @@ class PPOTrainer:
         # Values and the loss normalise observations with the statistics the rollout acted with: the
         # stored log-probabilities belong to them. Updating the statistics first made the first
         # minibatch's ratio differ from 1 before any step (approx KL 0.45 on the demo's first update).
-        pol = ts.policy
         finite = valid
 
         values = network_outputs(self.agent, pol, batch.ref_obs, batch.prop_obs, batch.eps)["value"]
-        bootstrap = network_outputs(
-            self.agent, pol, env_state.ref_obs, env_state.prop_obs, jnp.zeros_like(prev_latent)
-        )["value"]
+        zero_latent = jnp.zeros(last.ref_obs.shape[:-1] + (a.latent_dim,))
+        bootstrap = network_outputs(self.agent, pol, last.ref_obs, last.prop_obs, zero_latent)["value"]
         bootstrap = jnp.where(jnp.isfinite(bootstrap), bootstrap, 0.0)
         # A left-out transition carries no learning signal and cuts its episode's return, as a truncation does.
         truncated = jnp.maximum(batch.truncated, 1.0 - valid)
@@ -255,7 +273,7 @@ class PPOTrainer:
 
         n = self.steps_per_update
         flat = jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), (batch, adv, ret, valid.astype(jnp.float32)))
-        kl_weight = self.kl_weight(ts.updates)
+        kl_weight = self.kl_weight(updates)
         loss_fn = lambda params, mb: compute_ppo_loss(
             params,
             self.agent,
@@ -289,7 +307,7 @@ class PPOTrainer:
             return jax.lax.scan(sgd_step, carry, mbs)
 
         (params, opt_state), (infos, oks) = jax.lax.scan(
-            sgd_epoch, (pol.params, ts.opt_state), jax.random.split(k_perm, p.update_epochs)
+            sgd_epoch, (pol.params, opt_state), jax.random.split(k_perm, p.update_epochs)
         )
 
         used = jnp.sum(oks)
@@ -299,7 +317,7 @@ class PPOTrainer:
         # opt_state = chain(clip, adam): Adam's own step count.
         metrics["policy/learning_rate"] = self.learning_rate_schedule(opt_state[1][0].count)
         skipped = oks.size - used
-        nonfinite_updates = jnp.where(used == 0, ts.nonfinite_updates + 1, 0).astype(jnp.int32)
+        nonfinite_updates = jnp.where(used == 0, nonfinite_updates + 1, 0).astype(jnp.int32)
         metrics["train/skipped_minibatches"] = skipped.astype(jnp.float32)
         metrics["train/nonfinite_updates"] = nonfinite_updates.astype(jnp.float32)
         metrics["train/nonfinite_transitions"] = jnp.sum(~valid).astype(jnp.float32)
@@ -308,14 +326,4 @@ class PPOTrainer:
             ref_stats=pol.ref_stats.update(batch.ref_obs, finite),
             prop_stats=pol.prop_stats.update(batch.prop_obs, finite),
         )
-        new = ts.replace(
-            policy=pol.replace(params=params, **new_stats),
-            opt_state=opt_state,
-            env_state=env_state,
-            prev_latent=prev_latent,
-            key=key,
-            updates=ts.updates + 1,
-            nonfinite_updates=nonfinite_updates,
-            failures=record_failures(ts.failures, *ends, traj.terminated) if self._use_failures else ts.failures,
-        )
-        return new, metrics
+        return pol.replace(params=params, **new_stats), opt_state, nonfinite_updates, metrics
