@@ -102,8 +102,10 @@ def paired_throughput(cfgs: list, clip_sets: list, rounds: int, updates: int) ->
         trainers.append(trainer)
         states.append(ts)
     rates = [[] for _ in cfgs]
-    for _ in range(rounds):
-        for i, trainer in enumerate(trainers):
+    for r in range(rounds):
+        # A B, then B A: a drift in the machine's load falls on both alike.
+        for i in range(len(trainers)) if r % 2 == 0 else reversed(range(len(trainers))):
+            trainer = trainers[i]
             t = time.perf_counter()
             for _ in range(updates):
                 states[i], m = trainer.update(states[i])
@@ -123,8 +125,8 @@ def main() -> int:
     ap.add_argument("--frames", type=int, help="register only the first N frames")
     ap.add_argument("--clip-length", type=int, default=50, help="frames per clip")
     ap.add_argument("--compare-builtin", metavar="NAME", help="also run this built-in body; print the ratios")
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved throughput blocks per body (--compare-builtin)")
-    ap.add_argument("--updates", type=int, default=2, help="training updates per throughput block")
+    ap.add_argument("--rounds", type=int, default=8, help="interleaved throughput blocks per body (--compare-builtin)")
+    ap.add_argument("--updates", type=int, default=3, help="training updates per throughput block")
     ap.add_argument("--run-dir", default=str(ROOT / "runs" / "bench_any_body"))
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     args = ap.parse_args()
@@ -187,18 +189,24 @@ def compare(args, cfg, kp, train_clips, figures: dict) -> dict:
     clips = clips[: len(train_clips)]
     other = config_lib.apply_overrides(cfg, [f"env.body={builtin.name}"])
     mine, theirs = paired_throughput([cfg, other], [train_clips, clips], args.rounds, args.updates)
+    # Raw physics of both, interleaved the same way (one figure each at another time differs by the load).
+    raws = [[], []]
+    for r in range(args.rounds):
+        for i in (0, 1) if r % 2 == 0 else (1, 0):
+            raws[i].append(raw_physics(*((cfg, train_clips), (other, clips))[i]))
+    log("interleaved raw physics steps/s: " + "; ".join(", ".join(f"{x:,.0f}" for x in xs) for xs in raws))
+    raw_mine, raw_theirs = (statistics.median(xs) for xs in raws)
     out = {f"builtin_{k}": v for k, v in reg.items()}
     residual = figures["register_median_residual_mm"] / reg["register_median_residual_mm"]
     out |= {
-        "builtin_raw_physics_steps_per_s": round(raw_physics(other, clips), 1),
+        "paired_raw_physics_steps_per_s": round(raw_mine, 1),
+        "builtin_paired_raw_physics_steps_per_s": round(raw_theirs, 1),
         "paired_train_steps_per_s": round(mine, 1),
         "builtin_paired_train_steps_per_s": round(theirs, 1),
         "ratio_register_residual": round(residual, 4),
         "ratio_train_steps_per_s": round(mine / theirs, 3),
     }
-    out["ratio_raw_physics_steps_per_s"] = round(
-        figures["raw_physics_steps_per_s"] / out["builtin_raw_physics_steps_per_s"], 3
-    )
+    out["ratio_raw_physics_steps_per_s"] = round(raw_mine / raw_theirs, 3)
     log(
         f"file / built-in: registration residual x{out['ratio_register_residual']:.4f} (target within 5 %), "
         f"training throughput x{out['ratio_train_steps_per_s']:.3f} (within 10 %), "
