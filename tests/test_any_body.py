@@ -212,6 +212,16 @@ def test_swimmer_evaluate_rollout_export_render(pipelines, capsys, tmp_path):
     _later_stages(pipelines["swimmer"], capsys, tmp_path)
 
 
+@pytest.mark.slow
+def test_bench_takes_a_body_file_with_its_config_and_substeps(pipelines, capsys):
+    p = pipelines["arm"]
+    argv = ["bench", "--body", p["yaml"], "--backend", "native", "--num-envs", 4, "--updates", 1, "--no-published"]
+    result = json.loads(run_cli(argv, capsys).strip().splitlines()[-1])
+    # The body file's substeps and its config's networks, not ExperimentConfig's defaults.
+    assert result["body"] == p["body"].name and result["substeps"] == 10
+    assert result["networks"].startswith("enc 16") and result["train_steps_per_s"] > 0
+
+
 @pytest.mark.needs_data
 @pytest.mark.slow
 def test_rodent_through_a_stac_mjx_yaml_registers_the_rat_recording(tmp_path, capsys):
@@ -226,7 +236,8 @@ def test_rodent_through_a_stac_mjx_yaml_registers_the_rat_recording(tmp_path, ca
     (tmp_path / "models" / "rodent_walker_skin.skn").symlink_to(rodent_xml_path().parent / "rodent_walker_skin.skn")
     (tmp_path / "configs" / "model").mkdir(parents=True)
     yaml = tmp_path / "configs" / "model" / "rodent.yaml"
-    yaml.write_text(stac_yaml("models/rodent.xml"))
+    # stac-mjx's layout and keys; 'root: free' (a body-file key beside them) frees the rodent as dm_control does.
+    yaml.write_text(stac_yaml("models/rodent.xml", "root: free\n"))
     out = tmp_path / "rat_clips.h5"
     # No --units: MOCAP_SCALE_FACTOR 0.001 says millimetres.
     text = run_cli(
@@ -238,9 +249,8 @@ def test_rodent_through_a_stac_mjx_yaml_registers_the_rat_recording(tmp_path, ca
     from mimic_mjx.data.clips import read_clip_files
 
     (clip,) = read_clip_files([out])
-    assert clip.body == str(yaml.resolve()) and clip.num_frames == 30
-    residual_mm = 1000 * float(np.nanmedian(clip.residuals)) if getattr(clip, "residuals", None) is not None else None
-    assert residual_mm is None or residual_mm < 20.0
+    assert clip.body == str(yaml.resolve()) and len(clip.qpos) == 30 and clip.qpos.shape[1] == 74
+    assert 1000 * float(np.nanmedian(clip.keypoint_residuals)) < 15.0
 
 
 def test_stac_mjx_file_with_body_file_keys_is_the_builtin_rat():
