@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import jax
@@ -62,6 +63,9 @@ class NativeBackend:
         # and reset/init may see another batch size than step.
         self._batches: dict[int, _Batch] = {}
         self._lock = threading.Lock()  # a Batch must not run two calls at once
+        # Wall seconds spent in host calls (pool hand-off and the batch itself), for ``mimic bench``'s
+        # account of where training time goes.
+        self.host_seconds = 0.0
         # MuJoCo never runs on XLA's callback thread: MuJoCo calls made directly
         # on that thread crashed XLA:CPU (jax 0.10.2), presumably for the small
         # stacks of XLA's worker threads. The batch's caller thread is this one.
@@ -96,8 +100,10 @@ class NativeBackend:
         rows = np.asarray(packed).reshape(n, packed.shape[-1])
         cols = np.cumsum([0] + [self._width(k) for k in names])
         inputs = {k: rows[:, cols[i] : cols[i + 1]] for i, k in enumerate(names)}
+        t = time.perf_counter()
         with self._lock:
             out = self._pool.submit(self._batch(n).run, inputs, substeps).result()
+        self.host_seconds += time.perf_counter() - t
         return out.reshape(lead + out.shape[1:])
 
     # -- traced side -------------------------------------------------------

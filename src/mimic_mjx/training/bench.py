@@ -7,19 +7,25 @@ Everything is measured in the same process, in control (environment) steps:
   the C engine; mjx/warp: batched ``mjx.step``), divided by the substeps,
   from start states the environment's own resets produce (several batches,
   two control steps each): contacts make a state's cost, and the task keeps
-  restarting from reference poses; measured before and after the other
-  figures and averaged, since a shared machine's speed drifts;
+  restarting from reference poses. Timed in small pieces between the calls
+  of the other figures, since a shared machine's speed drifts within seconds.
+  Pieces started from the states each workload is in at that moment give a
+  second raw figure per workload: what its physics meets (random actions
+  drive the forelimb into states that cost more to simulate than its reset
+  poses), so that the ratio to it counts only the task's and the update's time;
 - environment: the task's jit-compiled batched ``step`` with random actions,
   observations, reward, terminations and automatic resets included;
 - training: whole PPO updates (rollout + optimisation), for the experiment's
   network sizes and, unless skipped, for the published intention-network sizes;
 - compile: the first environment step and the first training update, compile
-  included, timed separately from the steady state.
+  included, timed separately from the steady state;
+- native backend: the share of the environment's and the training's time
+  spent in the host physics calls (the rest is XLA: the task's arithmetic,
+  the policy, the PPO optimisation).
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Sequence
 
@@ -29,6 +35,7 @@ import numpy as np
 
 from mimic_mjx import config as config_lib
 from mimic_mjx.data.clips import Clip
+from mimic_mjx.training.throughput import RawPhysics
 
 #: Intention-network sizes of the published rodent imitation agents (encoder
 #: 3 x 512, decoder 2 x 1024, critic 1024-1024-512-512-512, 60-d intention).
@@ -87,15 +94,38 @@ def raw_native_steps_per_s(
     return num_envs * control_steps * repeats / seconds
 
 
-def raw_mjx_control_steps_per_s(
-    model: mujoco.MjModel, num_envs: int, substeps: int, qpos=None, qvel=None, impl: str = "jax"
-) -> tuple[float, float]:
-    from mimic_mjx.training.throughput import raw_mjx_steps_per_s
+class _Tally:
+    """Control steps and seconds of raw physics pieces, and each piece's rate."""
 
-    r = raw_mjx_steps_per_s(
-        model, num_envs, model.opt.timestep, steps_per_call=substeps * 4, calls=5, qpos=qpos, qvel=qvel, impl=impl
+    def __init__(self):
+        self.steps, self.seconds, self.rates = 0, 0.0, []
+
+    def add(self, steps: int, seconds: float) -> None:
+        self.steps, self.seconds = self.steps + steps, self.seconds + seconds
+        self.rates.append(steps / seconds)
+
+    @property
+    def rate(self) -> float:
+        return self.steps / self.seconds if self.seconds else float("nan")
+
+
+def _physics_state(env, state) -> tuple:
+    """Host (qpos, qvel, act) of a batched environment state."""
+    phys = env.backend.view(state.data)
+    return tuple(np.asarray(jax.device_get(x)) for x in (phys.qpos, phys.qvel, phys.act))
+
+
+def _raw_sim(env, num_envs: int, seed: int) -> RawPhysics:
+    name = env.backend.name
+    return RawPhysics(
+        env.model, num_envs, env.cfg.substeps, name, getattr(env.backend, "threads", 1), RAW_CONTROL_STEPS, seed
     )
-    return r["physics_steps_per_s"] / substeps, r["compile_s"]
+
+
+def _reset_starts(env, num_envs: int, seed: int, reset=None) -> list[tuple]:
+    reset = reset or jax.jit(jax.vmap(env.reset))
+    keys = [jax.random.split(jax.random.PRNGKey(seed + i), num_envs) for i in range(RAW_START_BATCHES)]
+    return [_physics_state(env, reset(k)) for k in keys]
 
 
 def raw_physics(env, num_envs: int, seed: int = 0, reset=None) -> tuple[float, float]:
@@ -106,43 +136,46 @@ def raw_physics(env, num_envs: int, seed: int = 0, reset=None) -> tuple[float, f
     poses, so rest-pose rollouts would flatter the physics. ``reset``: the
     environment's jit-compiled batched reset, if the caller has one.
     """
-    model = copy.deepcopy(env.model)  # carries the task's timestep
-    substeps = env.cfg.substeps
-    reset = reset or jax.jit(jax.vmap(env.reset))
-    starts = [
-        jax.device_get(reset(jax.random.split(jax.random.PRNGKey(seed + i), num_envs)).data)
-        for i in range(RAW_START_BATCHES)
-    ]
-    if env.backend.name == "native":
-        rates = [
-            raw_native_steps_per_s(
-                model,
-                num_envs,
-                substeps,
-                env.backend.threads,
-                np.asarray(st.qpos),
-                np.asarray(st.qvel),
-                control_steps=RAW_CONTROL_STEPS,
-                repeats=1,
-                seed=i,
-            )
-            for i, st in enumerate(starts)
-        ]
-        return len(rates) / sum(1.0 / r for r in rates), 0.0  # total steps over total time
-    return raw_mjx_control_steps_per_s(
-        model,
-        num_envs,
-        substeps,
-        np.asarray(starts[0].qpos),
-        np.asarray(starts[0].qvel),
-        impl="warp" if env.backend.name == "warp" else "jax",
-    )
+    sim = _raw_sim(env, num_envs, seed)
+    tally = _Tally()
+    try:
+        for start in _reset_starts(env, num_envs, seed, reset):
+            tally.add(*sim.tick(*start))
+    finally:
+        sim.close()
+    return tally.rate, sim.compile_s
 
 
-def _time_env(env, reset, num_envs: int, steps_per_call: int, calls: int, seed: int) -> tuple[float, float, float]:
-    """(compile seconds, environment steps/s, unstable episodes per 1000 steps) with random actions.
+class _Interleaved:
+    """Raw physics in small pieces between the measured calls, so both see the same machine.
 
-    Compile seconds: the first call's time less a steady call's.
+    Before each call of a workload: two pieces from the environment's reset
+    states (the bench's raw figure) and two from the states the workload is
+    in now (what its physics actually meets), tallied apart.
+    """
+
+    def __init__(self, env, num_envs: int, seed: int, reset):
+        self.env, self.starts = env, _reset_starts(env, num_envs, seed, reset)
+        self.sim = _raw_sim(env, num_envs, seed)
+        self.reset, self.visited, self._i = _Tally(), {}, 0
+
+    def before(self, workload: str, env_state) -> None:
+        here = _physics_state(self.env, env_state)
+        tally = self.visited.setdefault(workload, _Tally())
+        for _ in range(2):
+            self.reset.add(*self.sim.tick(*self.starts[self._i % len(self.starts)]))
+            self._i += 1
+            tally.add(*self.sim.tick(*here))
+
+    def close(self) -> None:
+        self.sim.close()
+
+
+def _time_env(env, reset, num_envs: int, steps_per_call: int, calls: int, seed: int, before=None):
+    """(compile seconds, environment steps/s, unstable episodes per 1000 steps, seconds in physics calls).
+
+    Random actions. Compile seconds: the first call's time less a steady
+    call's. ``before(state)`` runs ahead of each timed call, untimed.
     """
 
     def run(state, key):
@@ -161,34 +194,47 @@ def _time_env(env, reset, num_envs: int, steps_per_call: int, calls: int, seed: 
     state, _ = jax.block_until_ready(run(state, key))
     compile_s = time.perf_counter() - t
     state, _ = jax.block_until_ready(run(state, jax.random.fold_in(key, 1)))
-    t = time.perf_counter()
-    unstable = 0.0
+    elapsed, unstable, host = 0.0, 0.0, 0.0
     for i in range(calls):
-        state, u = run(state, jax.random.fold_in(key, i + 2))
+        if before is not None:
+            before(state)
+        h0, t = _host_seconds(env), time.perf_counter()
+        state, u = jax.block_until_ready(run(state, jax.random.fold_in(key, i + 2)))
+        elapsed += time.perf_counter() - t
+        host += _host_seconds(env) - h0
         unstable += float(u)
-    jax.block_until_ready(state)
-    elapsed = time.perf_counter() - t
     steps = num_envs * steps_per_call * calls
     # The first call also ran the steps once; count only what compiling added.
-    return max(compile_s - elapsed / calls, 0.0), steps / elapsed, 1000.0 * unstable / steps
+    return max(compile_s - elapsed / calls, 0.0), steps / elapsed, 1000.0 * unstable / steps, host / elapsed
 
 
-def _time_training(cfg, clips, updates: int) -> tuple[float, float]:
-    """(first update seconds incl. compile, training steps/s over the next ``updates`` updates)."""
+def _host_seconds(env) -> float:
+    """Seconds the backend spent in host physics calls so far (0 for backends without any)."""
+    return float(getattr(env.backend, "host_seconds", 0.0))
+
+
+def _time_training(cfg, clips, updates: int, before=None) -> tuple[float, float, float]:
+    """(first update seconds incl. compile, training steps/s over the next ``updates`` updates,
+    share of that time spent in host physics calls). ``before(env_state)`` runs ahead of each, untimed."""
     from mimic_mjx.training.experiment import build_env
     from mimic_mjx.training.ppo import PPOTrainer
 
     t = time.perf_counter()
-    trainer = PPOTrainer(cfg, build_env(cfg, clips))
+    env = build_env(cfg, clips)
+    trainer = PPOTrainer(cfg, env)
     ts = trainer.init(jax.random.PRNGKey(cfg.train.seed))
     ts, m = trainer.update(ts)
     jax.block_until_ready(m)
     first = time.perf_counter() - t
-    t = time.perf_counter()
+    elapsed, host = 0.0, 0.0
     for _ in range(updates):
-        ts, m = trainer.update(ts)
-    jax.block_until_ready(m)
-    return first, trainer.steps_per_update * updates / (time.perf_counter() - t)
+        if before is not None:
+            before(ts.env_state)
+        h0, t = _host_seconds(env), time.perf_counter()
+        ts, m = jax.block_until_ready(trainer.update(ts))
+        elapsed += time.perf_counter() - t
+        host += _host_seconds(env) - h0
+    return first, trainer.steps_per_update * updates / elapsed, host / elapsed
 
 
 def bench(
@@ -212,23 +258,36 @@ def bench(
     log(f"bench: body {cfg.env.body}, backend {backend}, {n} environments, {cfg.env.substeps} substeps")
 
     reset = jax.jit(jax.vmap(env.reset))  # compiled once for the raw and the environment figures
-    raw_before, raw_compile = raw_physics(env, n, seed=cfg.train.seed, reset=reset)
-    env_compile, env_sps, unstable = _time_env(
-        env, reset, n, steps_per_call=cfg.ppo.unroll_length, calls=env_calls, seed=cfg.train.seed
-    )
-    first, train_sps = _time_training(cfg, clips, updates)
-    # Raw physics before and after, averaged: a shared VM's speed drifts between measurements.
-    raw_after, _ = raw_physics(env, n, seed=cfg.train.seed + 1, reset=reset)
-    raw = 0.5 * (raw_before + raw_after)
+    raw = _Interleaved(env, n, cfg.train.seed, reset)
+    try:
+        env_compile, env_sps, unstable, env_host = _time_env(
+            env,
+            reset,
+            n,
+            steps_per_call=cfg.ppo.unroll_length,
+            calls=env_calls,
+            seed=cfg.train.seed,
+            before=lambda s: raw.before("environment", s),
+        )
+        first, train_sps, train_host = _time_training(cfg, clips, updates, lambda s: raw.before("training", s))
+    finally:
+        raw.close()
+    rate, seen = raw.reset.rate, {k: v.rate for k, v in raw.visited.items()}
     log(
-        f"  raw physics: {raw:,.0f} control steps/s ({raw * cfg.env.substeps:,.0f} physics steps/s; "
-        f"{raw_before:,.0f} before, {raw_after:,.0f} after)"
+        f"  raw physics: {rate:,.0f} control steps/s ({rate * cfg.env.substeps:,.0f} physics steps/s; "
+        f"{len(raw.reset.rates)} pieces between the others, {min(raw.reset.rates):,.0f}-{max(raw.reset.rates):,.0f})"
     )
-    log(f"  environment: {env_sps:,.0f} steps/s ({env_sps / raw:.2f} x raw), compile {env_compile:.1f} s")
     log(
-        f"  training ({_nets(cfg)}): {train_sps:,.0f} steps/s ({train_sps / raw:.2f} x raw), "
+        f"  environment: {env_sps:,.0f} steps/s ({env_sps / rate:.2f} x raw; {env_sps / seen['environment']:.2f} x "
+        f"raw from the states it was in, {seen['environment']:,.0f}), compile {env_compile:.1f} s"
+    )
+    log(
+        f"  training ({_nets(cfg)}): {train_sps:,.0f} steps/s ({train_sps / rate:.2f} x raw; "
+        f"{train_sps / seen['training']:.2f} x raw from the states it was in, {seen['training']:,.0f}), "
         f"first update {first:.1f} s incl. compile"
     )
+    if backend == "native":
+        log(f"  share of the time in physics calls: environment {env_host:.0%}, training {train_host:.0%}")
     out = {
         "body": cfg.env.body,
         "backend": backend,
@@ -238,20 +297,26 @@ def bench(
         "device": jax.devices()[0].device_kind,
         "env_steps_per_s": round(env_sps, 1),
         "train_steps_per_s": round(train_sps, 1),
-        "raw_physics_steps_per_s": round(raw, 1),
-        "raw_physics_steps_per_s_before_after": [round(raw_before, 1), round(raw_after, 1)],
-        "env_vs_raw": round(env_sps / raw, 3),
-        "train_vs_raw": round(train_sps / raw, 3),
+        "raw_physics_steps_per_s": round(rate, 1),
+        "raw_physics_steps_per_s_range": [round(min(raw.reset.rates), 1), round(max(raw.reset.rates), 1)],
+        "raw_physics_pieces": len(raw.reset.rates),
+        "raw_physics_visited_steps_per_s": {k: round(v, 1) for k, v in seen.items()},
+        "env_vs_raw": round(env_sps / rate, 3),
+        "train_vs_raw": round(train_sps / rate, 3),
+        "env_vs_raw_visited": round(env_sps / seen["environment"], 3),
+        "train_vs_raw_visited": round(train_sps / seen["training"], 3),
         "first_update_s": round(first, 2),
         "env_compile_s": round(env_compile, 2),
-        "raw_compile_s": round(raw_compile, 2),
+        "raw_compile_s": round(raw.sim.compile_s, 2),
         "setup_s": round(setup_s, 2),
         "unstable_per_1000_steps": round(unstable, 3),
         "networks": _nets(cfg),
     }
+    if backend == "native":
+        out.update(env_physics_call_share=round(env_host, 3), train_physics_call_share=round(train_host, 3))
     if published:
         pub = config_lib.apply_overrides(cfg, [f"{k}={v}" for k, v in PUBLISHED_NETWORKS.items()])
-        first_p, train_p = _time_training(pub, clips, max(2, updates // 2))
+        first_p, train_p, _ = _time_training(pub, clips, max(2, updates // 2))
         log(f"  training ({_nets(pub)}, published sizes): {train_p:,.0f} steps/s, first update {first_p:.1f} s")
         out.update(
             {
