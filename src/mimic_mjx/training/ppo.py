@@ -1,10 +1,22 @@
 """PPO over many parallel environments, one jit-compiled update per call.
 
-An update = roll out ``unroll_length`` steps in every environment, update the
-observation statistics, compute GAE advantages once, then run
-``update_epochs`` passes of shuffled minibatches. The latent intention is
-reparameterised with noise ``eps`` that is stored with each transition, so the
-new and old policies are compared on the same latent draw.
+An update = roll out ``unroll_length`` steps in every environment
+(``_rollout``), then learn from that batch (``_learn``): GAE advantages once,
+``update_epochs`` passes of shuffled minibatches, and last the batch enters
+the observation statistics the next rollout acts with. The latent intention
+is reparameterised with noise ``eps`` that is stored with each transition, so
+the new and old policies are compared on the same latent draw.
+
+The two run one after the other, on purpose. Stepping the next batch's
+physics while XLA learns from the last one was measured and not adopted: JAX
+on the CPU runs a program holding a host callback synchronously, one program
+per device at a time, and never overlaps a callback with other operations of
+its own program, so it would need a second XLA device in the process and a
+learner one update behind (clipping around the policy that acted, each batch
+carrying its statistics, the pending batch checkpointed); and on 2 cores both
+phases already keep both cores busy most of the time, so it would gain at
+most the ~15% of core time a sampled update leaves idle, and nothing where
+other processes use that time.
 
 Non-finite numbers never reach the parameters: an environment whose reward or
 observation is not finite ends its episode, such transitions are left out of
