@@ -242,7 +242,7 @@ def bench(
     clips: Sequence[Clip],
     *,
     updates: int = 5,
-    env_calls: int = 5,
+    env_calls: int = 10,
     published: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:

@@ -9,14 +9,14 @@ the new and old policies are compared on the same latent draw.
 
 The two run one after the other, on purpose. Stepping the next batch's
 physics while XLA learns from the last one was measured and not adopted: JAX
-on the CPU runs a program holding a host callback synchronously, one program
-per device at a time, and never overlaps a callback with other operations of
-its own program, so it would need a second XLA device in the process and a
-learner one update behind (clipping around the policy that acted, each batch
-carrying its statistics, the pending batch checkpointed); and on 2 cores both
-phases already keep both cores busy most of the time, so it would gain at
-most the ~15% of core time a sampled update leaves idle, and nothing where
-other processes use that time.
+0.10 on the CPU runs a program holding a host callback synchronously, one
+program per device at a time, and never overlaps a callback with the other
+operations of its program (benchmarks/overlap_probe.py), so it would need a
+second XLA device in the process and a learner one update behind (clipping
+around the policy that acted, each batch carrying its observation statistics,
+the pending batch checkpointed); and on 2 cores both phases keep both cores
+busy most of the time, so it could gain at most the ~15% of core time a
+sampled update leaves idle, and nothing where other processes use that time.
 
 Non-finite numbers never reach the parameters: an environment whose reward or
 observation is not finite ends its episode, such transitions are left out of
