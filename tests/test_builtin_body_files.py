@@ -171,3 +171,33 @@ def test_floor_only_contacts_need_a_floor(tmp_path):
     (tmp_path / "b.yaml").write_text("mjcf: m.xml\nfloor: false\ncontacts: {geoms: [g], against: floor}\n")
     with pytest.raises(BodyError, match="against: floor, but the model has no geom 'floor'"):
         load_body_file(tmp_path / "b.yaml")
+
+
+def test_body_hash_ignores_where_the_assets_were_installed(tmp_path):
+    """The fly's MJB keeps absolute mesh paths; the same files elsewhere hash the same."""
+    import shutil
+
+    import mujoco
+
+    from mimic_mjx.bodies.model import model_sha256
+
+    xml = """<mujoco><asset><mesh name="m" file="{path}"/></asset>
+    <worldbody><body><geom type="mesh" mesh="m"/></body></worldbody></mujoco>"""
+    stl = tmp_path / "a" / "tet.obj"
+    stl.parent.mkdir()
+    stl.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n")
+    deeper = tmp_path / "a_much_longer_folder_name" / "tet.obj"
+    deeper.parent.mkdir()
+    shutil.copy(stl, deeper)
+    one = mujoco.MjModel.from_xml_string(xml.format(path=stl))
+    two = mujoco.MjModel.from_xml_string(xml.format(path=deeper))
+    assert bytes(one.paths) != bytes(two.paths)
+    assert model_sha256(one) == model_sha256(two)
+    other = tmp_path / "b" / "tet.obj"  # another shape (a new path: MuJoCo caches meshes by path)
+    other.parent.mkdir()
+    other.write_text(stl.read_text().replace("v 0 0 1", "v 0 0 2"))
+    assert model_sha256(mujoco.MjModel.from_xml_string(xml.format(path=other))) != model_sha256(one)
+    # A model read back from its MJB hashes as the compiled one.
+    mjb = tmp_path / "one.mjb"
+    mujoco.mj_saveModel(one, str(mjb), None)
+    assert model_sha256(mujoco.MjModel.from_binary_path(str(mjb))) == model_sha256(one)

@@ -162,4 +162,32 @@ def model_bytes(model: mujoco.MjModel) -> bytes:
 
 
 def model_sha256(model: mujoco.MjModel) -> str:
-    return hashlib.sha256(model_bytes(model)).hexdigest()
+    """SHA-256 of every array and number of the compiled model except the asset file paths.
+
+    An MJB records where its meshes were read from (absolute paths into an
+    installation such as dm_control's, and their total length in its header);
+    two installs of the same files must give the same hash, or clips registered
+    in one would not bind in another. So the fields are hashed one by one.
+    """
+    h = hashlib.sha256()
+    # The paths, their addresses and lengths, the buffer size they change, and the compiler's
+    # signature (not kept through an MJB: a model read back from its MJB must hash the same).
+    _hash_fields(h, model, skip={"paths", "npaths", "nbuffer", "signature"}, skip_suffix="pathadr")
+    for part in ("opt", "stat", "vis"):
+        _hash_fields(h, getattr(model, part), prefix=part + ".")
+    return h.hexdigest()
+
+
+def _hash_fields(h, obj, skip=frozenset(), prefix: str = "", skip_suffix: str = "\0") -> None:
+    for name in sorted(dir(obj)):
+        if name.startswith("_") or name in skip or name.endswith(skip_suffix):
+            continue
+        try:
+            value = getattr(obj, name)
+        except Exception:  # a property that cannot be read for this model
+            continue
+        if isinstance(value, np.ndarray):
+            h.update(f"{prefix}{name}:{value.dtype}:{value.shape}".encode())
+            h.update(np.ascontiguousarray(value).tobytes())
+        elif isinstance(value, (bool, int, float, str, bytes)):
+            h.update(f"{prefix}{name}={value!r}".encode())

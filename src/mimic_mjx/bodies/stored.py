@@ -28,7 +28,7 @@ import mujoco
 import numpy as np
 
 from mimic_mjx.bodies.keypoint_maps import KeypointMap
-from mimic_mjx.bodies.model import BodyModel, model_bytes
+from mimic_mjx.bodies.model import BodyModel, model_bytes, model_sha256
 from mimic_mjx.errors import BodyError
 from mimic_mjx.files import atomic_path, read_text, write_text
 
@@ -80,8 +80,10 @@ def body_meta(body: BodyModel, model_sha256: str) -> dict:
 def save_body(body: BodyModel, folder: Path) -> dict:
     """Write ``body`` into ``folder`` (see the module docstring); the metadata written."""
     folder = Path(folder)
-    raw = model_bytes(body.compile_trainable())
-    meta = body_meta(body, hashlib.sha256(raw).hexdigest())
+    model = body.compile_trainable()
+    raw = model_bytes(model)
+    meta = body_meta(body, model_sha256(model))
+    meta["file_sha256"] = hashlib.sha256(raw).hexdigest()  # the stored file's own integrity
     with atomic_path(folder / MODEL_FILE) as tmp:
         tmp.write_bytes(raw)
     if body.source is not None and body.source.is_file():
@@ -118,7 +120,7 @@ def load_stored_body(folder: Path) -> tuple[BodyModel, dict]:
     if not mjb.is_file():
         raise BodyError(f"{mjb} is missing; the run's stored body is incomplete")
     raw = mjb.read_bytes()
-    if hashlib.sha256(raw).hexdigest() != meta.get("model_sha256"):
+    if hashlib.sha256(raw).hexdigest() != meta.get("file_sha256", meta.get("model_sha256")):
         raise BodyError(f"{mjb} does not match the hash in {folder / META_FILE}: the file is damaged")
     try:
         model = mujoco.MjModel.from_binary_path(str(mjb))
