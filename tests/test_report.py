@@ -13,9 +13,10 @@ import pytest
 
 from conftest import tiny_config_dict
 from mimic_mjx import config as config_lib
+from mimic_mjx.cli.report import add_parser
 from mimic_mjx.data.synthetic import make_reaching_clips
 from mimic_mjx.errors import MimicError, RunDirError
-from mimic_mjx.presentation.report import SECTIONS, add_parser, build_report
+from mimic_mjx.presentation.report import SECTIONS, build_report
 from mimic_mjx.training.trainer import train
 
 BROWSER_HINT = (

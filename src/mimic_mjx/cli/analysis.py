@@ -89,6 +89,6 @@ def add_parsers(sub) -> None:
 
     export.add_parser(sub)
 
-    from mimic_mjx.presentation.report import add_parser as add_report_parser
+    from mimic_mjx.cli.report import add_parser as add_report_parser
 
     add_report_parser(sub)
