@@ -205,11 +205,26 @@ def read_text(path: str | os.PathLike, error: type[Exception], what: str = "file
     offset of the first bad byte, instead of a UnicodeDecodeError traceback.
     """
     path = require_regular_file(path, error, what)
+    return decode_text(read_bytes(path, error, what), path, error, what)
+
+
+def read_bytes(
+    path: str | os.PathLike,
+    error: type[Exception],
+    what: str = "file",
+    max_bytes: int | None = None,
+    too_large_for: str = "",
+) -> bytes:
+    """The bytes of a regular file; ``error`` when it is missing, not a file, unreadable or over ``max_bytes``."""
+    path = require_regular_file(path, error, what)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise error(f"cannot read {what} {path}: {os.strerror(exc.errno) if exc.errno else exc}") from None
-    return decode_text(raw, path, error, what)
+    if max_bytes is not None and len(raw) > max_bytes:
+        kind = too_large_for or f"a {what}"
+        raise error(f"{path} is {len(raw)} bytes, far too large for {kind}; is it the right file?")
+    return raw
 
 
 def decode_text(raw: bytes, path: str | os.PathLike, error: type[Exception], what: str = "file") -> str:

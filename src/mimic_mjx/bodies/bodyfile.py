@@ -39,7 +39,7 @@ from mimic_mjx.bodies.mjcf import BuildSettings, build, compile_spec, did_you_me
 from mimic_mjx.bodies.model import BodyModel
 from mimic_mjx.bodies.stacmjx import is_stac_model, stac_to_body_values
 from mimic_mjx.errors import BindingError, BodyError, ConfigError
-from mimic_mjx.files import decode_text, require_regular_file
+from mimic_mjx.files import decode_text, read_bytes, require_regular_file
 
 _MAX_BYTES = 1 << 20  # a body file is a page of YAML; a larger file is the wrong file
 _FREE = int(mujoco.mjtJoint.mjJNT_FREE)
@@ -49,13 +49,7 @@ Edit = Callable[[mujoco.MjSpec, bool], None]
 def read_body_file_bytes(path: Path) -> tuple[Path, bytes]:
     """The resolved path and bytes of a body file; BodyError when it is missing or no file."""
     path = require_regular_file(Path(path).expanduser(), BodyError, "body file").resolve()
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise BodyError(f"cannot read body file {path}: {exc.strerror or exc}") from None
-    if len(raw) > _MAX_BYTES:
-        raise BodyError(f"{path} is {len(raw)} bytes, far too large for a body file; is it the right file?")
-    return path, raw
+    return path, read_bytes(path, BodyError, "body file", _MAX_BYTES)
 
 
 def read_values(path: Path, raw: bytes, what: str = "body file") -> dict:

@@ -99,15 +99,10 @@ def load(path: str | Path) -> ExperimentConfig:
     """Load a YAML or JSON experiment config file."""
     import yaml
 
-    from mimic_mjx.files import require_regular_file
+    from mimic_mjx.files import read_bytes, require_regular_file
 
     path = require_regular_file(path, ConfigError, "config file")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    if len(raw) > _MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path} is {len(raw)} bytes, far too large for an experiment config; is it the right file?")
+    raw = read_bytes(path, ConfigError, "config file", _MAX_CONFIG_BYTES, "an experiment config")
     try:
         if b"\x00" in raw:  # YAML would read some binary files as one long string
             raise UnicodeDecodeError("utf-8", raw, raw.index(b"\x00"), raw.index(b"\x00") + 1, "NUL byte")
