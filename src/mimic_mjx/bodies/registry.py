@@ -127,6 +127,20 @@ def _register_builtin() -> None:
     _DEFERRED["fruitfly"] = functools.partial(
         _builtin_file, "fruitfly", fruitfly.FILE, fruitfly.walking_setup, one_model=True
     )
+    for name, module in _WRITTEN_BODIES.items():
+        _DEFERRED[name] = functools.partial(_written_body, name, module)
+
+
+# Bodies whose MJCF this project writes (no package ships them) -> the module that writes it. Each
+# module's ``builtin(name)`` returns (body file path, edit of the specs or None, one_model).
+_WRITTEN_BODIES = {"worm": "worm", "worm_liquid": "worm", "stick_insect": "stick_insect"}
+
+
+def _written_body(name: str, module: str) -> BodyModel:
+    import importlib
+
+    path, edit, one_model = importlib.import_module(f"mimic_mjx.bodies.{module}").builtin(name)
+    return _builtin_file(name, path, edit, one_model=one_model)
 
 
 def _builtin_file(name: str, path: Path, edit, one_model: bool = False) -> BodyModel:
