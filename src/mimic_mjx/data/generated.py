@@ -60,7 +60,9 @@ def clip_from_qpos(
     model = body_model.compile()
     qpos = np.asarray(qpos, np.float64)
     if qpos.ndim != 2 or qpos.shape[1] != model.nq:
-        raise ClipError(f"qpos has shape {qpos.shape}, expected (frames, {model.nq}) for body {body_model.display_name}")
+        raise ClipError(
+            f"qpos has shape {qpos.shape}, expected (frames, {model.nq}) for body {body_model.display_name}"
+        )
     if not np.isfinite(qpos).all():
         raise ClipError(f"clip {name}: the generated joint angles are not all finite")
     layout = JointLayout.from_model(model)
