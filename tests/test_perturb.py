@@ -129,6 +129,16 @@ def test_muscle_force_scale_scales_actuator_force(forelimb):
     np.testing.assert_array_equal(out.actuator_biasprm[:, 2], out.actuator_gainprm[:, 2])
 
 
+def test_name_patterns_select_in_model_order(forelimb):
+    """Shell patterns pick a group of names (the worm's quadrant ``MDL*``), each once, in model order."""
+    spec = parse({"kind": "muscle_force", "scale": 0.0, "actuators": ["Triceps_L*", "Triceps_Long", "PD"]})
+    pt.validate(spec, forelimb)
+    out = PA.apply_to_model(forelimb, spec)
+    ids = {forelimb.actuator(n).id for n in ("Triceps_Lateral", "Triceps_Long", "PD")}
+    silenced = {a for a in range(forelimb.nu) if out.actuator_gainprm[a, 2] == 0}
+    assert silenced == ids
+
+
 def test_gain_scale_on_a_non_muscle_actuator(tiny):
     out = PA.apply_to_model(tiny, parse({"kind": "actuator_gain", "scale": 0.25, "actuators": ["servo"]}))
     forces = []
@@ -322,6 +332,7 @@ def test_errors_are_user_errors_and_name_the_entry():
         ({"kind": "length", "scale": 2, "bodies": ["world"]}, "unknown body 'world'.*valid bodies: ground"),
         ({"kind": "muscle_force", "scale": 2, "actuators": ["triceps"]}, "unknown actuator.*Triceps_Long"),
         ({"kind": "joint_damping", "add": 1, "joints": ["elbow"]}, "did you mean 'elbow_joint'"),
+        ({"kind": "muscle_force", "scale": 0, "actuators": ["Trizeps*"]}, "no actuator name matches the pattern 'Trizeps\\*'"),
         ({"kind": "joint_damping", "add": -1e-3, "joints": ["elbow_joint"]}, "damping .* < 0; add less"),
         ({"kind": "silence_latent", "units": [4]}, r"latent unit 4 out of range; units are 0\.\.3"),
         ({"kind": "silence_layer", "layer": "decodr_0", "units": [0]}, "did you mean 'decoder_0'"),

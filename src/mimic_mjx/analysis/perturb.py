@@ -7,7 +7,10 @@ order, so entries on the same quantity compose: scales multiply, additions add.
 
 Body kinds edit a copy of the MuJoCo model (:func:`apply_to_model`):
 
-- ``mass`` (``scale``, ``bodies``: names or ``all``): body_mass and body_inertia.
+Name lists (``bodies``, ``joints``, ``actuators``) take names, shell patterns
+(``[MDL*]``: one quadrant of the worm's muscles) or ``all``.
+
+- ``mass`` (``scale``, ``bodies``): body_mass and body_inertia.
 - ``length`` (``scale``, ``bodies``, ``lengthrange: rescale | keep``): lengthens
   the segment a body carries: its child bodies' body_pos, its own body_ipos (the
   centre of mass stays at the same fraction of the segment), its geoms'
@@ -56,6 +59,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import fnmatch
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -301,9 +305,18 @@ def _targets(model, p: Perturbation) -> tuple[str, list[str], tuple[str, ...] | 
     return "joint", _names(model, mujoco.mjtObj.mjOBJ_JOINT, model.njnt), p.joints
 
 
+def _expand(requested: tuple[str, ...], names: list[str]) -> list[str]:
+    """Requested names with shell patterns (``MDL*``: a quadrant of the worm's muscles) expanded in model order."""
+    out: list[str] = []
+    for r in requested:
+        hits = fnmatch.filter(names, r) if any(c in r for c in "*?[") else [r]
+        out += [h for h in hits if h not in out]
+    return out
+
+
 def _ids(model, p: Perturbation) -> np.ndarray:
     what, names, requested = _targets(model, p)
-    ids = [names.index(n) for n in (names if requested is None else requested)]
+    ids = [names.index(n) for n in (names if requested is None else _expand(requested, names))]
     return np.asarray(ids, dtype=int) + (1 if what == "body" else 0)
 
 
@@ -336,7 +349,9 @@ def validate(
         if model is not None and isinstance(p, Mass | Length | ActuatorGain | JointDamping | ForcePulse):
             what, names, requested = _targets(model, p)
             for name in requested or ():
-                if name not in names:
+                if any(c in name for c in "*?[") and not _expand((name,), names):
+                    raise PerturbationError(f"{where}: no {what} name matches the pattern {name!r}")
+                if name not in names and not any(c in name for c in "*?["):
                     raise PerturbationError(f"{where}: {_suggest(name, names, what)}")
             if isinstance(p, JointDamping):
                 low = float(np.min(model.dof_damping[_dofs(model, _ids(model, p))] + p.add, initial=0.0))
