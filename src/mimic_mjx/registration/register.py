@@ -27,16 +27,28 @@ class Registration:
     summary: dict
 
 
-def expected_extent(model: mujoco.MjModel, bodies: list[str], offsets: np.ndarray) -> float:
-    """Largest distance between the mapped markers at the neutral pose (m)."""
+def rest_markers(model: mujoco.MjModel, bodies: list[str], offsets: np.ndarray) -> np.ndarray:
+    """The mapped markers at the neutral pose (qpos0), (K, 3) m."""
     data = mujoco.MjData(model)
     mujoco.mj_kinematics(model, data)
-    pts = np.array(
+    return np.array(
         [
             data.xpos[model.body(b).id] + data.xmat[model.body(b).id].reshape(3, 3) @ o
             for b, o in zip(bodies, offsets, strict=True)
         ]
     )
+
+
+def lift_planar(kp: Keypoints, heights: np.ndarray) -> Keypoints:
+    """2-D keypoints (z = 0) with each keypoint's z set to ``heights`` (K,), its marker's height at rest."""
+    positions = kp.positions.copy()
+    positions[..., 2] = np.where(np.isnan(positions[..., 2]), np.nan, heights[None])
+    return dataclasses.replace(kp, positions=positions)
+
+
+def expected_extent(model: mujoco.MjModel, bodies: list[str], offsets: np.ndarray) -> float:
+    """Largest distance between the mapped markers at the neutral pose (m)."""
+    pts = rest_markers(model, bodies, offsets)
     fake = Keypoints(
         positions=pts[None],
         names=tuple(f"k{i}" for i in range(len(pts))),
@@ -110,6 +122,13 @@ def register(
     offsets0 = np.array([kmap.keypoints[n][1] for n in names], np.float64)
     model = body.compile()
     check_plausible_size(kp, expected_extent(model, bodies, offsets0), body=body_name)
+    if kp.planar:  # 2-D keypoints seen from above: each at its marker's height in the rest pose (on the floor)
+        heights = rest_markers(model, bodies, offsets0)[:, 2]
+        kp = lift_planar(kp, heights)
+        log(
+            f"{kp.source}: 2-D keypoints; each keypoint's z set to its marker's height in the rest pose of "
+            f"'{body_name}' ({1e3 * heights.min():.3g} to {1e3 * heights.max():.3g} mm)"
+        )
 
     missing = np.isnan(kp.positions).any(axis=-1)
     empty_frames = int(missing.all(axis=1).sum())
@@ -144,6 +163,8 @@ def register(
         log(f"fitted body scale: x{scale:.3f} of '{body_name}' (absolute {base * scale:.3f})")
         model = body.build_spec(scale=base * scale).compile()
         offsets0 = offsets0 * scale
+        if kp.planar:  # the rescaled body rests at another height
+            kp = lift_planar(kp, rest_markers(model, bodies, offsets0)[:, 2])
     solver = StacSolver(model, bodies, offsets0, trunk, cfg, log=log)
     result = solver.solve(kp.positions, weights, fps=kp.fps)
 

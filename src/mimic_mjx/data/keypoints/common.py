@@ -54,6 +54,7 @@ class Keypoints:
     source: str
     edges: tuple[tuple[int, int], ...] = ()  # 0-based skeleton edges, if known
     input_units: str = "m"  # the unit the file's values were read in (before conversion to metres)
+    planar: bool = False  # 2-D points (x, y seen from above) with z = 0: registration sets each z from the body
 
     @property
     def num_frames(self) -> int:
@@ -161,6 +162,8 @@ class _Raw:
     warn_default_unit: bool = True
     fps: float | None = None
     fallback_names: tuple[tuple[str, ...], tuple[tuple[int, int], ...]] | None = None  # if no names are given
+    names_error: str | None = None  # raised instead of naming kp0.. when no names are given
+    planar: bool = False  # 2-D points given z = 0 (see Keypoints.planar)
 
 
 def _as_names(value) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mimic_mjx.data.keypoints.centreline import _read_worm_skeleton
 from mimic_mjx.data.keypoints.common import Keypoints, _check_fps_range, _ntype, _one_line, _open_h5, _warn
 from mimic_mjx.data.keypoints.dannce import _read_dannce
 from mimic_mjx.data.keypoints.mouse_arm import _read_mouse_arm_h5
@@ -30,8 +31,8 @@ from mimic_mjx.data.keypoints.tabular import _read_csv
 from mimic_mjx.errors import KeypointError
 from mimic_mjx.files import require_regular_file
 
-FORMATS = ("dannce", "nwb", "sleap_h5", "slp", "csv", "mouse_arm_h5")
-_EXTENSIONS = {".mat": "dannce", ".nwb": "nwb", ".slp": "slp", ".csv": "csv"}
+FORMATS = ("dannce", "nwb", "sleap_h5", "slp", "csv", "mouse_arm_h5", "worm_skeleton")
+_EXTENSIONS = {".mat": "dannce", ".nwb": "nwb", ".slp": "slp", ".csv": "csv", ".npy": "worm_skeleton"}
 _HDF5_EXTENSIONS = (".h5", ".hdf5", ".hdf")
 
 _READERS = {
@@ -41,6 +42,7 @@ _READERS = {
     "slp": _read_slp,
     "csv": _read_csv,
     "mouse_arm_h5": _read_mouse_arm_h5,
+    "worm_skeleton": _read_worm_skeleton,
 }
 
 
@@ -51,8 +53,8 @@ def _detect_format(path: Path) -> str:
     if ext not in _HDF5_EXTENSIONS:
         raise KeypointError(
             f"{path}: unknown keypoint file type '{ext or path.name}'. mimic-mjx reads "
-            f".mat (DANNCE), .nwb (ndx-pose), .h5 (SLEAP/sleap-anipose or mouse-arm "
-            f"registration), .slp and .csv (Anipose, DeepLabCut); pass format= "
+            f".mat (DANNCE), .nwb (ndx-pose), .h5 (SLEAP/sleap-anipose, mouse-arm registration or "
+            f"Tierpsy worm skeletons), .slp, .csv (Anipose, DeepLabCut) and .npy (worm centrelines); pass format= "
             f"(one of {list(FORMATS)}) if the extension is misleading"
         )
     with _open_h5(path) as f:
@@ -60,6 +62,8 @@ def _detect_format(path: Path) -> str:
             return "mouse_arm_h5"
         if "tracks" in f:
             return "sleap_h5"
+        if "coordinates/skeletons" in f:  # Tierpsy Tracker's features files
+            return "worm_skeleton"
         if "pred" in f:  # a MATLAB v7.3 file under another name
             return "dannce"
         if _ntype(f) == "NWBFile":
@@ -71,7 +75,8 @@ def _detect_format(path: Path) -> str:
             )
         raise KeypointError(
             f"{path}: an HDF5 file with none of the datasets mimic-mjx reads ('tracks' for "
-            f"SLEAP, 'kp_data' for registration files, 'pred' for DANNCE); it holds "
+            f"SLEAP, 'kp_data' for registration files, 'pred' for DANNCE, 'coordinates/skeletons' "
+            f"for Tierpsy worm skeletons); it holds "
             f"{list(f.keys())}"
         )
 
@@ -107,12 +112,14 @@ def read_keypoints(
     """Read a 3D keypoint recording as metres.
 
     ``format`` is one of FORMATS (default: from the extension and contents).
-    ``units`` ('m', 'cm', 'mm') and ``fps`` override what the file says;
+    ``units`` ('m', 'cm', 'mm', 'um') and ``fps`` override what the file says;
     ``names`` (a list, or one comma-separated string) renames the file's
     keypoints by position; ``skeleton`` (a .mat
     with ``joint_names`` and ``joints_idx``) supplies names and edges, and
     reorders named keypoints to its order. A DANNCE file with 23 keypoints and
-    no names is read as the rat23 skeleton (mimic_mjx.bodies.skeletons).
+    no names is read as the rat23 skeleton (mimic_mjx.bodies.skeletons). Worm
+    centrelines (format 'worm_skeleton') are named on the worm's 49-point map
+    cl00..cl48; 2-D ones come back with z = 0 and ``planar`` set.
     """
     path = require_regular_file(path, KeypointError, "keypoint file")
     format, units, fps = _check_arguments(format, units, fps)
@@ -141,6 +148,7 @@ def read_keypoints(
         source=f"{fmt}:{path}",
         edges=tuple(edges),
         input_units=unit,
+        planar=raw.planar,
     ).validate()
     empty = int(missing.all(axis=1).sum())
     if empty:

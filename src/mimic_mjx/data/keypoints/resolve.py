@@ -18,9 +18,9 @@ from mimic_mjx.data.keypoints.common import _Raw, _warn
 from mimic_mjx.data.keypoints.dannce import read_skeleton
 from mimic_mjx.errors import KeypointError
 
-UNIT_SCALE = {"m": 1.0, "cm": 0.01, "mm": 0.001}  # metres per unit
-_PER_METRE = {"m": 1.0, "cm": 100.0, "mm": 1000.0}  # divide by these: exact for values/1000
-_UNIT_WORDS = {"m": "metres", "cm": "centimetres", "mm": "millimetres"}
+UNIT_SCALE = {"m": 1.0, "cm": 0.01, "mm": 0.001, "um": 1e-6}  # metres per unit
+_PER_METRE = {"m": 1.0, "cm": 100.0, "mm": 1000.0, "um": 1e6}  # divide by these: exact for values/1000
+_UNIT_WORDS = {"m": "metres", "cm": "centimetres", "mm": "millimetres", "um": "micrometres"}
 _UNIT_ALIASES = {
     "m": "m",
     "meter": "m",
@@ -37,6 +37,15 @@ _UNIT_ALIASES = {
     "millimeters": "mm",
     "millimetre": "mm",
     "millimetres": "mm",
+    "um": "um",
+    "\u00b5m": "um",  # micro sign
+    "\u03bcm": "um",  # Greek mu
+    "micron": "um",
+    "microns": "um",
+    "micrometer": "um",
+    "micrometers": "um",
+    "micrometre": "um",
+    "micrometres": "um",
 }
 
 
@@ -86,6 +95,8 @@ def _resolve_names(raw: _Raw, path: Path, names, skeleton) -> tuple[tuple[str, .
         return tuple(file_names), edges
     if raw.fallback_names is not None:
         return raw.fallback_names
+    if raw.names_error is not None:
+        raise KeypointError(raw.names_error)
     _warn(
         f"{path}: the file names none of its {K} keypoints; calling them kp0..kp{K - 1}. Pass names= or "
         f"skeleton= (--skeleton) to name them"
@@ -105,13 +116,13 @@ def _resolve_units(raw: _Raw, path: Path, units: str | None) -> str:
     if file_unit:
         raise KeypointError(
             f"{path}: the file gives its unit as '{file_unit}', not a length unit (metres, "
-            f"centimetres or millimetres). If the values are lengths, pass their unit "
+            f"centimetres, millimetres or micrometres). If the values are lengths, pass their unit "
             f"(e.g. units='mm', --units mm)"
         )
     if raw.warn_default_unit:
         _warn(
             f"{path}: {raw.what} record no length unit; assuming {_UNIT_WORDS[raw.default_unit]}. Pass "
-            f"units= (--units m/cm/mm) to say otherwise"
+            f"units= (--units {'/'.join(UNIT_SCALE)}) to say otherwise"
         )
     return raw.default_unit
 
