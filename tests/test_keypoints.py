@@ -622,7 +622,7 @@ def test_bad_arguments(tmp_path):
     assert read_keypoints(path, fps="50", units="millimetres", names=list("abcd")).fps == 50.0
     with pytest.raises(KeypointError, match=r"cannot read .*p.mat as HDF5"):
         read_keypoints(path, format="nwb", fps=50)
-    assert set(FORMATS) == {"dannce", "nwb", "sleap_h5", "slp", "csv", "mouse_arm_h5"}
+    assert set(FORMATS) == {"dannce", "nwb", "sleap_h5", "slp", "csv", "mouse_arm_h5", "worm_skeleton"}
 
 
 def test_names_count_mismatch_and_permutation(tmp_path):
@@ -733,7 +733,7 @@ def test_check_plausible_size():
     small = make_kp(pos / 100, input_units="cm").validate()  # metres read as centimetres
     with pytest.raises(KeypointError, match=r"100x smaller.*pass units='m'"):
         check_plausible_size(small, extent)
-    huge = make_kp(pos * 1e6, input_units="m").validate()
+    huge = make_kp(pos * 1e8, input_units="m").validate()
     with pytest.raises(KeypointError, match="No length unit explains this"):
         check_plausible_size(huge, extent)
     single = make_kp(pos[:, :1], names=("a",), edges=()).validate()

@@ -350,7 +350,7 @@ def validate(
             what, names, requested = _targets(model, p)
             for name in requested or ():
                 if any(c in name for c in "*?[") and not _expand((name,), names):
-                    raise PerturbationError(f"{where}: no {what} name matches the pattern {name!r}")
+                    raise PerturbationError(f"{where}: no {what} name matches {name!r}")
                 if name not in names and not any(c in name for c in "*?["):
                     raise PerturbationError(f"{where}: {_suggest(name, names, what)}")
             if isinstance(p, JointDamping):

@@ -52,7 +52,7 @@ from mimic_mjx.bodies.mjcf import ACTUATION_KINDS, ROOT_KINDS, SOLVERS, Actuatio
 from mimic_mjx.errors import BodyError
 
 #: Keypoint units a body file accepts, in metres.
-KEYPOINT_UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}
+KEYPOINT_UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "um": 1e-6}
 Offset = tuple[float, float, float]
 
 

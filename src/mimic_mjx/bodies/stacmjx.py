@@ -93,7 +93,7 @@ SAME_AS = {
     "trunk_keypoints": "TRUNK_OPTIMIZATION_KEYPOINTS",
 }
 #: MOCAP_SCALE_FACTOR values and the unit each one means.
-UNITS_BY_FACTOR = {1.0: "m", 0.01: "cm", 0.001: "mm"}
+UNITS_BY_FACTOR = {1.0: "m", 0.01: "cm", 0.001: "mm", 1e-6: "um"}
 #: Parent folders of the YAML searched for MJCF_PATH (stac-mjx resolves it from its run folder).
 PARENT_LEVELS = 3
 

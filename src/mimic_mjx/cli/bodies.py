@@ -45,7 +45,7 @@ def add_parser(sub) -> None:
     g.add_argument("--keypoints", required=True, help="3D keypoint file (DANNCE, NWB, SLEAP, Anipose, DeepLabCut)")
     g.add_argument("--out", help="body file to write (YAML); default: print it")
     g.add_argument("--frame", type=int, help="frame to fit the rest pose to (default: the one with most keypoints)")
-    g.add_argument("--units", choices=("m", "cm", "mm"), help="the keypoints' length unit (default: the file's)")
+    g.add_argument("--units", choices=("m", "cm", "mm", "um"), help="the keypoints' length unit (default: the file's)")
     g.set_defaults(func=cmd_suggest)
 
 

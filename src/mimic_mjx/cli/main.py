@@ -139,7 +139,7 @@ def cmd_bench(args) -> int:
 def cmd_demo(args) -> int:
     from mimic_mjx.demo import run_demo
 
-    run_demo(Path(args.out), minutes=args.minutes, force=args.force)
+    run_demo(Path(args.out), minutes=args.minutes, force=args.force, body=args.body)
     return 0
 
 
@@ -258,8 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plots", type=int, default=3, help="plot this many clips (0: none)")
     e.set_defaults(func=cmd_evaluate)
 
-    d = sub.add_parser("demo", help="train, evaluate, analyse and report on built-in synthetic reaches; no data needed")
+    d = sub.add_parser(
+        "demo", help="train, evaluate, analyse and report on a body's generated behaviour (reaches); no data needed"
+    )
     d.add_argument("--out", default="demo_out", help="output folder")
+    d.add_argument(
+        "--body",
+        default="mouse_forelimb",
+        choices=("mouse_forelimb", "worm", "stick_insect"),
+        help="mouse_forelimb: reaches (default); worm: crawling on agar; stick_insect: walking",
+    )
     d.add_argument("--minutes", type=float, default=5.0, help="training time budget")
     d.add_argument("--force", action="store_true", help="replace an existing demo output folder")
     d.set_defaults(func=cmd_demo)
@@ -279,12 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--keypoints",
         required=True,
-        help="DANNCE .mat, NWB (ndx-pose), SLEAP .h5/.slp, DeepLabCut/Anipose .csv, or a mouse-arm registration .h5",
+        help="DANNCE .mat, NWB (ndx-pose), SLEAP .h5/.slp, DeepLabCut/Anipose .csv, a mouse-arm registration .h5, "
+        "or a worm centreline (Tierpsy .hdf5, .npy)",
     )
     r.add_argument("--format", help="keypoint file format, if the extension is ambiguous")
     r.add_argument(
         "--units",
-        choices=["m", "cm", "mm"],
+        choices=["m", "cm", "mm", "um"],
         help="length unit of the file (default: the body file's keypoint_unit, else the file's metadata)",
     )
     r.add_argument("--fps", type=_FPS, help="frame rate in Hz (overrides its metadata)")

@@ -121,7 +121,14 @@ def register(
     bodies = [kmap.keypoints[n][0] for n in names]
     offsets0 = np.array([kmap.keypoints[n][1] for n in names], np.float64)
     model = body.compile()
-    check_plausible_size(kp, expected_extent(model, bodies, offsets0), body=body_name)
+    extent = expected_extent(model, bodies, offsets0)
+    check_plausible_size(kp, extent, body=body_name)
+    cfg, prior_factor = cfg.for_body_extent(extent)
+    if prior_factor < 1:
+        log(
+            f"'{body_name}' spans {1e3 * extent:.3g} mm at rest: registration priors (smoothness, joint speed, "
+            f"observable lever) scaled x{prior_factor:.3g} with the body's size"
+        )
     if kp.planar:  # 2-D keypoints seen from above: each at its marker's height in the rest pose (on the floor)
         heights = rest_markers(model, bodies, offsets0)[:, 2]
         kp = lift_planar(kp, heights)

@@ -75,6 +75,31 @@ class StacConfig:
     min_confidence: float = 0.0  # keypoints at or below this confidence are ignored
     weight_by_confidence: bool = False  # else every kept keypoint weighs 1
     batch_frames: int = 2000  # frames solved together (memory bound)
+    # The lengths above (smooth_m_per_rad, velocity_m_per_rad_s, observable_lever_m) are set for
+    # bodies whose mapped keypoints span PRIOR_REFERENCE_EXTENT_M or more; for a smaller body
+    # register() shrinks them in proportion (``for_body_extent``). False: use them as given.
+    scale_priors_with_size: bool = True
+
+    def for_body_extent(self, extent_m: float) -> tuple[StacConfig, float]:
+        """This config for a body whose rest keypoints span ``extent_m``, and the factor applied (<= 1)."""
+        if not self.scale_priors_with_size or not extent_m > 0:
+            return self, 1.0
+        f = min(1.0, extent_m / PRIOR_REFERENCE_EXTENT_M)
+        scaled = dataclasses.replace(
+            self,
+            smooth_m_per_rad=self.smooth_m_per_rad * f,
+            prior_m_per_rad=self.prior_m_per_rad * f,
+            velocity_m_per_rad_s=self.velocity_m_per_rad_s * f,
+            observable_lever_m=self.observable_lever_m * f,
+        )
+        return scaled, f
+
+
+#: The priors' lengths weigh a joint's motion like a keypoint error; they were chosen on the mouse
+#: forelimb (rest keypoints 11 mm apart) and hold for the rat (150 mm), where keypoint noise is set by
+#: the cameras (~1 mm). A 1-mm worm imaged at its own scale has micrometre noise: the same lengths
+#: would outweigh every keypoint, so below this extent they shrink with the body.
+PRIOR_REFERENCE_EXTENT_M = 0.011
 
 
 @dataclasses.dataclass
