@@ -265,9 +265,9 @@ def test_latent_noise_std_adds_in_quadrature():
     assert PA.latent_noise_std(spec) == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("body", ["mouse_forelimb", "rat"])
+@pytest.mark.parametrize("body", ["mouse_forelimb", "rat", "stick_insect"])
 def test_example_files_parse_and_validate(body, tmp_path):
-    name = {"mouse_forelimb": "forelimb", "rat": "rat"}[body]
+    name = {"mouse_forelimb": "forelimb"}.get(body, body)
     spec = pt.load_perturbations(CONFIGS / f"perturb_{name}.yaml")
     assert {p.kind for p in spec} == set(pt.KINDS) - {"muscle_force"}
     cfg = get_body(body).default_config().agent

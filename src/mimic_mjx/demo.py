@@ -34,9 +34,10 @@ def demo_clips(body: str) -> tuple[list, list]:
 
         return make_worm_clips("crawl", 12, seed=1), heldout_worm_clips("crawl", seed=2)
     if body == "stick_insect":
-        from mimic_mjx.data.walking import heldout_walking_clips, make_walking_clips
+        from mimic_mjx.data.walking import HELDOUT, make_walking_clips
 
-        return make_walking_clips(12, seed=1), heldout_walking_clips(seed=2)
+        heldout = [c for i, p in enumerate(HELDOUT) for c in make_walking_clips(1, seed=100 + i, **p)]
+        return make_walking_clips(12, seed=1), heldout
     from mimic_mjx.errors import MimicError
 
     raise MimicError(f"no demo for body '{body}'; demos exist for {', '.join(DEMO_BODIES)}")
