@@ -138,6 +138,23 @@ def test_standing_insect_is_stable_for_1s_passive_mjx(model):
     _assert_stood(model.qpos0, d.qpos, tips0, _tips(model, d))
 
 
+def test_bang_bang_controls_from_walking_frames_do_not_diverge(model):
+    """What a fresh policy does: controls at their limits, switched every 20 ms, from walking frames."""
+    rng = np.random.default_rng(0)
+    lo, hi = model.actuator_ctrlrange.T
+    substeps = int(round(0.02 / model.opt.timestep))
+    for clip in walking.make_walking_clips(3, 5, duration_s=1.0):
+        for start in (0, 15, 30, 45):
+            d = mujoco.MjData(model)
+            d.qpos[:], d.qvel[:] = clip.qpos[start], clip.qvel[start]
+            for _ in range(20):
+                d.ctrl[:] = np.where(rng.uniform(size=model.nu) < 0.5, lo, hi)
+                for _ in range(substeps):
+                    mujoco.mj_step(model, d)
+            assert d.warning[mujoco.mjtWarning.mjWARN_BADQACC].number == 0, (clip.name, start)
+            assert np.isfinite(d.qpos).all()
+
+
 def test_shipped_xml_is_what_the_module_writes():
     assert si.XML_FILE.read_text() == si.xml(), "run `python -m mimic_mjx.bodies.stick_insect --write`"
 

@@ -58,6 +58,8 @@ ROOT_BODY = "thorax"
 TIMESTEP = 0.0005
 #: A servo reaches its peak torque this far from its target (rad).
 SATURATION_RAD = 0.25
+#: Rotor-like inertia added to every leg hinge (kg m^2): a numerical device, see the module docstring.
+ARMATURE = 3e-10
 #: Floor contact of the tarsi: friction (the adhesive pads hold far more; 1 keeps stance tarsi put).
 FRICTION = 1.0
 #: The tarsi's contact softness (solref time constant s, damping ratio; solimp), used over the floor's
@@ -101,6 +103,11 @@ def _capsule(name: str, length: float, radius: float, mass: float, rgba: str, co
     )
 
 
+def _joint(kind: str, leg: str, axis: str, ranges: dict) -> str:
+    name = f"{kind}_{leg}"
+    return f'<joint name="{name}" armature="{_f(ARMATURE)}" axis="{axis}" range="{_v(*ranges[kind])}"/>'
+
+
 def _leg_xml(leg: str, indent: str) -> list[str]:
     """The body tree of one leg, its joint zeros at the standing posture."""
     n = int(leg[1])
@@ -117,15 +124,15 @@ def _leg_xml(leg: str, indent: str) -> list[str]:
     i = indent
     lines = [
         f'{i}<body name="coxa_{leg}" pos="{_v(*anat.coxa_position(leg))}" quat="{_axis_quat((0, 0, 1), yaw)}">',
-        f'{i}  <joint name="tc_{leg}" axis="{tc_axis}" range="{_v(*ranges["tc"])}"/>',
+        f"{i}  " + _joint("tc", leg, tc_axis, ranges),
         f"{i}  " + _capsule(f"coxa_{leg}", lengths["coxa"], seg["coxa"][1], seg["coxa"][0], rgba),
         f'{i}  <body name="femur_{leg}" pos="{_f(lengths["coxa"])} 0 0" '
         f'quat="{_axis_quat((0, -1, 0), float(stand.elevation))}">',
-        f'{i}    <joint name="ctr_{leg}" axis="{plane_axis}" range="{_v(*ranges["ctr"])}"/>',
+        f"{i}    " + _joint("ctr", leg, plane_axis, ranges),
         f"{i}    " + _capsule(f"femur_{leg}", lengths["femur"], seg["femur"][1], seg["femur"][0], rgba),
         f'{i}    <body name="tibia_{leg}" pos="{_f(lengths["femur"])} 0 0" '
         f'quat="{_axis_quat((0, -1, 0), float(stand.femur_tibia) - math.pi)}">',
-        f'{i}      <joint name="fti_{leg}" axis="{plane_axis}" range="{_v(*ranges["fti"])}"/>',
+        f"{i}      " + _joint("fti", leg, plane_axis, ranges),
         f"{i}      " + _capsule(f"tibia_{leg}", lengths["tibia"], seg["tibia"][1], seg["tibia"][0], rgba),
         f'{i}      <body name="tarsus_{leg}" pos="{_f(lengths["tibia"])} 0 0">',
         f"{i}        "
