@@ -48,6 +48,11 @@ def test_leg_segments_and_masses_follow_the_table(body):
     assert anat.leg_mass(1) == pytest.approx(16.9e-6, abs=0.05e-6)
     total = float(m.body_subtreemass[0])
     assert total == pytest.approx(anat.total_mass(), rel=1e-4) and 0.8e-3 <= total <= 1.0e-3  # 0.8-1 g
+    d = mujoco.MjData(m)
+    mujoco.mj_kinematics(m, d)
+    mujoco.mj_comPos(m, d)
+    com_x = d.subtree_com[m.body("thorax").id][0] - d.xpos[m.body("thorax").id][0]
+    assert -0.012 < com_x < 0.0  # between the middle (x = 0) and hind (-12 mm) coxae
     for b in range(1, m.nbody):  # every moving body compiles with a real mass and inertia
         assert m.body_mass[b] > 0 and m.body_inertia[b].min() > 1e-15
     rest = dict(zip(body.keypoint_map.names, _markers(m, body, m.qpos0)[0], strict=True))

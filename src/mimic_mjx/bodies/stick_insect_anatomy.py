@@ -6,26 +6,25 @@ in radians unless a name says ``_deg``.
 
 Body (x forward, y left, z up; x = 0 at the middle coxae)
 ---------------------------------------------------------
-Body length (head to abdomen tip) 76 mm and mass 0.90 g: adult females are
+Body length (head to abdomen tip) 76 mm and mass 0.89 g: adult females are
 7-8 cm long and weigh about 0.8-1 g (Cruse 1976, "The function of the legs in
-the free walking stick insect, *Carausius morosus*", J Comp Physiol 112:235-262,
-weighed his animals at about 0.8-1 g; Theunissen et al. 2015 PLoS ONE
-10:e0136414 and Duerr et al. 2018 Arthropod Struct Dev 47:1-16 give the
-morphometry of their animals). Leg insertions: front coxae 20 mm in front of
+the free walking stick insect, *Carausius morosus*", J Comp Physiol
+112:235-262; the morphometry of Theunissen et al. 2015, PLoS ONE, and Duerr
+et al. 2018). Leg insertions: front coxae 20 mm in front of
 the middle ones, hind coxae 12 mm behind them (the long mesothorax; rounded
 from the cited morphometry). Rigid parts on the thorax (``thorax`` is one
 body; ``head`` and ``abdomen`` are jointless child bodies so that keypoints
 and tracking can name them):
 
-=============  ==============  =========  ======
-part           x extent (mm)   mass (mg)  radius
-=============  ==============  =========  ======
+=============  ==============  =========  ===========
+part           x extent (mm)   mass (mg)  radius (mm)
+=============  ==============  =========  ===========
 head           23.5 .. 28.0    30         1.2
 prothorax      20.0 .. 23.5    20         1.0
 mesothorax      1.0 .. 20.0    230        1.3
 metathorax    -12.0 .. 1.0     170        1.4
 abdomen       -48.0 .. -12.0   350        1.5
-=============  ==============  =========  ======
+=============  ==============  =========  ===========
 
 Legs (per side; lengths in mm, masses in mg)
 --------------------------------------------
@@ -47,6 +46,11 @@ leg   coxa    femur   tibia   tarsus   coxa   femur  tibia  tarsus  leg
 3     1.4     13.0    13.0    6.0      2.0    8.45   3.90   0.900   15.3
 ====  ======  ======  ======  =======  =====  =====  =====  ======  =====
 
+These values are rounded to the order of the cited sources (their tables were
+not at hand when the model was written): refine them against the tables. The
+whole insect's centre of mass lies 8.4 mm behind the middle coxae, between
+the middle and the hind ones and close to the latter.
+
 Radii (capsules): coxa 0.6 mm, femur 0.5 mm, tibia 0.3 mm, tarsus 0.25 mm.
 The tarsus's radius is a floor, not a measurement: thinner and lighter
 segments compile (MuJoCo refuses principal inertias below 1e-15 kg m^2; the
@@ -64,8 +68,8 @@ and is fused with it) and ``fti`` (femur-tibia, extension +, parallel to
 ``ctr``). The leg is then planar (femur and tibia in a vertical plane through
 the thorax-coxa joint) and :func:`leg_ik` solves it in closed form.
 
-Standing: the coxae 10 mm above the floor (Cruse 1976's walking animals
-held the body about 1 cm high) and the tarsus tips at the positions of
+Standing: the coxae 10 mm above the floor (walking *Carausius* hold the
+body about 1 cm high, the order Cruse 1976 reports) and the tarsus tips at the positions of
 :data:`FOOT_FROM_COXA` (front tarsi ahead of their coxae, hind ones behind:
 the typical standing and mid-stance positions of Cruse 1976 and Theunissen
 et al. 2015, rounded). The anatomical joint ranges (:data:`RANGES_DEG`,
