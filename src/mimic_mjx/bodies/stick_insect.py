@@ -27,15 +27,30 @@ The reader sizes each servo by its own subtree's weight (3x a 15 mg leg at its
 radius of gyration: ~6e-6 N m), but a stance leg carries a third to a sixth
 of the whole 0.9 g insect at a lever of ~2 cm (~3e-5 N m), so those servos
 let the insect sink. Here each joint's peak torque is the whole body's weight
-at the leg's length (femur + tibia; 2.2-2.6e-4 N m: a leg can hold the insect
-alone, as Cruse 1976 found single legs exert forces of the order of the body
-weight), reached at 0.5 rad off target (kp = peak / 0.5 rad), critically
-damped (kv = 2 sqrt(kp I) with I the joint's inertia at the standing pose).
-Position servos because the reference is a joint trajectory and zero
-controls then hold the standing posture (the passive test of
-``mimic bodies check``); the integrator is ``implicitfast`` so the servos'
-damping is implicit, and the 0.5 ms timestep resolves the stiffest servo
-(the femur-tibia joint's, ~800 rad/s: omega dt ~ 0.4).
+at the leg's length (femur + tibia; 2.0-2.6e-4 N m: one leg could hold the
+whole insect; the body file's ``actuation: position`` cannot say this, since
+it sizes each joint by its own subtree), reached at 0.25 rad off target (kp = peak / 0.25 rad: the standing
+insect sinks by under 1 mm), critically damped (kv = 2 sqrt(kp I) with I the
+joint's inertia at the standing pose, armature included). Position servos
+because the reference is a joint trajectory and zero controls then hold the
+standing posture (the passive test of ``mimic bodies check``); the integrator
+is ``implicitfast`` so the servos' damping is implicit, and the 0.5 ms
+timestep resolves the servos.
+
+Armature: every leg hinge carries 3e-10 kg m^2 of armature (about the middle
+legs' tibia-plus-tarsus inertia about the femur-tibia joint; 15-30% of the
+coxa and femur joints' own). It is a numerical device, not anatomy: without
+it the middle legs' femur-tibia servos (~1,500 rad/s on a 3e-10 kg m^2
+tibia) were resolved too coarsely at 0.5 ms, and 24 of 60 half-second runs
+started from walking frames under bang-bang controls (what an untrained
+policy does) diverged; with it none did, nor at 0.25 ms without it (which
+would halve the simulation's speed).
+
+Contact softness: the tarsi's contacts use their own ``solref`` (2 ms time
+constant) and ``solimp`` (priority over the floor's). With MuJoCo's defaults
+the standing insect sank by ~1 cm into the floor: a 15 mg leg carries a
+sixth of a 0.9 g body, and the contact's regularisation grows with the load
+over the leg's effective mass.
 """
 
 from __future__ import annotations
