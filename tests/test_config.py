@@ -116,3 +116,14 @@ def test_reward_and_termination_groups():
 def test_old_and_unknown_reward_keys(values, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         config_lib.from_dict(values)
+
+
+def test_cli_set_repeats_keep_every_override():
+    """`--set a=1 --set b=2` keeps both (argparse's default would keep only the last)."""
+    from mimic_mjx.cli.main import build_parser
+
+    for cmd in (["train", "--clips", "c.h5", "--run-dir", "r"], ["bench"]):
+        args = build_parser().parse_args(
+            [*cmd, "--set", "ppo.num_envs=8", "--set", "train.seed=3", "ppo.unroll_length=4"]
+        )
+        assert args.set == ["ppo.num_envs=8", "train.seed=3", "ppo.unroll_length=4"]

@@ -245,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--set",
         nargs="*",
+        action="extend",  # --set a=1 --set b=2 keeps both
         metavar="KEY=VALUE",
         help="config overrides, e.g. ppo.num_envs=128; env.body=NAME or body file (YAML) picks the body, and "
         "without --config its own default config",
@@ -357,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument(
         "--no-published", action="store_true", help="skip the training measurement with the published network sizes"
     )
-    k.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    k.add_argument("--set", nargs="*", action="extend", metavar="KEY=VALUE", help="config overrides")
     k.set_defaults(func=cmd_bench)
 
     c = sub.add_parser("clips", help="inspect reference clips")
