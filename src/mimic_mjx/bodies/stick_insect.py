@@ -51,6 +51,14 @@ constant) and ``solimp`` (priority over the floor's). With MuJoCo's defaults
 the standing insect sank by ~1 cm into the floor: a 15 mg leg carries a
 sixth of a 0.9 g body, and the contact's regularisation grows with the load
 over the leg's effective mass.
+
+Slip: soft contacts let a loaded tarsus creep, and at friction 1 the
+insect driven by its reference joint angles (servo targets = the walking
+clips' angles, no learning) fell behind the reference thorax by 2-43 mm
+over 2 s (4 held-out walks, 2 training ones; the fast tripod worst). With
+friction 2 and ``impratio`` 10 (friction 10x stiffer than the normal
+contact) the lag is 1.5-11 mm at the same cost per step (an elliptic cone
+did as well at twice the cost).
 """
 
 from __future__ import annotations
@@ -75,8 +83,12 @@ TIMESTEP = 0.0005
 SATURATION_RAD = 0.25
 #: Rotor-like inertia added to every leg hinge (kg m^2): a numerical device, see the module docstring.
 ARMATURE = 3e-10
-#: Floor contact of the tarsi: friction (the adhesive pads hold far more; 1 keeps stance tarsi put).
-FRICTION = 1.0
+#: Floor contact of the tarsi: friction. The adhesive pads and claws hold far more than the weight
+#: (stick insects' pads resist shear of several body weights); 2 keeps stance tarsi put while the
+#: servos push (the module docstring: "Slip").
+FRICTION = 2.0
+#: Frictional-to-normal impedance ratio (MuJoCo's opt.impratio): stiffer friction, less creep.
+IMPRATIO = 10.0
 #: The tarsi's contact softness (solref time constant s, damping ratio; solimp), used over the floor's
 #: (priority 1). MuJoCo's defaults let the insect sink ~1 cm: a light leg carries several times its
 #: own weight, and the contact's regularisation grows with the load over the leg's effective mass.
@@ -177,7 +189,7 @@ def _xml(actuators: list[str]) -> str:
         "<!-- Carausius morosus, adult female; SI units; sources in bodies/stick_insect_anatomy.py. -->",
         '<mujoco model="stick_insect">',
         '  <compiler angle="radian" autolimits="true"/>',
-        f'  <option timestep="{_f(TIMESTEP)}" integrator="implicitfast"/>',
+        f'  <option timestep="{_f(TIMESTEP)}" integrator="implicitfast" impratio="{_f(IMPRATIO)}"/>',
         "  <worldbody>",
         f'    <body name="{ROOT_BODY}" pos="0 0 {_f(anat.STANDING_HEIGHT - anat.COXA_POS[2][2])}">',
         '      <freejoint name="root"/>',
