@@ -45,33 +45,48 @@ Muscles: 95 MuJoCo muscles (``MDL01``.., ``MDR01``.., ``MVL01``..23,
 ``MVR01``..; MVL24 does not exist), each on a fixed tendon ``t_NAME`` over
 the hinges next to its segment (one or two), coefficients = the moment arm
 r / sqrt(2) at the hinge, signed so that a dorsal muscle shortens when the
-body bends dorsally and a left one when it bends left. Lengths ranges are
+body bends dorsally and a left one when it bends left. Length ranges are
 explicit (the tendons' extremes over the joint ranges), so MuJoCo computes no
 length ranges at compile time. Peak forces: see worm_anatomy.muscle_force.
 
 Agar (anisotropic friction): each capsule touches the floor through an
 explicit ``<contact><pair>`` with condim 3 and friction
-``[FRICTION_ALONG, FRICTION_ACROSS, ...]``: for a capsule on a plane MuJoCo's
-contact frame has its first tangent along the capsule's axis (measured, on C
-MuJoCo and on MJX: tests/test_worm.py pushes a segment along and across its
-axis). Dynamic contacts are off (segments ``contype 0 / conaffinity 0``, the
-floor ``1 / 0``): the pairs are the only contacts, segment-floor only, no
+``[FRICTION_ALONG, FRICTION_ACROSS, 0, 0, 0]`` = [0.1, 1.0, ...]: for a
+capsule on a plane the contact frame's first tangent is the capsule's axis
+(measured on C MuJoCo and on MJX, for any heading: tests/test_worm.py pushes
+a capsule with half its weight; it slides along its axis and holds across).
+Dynamic contacts are off (segments ``contype 0 / conaffinity 0``, the floor
+``1 / 0``): the pairs are the only contacts, segment-floor only, no
 self-contacts. The body file's ``contacts`` key cannot say anisotropic
 friction, so :func:`agar_setup` (its ``edit``) undoes what that key switches
-on. The normal load is the worm's weight only: on real agar a liquid film's
-surface tension presses it down far harder (Shen et al. 2012), which this
-model does not include. Contacts are scaled for an 80-um body: solimp width
-5 um, margin 1 um, solref time constant 2.2 ms (twice the step).
+on. The friction cone is elliptic: with MuJoCo's default pyramidal cone MJX
+(float32) let the resting worm's head jitter at 20-60 rad/s, against 1e-4 on
+C MuJoCo; elliptic brings MJX to 0.1 rad/s. The normal load is the worm's
+weight only (0.036 uN); on real agar a liquid film's surface tension presses
+it down far harder, which this model leaves out. Contacts are scaled for an
+80-um body: solimp width 5 um, margin 1 um, solref time constant 2.2 ms
+(twice the step). Measured: a travelling wave of muscle activation (0.3 Hz,
+wavelength 0.65 L, 15% activation) moves the worm forward along its body by
+~0.3 mm in 2 s (slip ~25% of the wave speed): the anisotropy gives thrust.
+
+Integrator: ``implicitfast``, so that hinge damping, the muscles'
+force-velocity term and (in water) the viscous drag are integrated
+implicitly; explicitly the drag on the root's tiny mass (viscous time ~0.3
+ms) diverges at this step.
 
 Liquid: MuJoCo's inertia-box fluid model (the default without ``fluidshape``,
 the only one MJX implements) with water's density and viscosity, and no
 gravity (the worm is about neutrally buoyant; its slow sinking is ignored).
-Thrust: that model's viscous term is an isotropic Stokes drag per body, with
-no normal/tangential anisotropy, so undulation produces no net thrust
-(measured: a swimming-wave rollout of the hinges drifts by under 1% of the
-distance a resistive-force-theory worm would swim; tests/test_worm.py). The
-swimming clips' slow drift must therefore be tracked with the root, not
-earned by the muscles.
+MJX (MuJoCo 3.17) cannot run ``worm_liquid``: "implicitfast not implemented
+for fluid drag", and with Euler it would need a step under ~0.3 ms; both worm
+bodies train on ``native``. Thrust: that model's viscous term is an isotropic
+Stokes drag per body, with no normal/tangential anisotropy, so undulation
+produces no forward thrust. Measured (tests/test_worm.py): a muscle-driven
+swimming wave (1.76 Hz, wavelength 1.54 L, bending 0.6 rad per hinge) moves
+the worm's centroid 0.4 um per cycle along its body, against ~150 um a real
+worm swims per cycle; it drifts sideways by ~11 um per cycle (the tapered
+segments' unequal drag). Swimming clips' slow drift must therefore be
+tracked with the root, not earned by the muscles.
 """
 
 from __future__ import annotations
@@ -161,8 +176,8 @@ def worm_xml() -> str:
         "     the motion equals the SI model's (dynamic similarity). Sources: mimic_mjx/bodies/worm_anatomy.py. -->",
         '<mujoco model="worm">',
         '  <compiler angle="radian" autolimits="true" inertiafromgeom="false"/>',
-        f'  <option timestep="{_f(TIMESTEP)}" integrator="implicitfast" gravity="0 0 {_f(-A.GRAVITY_M_S2)}" '
-        'density="0" viscosity="0"/>',
+        f'  <option timestep="{_f(TIMESTEP)}" integrator="implicitfast" cone="elliptic" '
+        f'gravity="0 0 {_f(-A.GRAVITY_M_S2)}" density="0" viscosity="0"/>',
         f'  <statistic extent="{_f(L)}" center="{_v((-L / 2, 0, H))}" meansize="{_f(A.segment_length())}"/>',
         "  <default>",
         '    <geom contype="0" conaffinity="0" condim="3" rgba="0.85 0.75 0.6 1"/>',
