@@ -273,6 +273,21 @@ def test_out_of_range_parameters_are_refused_with_the_range():
                 assert key == "amplitude" or not tlo <= value <= thi
 
 
+def test_clips_at_the_physiological_corners_pass_the_bodies_speed_bounds():
+    from mimic_mjx.data.check import clip_speed_warnings
+
+    for mode, ranges in undulation.PHYSIOLOGICAL.items():
+        for f in ranges["frequency_hz"]:
+            for lam in ranges["wavelength_bl"]:
+                clips = [
+                    undulation.make_worm_clips(
+                        mode, 1, frequency_hz=f, wavelength_bl=lam, amplitude=amp, duration_s=2.0
+                    )[0]
+                    for amp in ranges["amplitude"]
+                ]
+                assert clip_speed_warnings(clips, undulation.BODIES[mode]) == [], (mode, f, lam)
+
+
 def test_a_few_ppo_updates_then_evaluate(tmp_path):
     from conftest import tiny_config_dict
     from mimic_mjx import config as config_lib

@@ -8,13 +8,13 @@ Sources (numbers quoted as facts; "chosen" marks our own choices):
 
 * Length ~1 mm, mid-body diameter ~80 um (adult hermaphrodite; WormAtlas,
   "Introduction to C. elegans anatomy"; Cohen & Ranner 2017, Phil. Trans. R.
-  Soc. B 372:20160225, use L = 1 mm, R = 40 um).
+  Soc. B, use L = 1 mm, R = 40 um).
 * Radius profile: r(u) = R 2 sqrt((eps + u)(1 + eps - u)) / (1 + 2 eps), u = s / L
-  in [0, 1] from the head (the prolate profile of Cohen & Ranner 2017); eps = 0.05
-  is chosen (a head/tail tip radius of ~17 um, as the blunt nose looks).
+  in [0, 1] from the head (a prolate profile of the form Cohen & Ranner 2017
+  use); eps = 0.05 is chosen (a head/tail tip radius of ~17 um, as the blunt nose looks).
 * 24 rigid segments, one per row of body-wall muscle cells: 95 cells in four
   quadrants, MDL/MDR 24 each, MVR 24, MVL 23 (WormAtlas, "Muscle system - somatic
-  muscle"; the cell count is that of the OpenWorm / c302 muscle naming, a fact).
+  muscle"; named by quadrant and row, MDL01 .. MVR24).
   Each quadrant lies between a dorsal or ventral chord and a lateral line, i.e.
   ~45 degrees from the dorsoventral plane: its moment arm is r/sqrt(2) about
   both bending axes.
@@ -22,22 +22,21 @@ Sources (numbers quoted as facts; "chosen" marks our own choices):
   buoyant (its density ~1.07 g/ml).
 * Bending stiffness: EI = E pi r^4 / 4 with E = 110 kPa, the Young's modulus of
   adult worms from micropipette deflection (Backholm, Ryu & Dalnoki-Veress 2013,
-  PNAS 110:4528); Fang-Yen et al. 2010 (PNAS 107:20323) found the body's
-  elasticity of the same order (~1e5 Pa); Sznitman et al. 2010 (Biophys J 98:617)
+  PNAS; the value as we read it: an order of magnitude); Fang-Yen et al. 2010
+  (PNAS) found the body's elasticity of the same order; Sznitman et al. 2010 (Biophys J)
   fitted 3.8 kPa from swimming alone. A hinge between two segments of length l
   has stiffness EI / l (uN m/rad).
-* Internal damping: the hinge damping is the stiffness times 0.1 s (chosen: the
-  viscoelastic time at which Fang-Yen et al. 2010 find internal viscous and
-  elastic loads comparable at swimming frequencies, 1 / (2 pi 1.76 Hz) ~ 0.09 s).
+* Internal damping: the hinge damping is the stiffness times 0.1 s (chosen, of
+  the order of 1 / (2 pi 1.76 Hz) ~ 0.09 s: Fang-Yen et al. 2010 model the body
+  as viscoelastic, its internal viscosity mattering at swimming frequencies).
 * Joint ranges: dorsoventral +-1.0 rad per 1/24 of the body = curvature up to
   24 per body length, what omega turns and coils reach (Stephens et al. 2008,
-  PLoS Comput Biol 4:e1000028: omega turns bring the head to the tail, kappa L
-  ~ 20); out-of-plane +-0.3 rad (chosen: a worm on agar stays in its plane;
-  3D bending in liquid is small, Bilbao et al. 2018, Phil Trans B).
+  PLoS Comput Biol: omega turns bring the head to the tail, kappa L
+  ~ 20); out-of-plane +-0.3 rad (chosen: a worm on agar stays in its plane).
 * Agar friction: the body slides along its axis far more easily than sideways;
   the normal/tangential drag ratio on wet agar is ~10 (Shen et al. 2012,
-  Biophys J 102:2772, "Undulatory locomotion of C. elegans on wet surfaces":
-  c_n ~ 220, c_t ~ 22; Niebur & Erdos 1991, Biophys J 60:1132: ratios 10-100).
+  Biophys J, "Undulatory locomotion of C. elegans on wet surfaces":
+  c_n ~ 220, c_t ~ 22; Niebur & Erdos 1991, Biophys J: ratios 10-100).
   We use Coulomb friction 1.0 across and 0.1 along (ratio 10).
 * Water: density 1,000 kg/m^3 (1e9 mg/m^3), viscosity 1 mPa s (1e3 mg/(m s)).
 """

@@ -30,13 +30,13 @@ origin at the head tip) from the head's position and direction.
 Ranges (``check_parameter`` refuses values outside the physiological ones):
 
 * Frequency: 1.76 Hz in water down to 0.30 Hz on agar, wavelength 1.54 L in
-  water down to 0.65 L on agar (Fang-Yen et al. 2010, PNAS 107:20323, "Biomechanical
+  water down to 0.65 L on agar (Fang-Yen et al. 2010, PNAS, "Biomechanical
   analysis of gait adaptation in the nematode C. elegans"); crawling 0.1-1.0 Hz and
   0.4-1.0 L, swimming 0.5-3.0 Hz and 1.0-2.0 L cover the spread reported across
-  animals and conditions (Pierce-Shimomura et al. 2008, PNAS 105:20982; Berri et al.
-  2009, HFSP J 3:186).
-* Curvature amplitude (per body length): crawling 3-12, swimming 2-10; the
-  worm's body bends to kappa L ~ 5-10 in both gaits (Fang-Yen et al. 2010, Fig. 2;
+  animals and conditions (Pierce-Shimomura et al. 2008, PNAS; Berri et al.
+  2009, HFSP J).
+* Curvature amplitude (per body length): crawling 3-12, swimming 2-8; the
+  worm's body bends to kappa L ~ 5-10 in both gaits (Fang-Yen et al. 2010;
   Stephens et al. 2008 for the largest, ~20, in omega turns, beyond these ranges).
 * When a parameter is None it is drawn per clip, uniformly from a narrower
   TRAINING range; :data:`HELDOUT` lists parameter sets outside the training
@@ -64,7 +64,7 @@ SOURCE = "Fang-Yen et al. 2010 PNAS; Pierce-Shimomura et al. 2008 PNAS; Berri et
 #: Physiological ranges: (frequency Hz, wavelength in body lengths, curvature amplitude per body length).
 PHYSIOLOGICAL = {
     "crawl": {"frequency_hz": (0.1, 1.0), "wavelength_bl": (0.4, 1.0), "amplitude": (3.0, 12.0)},
-    "swim": {"frequency_hz": (0.5, 3.0), "wavelength_bl": (1.0, 2.0), "amplitude": (2.0, 10.0)},
+    "swim": {"frequency_hz": (0.5, 3.0), "wavelength_bl": (1.0, 2.0), "amplitude": (2.0, 8.0)},
 }
 UNITS = {"frequency_hz": "Hz", "wavelength_bl": "body lengths", "amplitude": "per body length"}
 #: Where parameters left as None are drawn from (uniformly), around Fang-Yen et al. 2010's means.
