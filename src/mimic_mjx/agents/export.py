@@ -50,7 +50,8 @@ DOCS = {
     "latent": "latent intention fed to the decoder (the encoder's latent mean in the full controller)",
     "latent_mean": "mean of the encoder's Gaussian latent (the intention the decoder receives)",
     "action": "policy action mean, unbounded (the task squashes it into the control range)",
-    "ctrl": "actuator controls as the task applies them: lo + 0.5 * (tanh(action) + 1) * (hi - lo), "
+    "ctrl": "actuator controls as the task applies them: lo + 0.5 * (tanh(action) + 1) * (hi - lo) "
+    "(metadata action_mode relative: clip(joint angle + range * tanh(action), lo, hi)), "
     "actuators in the order of metadata actuator_names",
 }
 
@@ -113,11 +114,15 @@ def export_policy_onnx(
     decoder_only: bool = False,
     actuator_names=None,
     metadata: dict | None = None,
+    relative: tuple[float, np.ndarray] | None = None,
 ) -> dict:
     """Write ``policy``'s deterministic controller (or its decoder alone) as ONNX to ``out``.
 
     ``ctrlrange`` (action_size, 2): the actuators' control range, for the
-    ``ctrl`` output. Returns the inputs, outputs (name -> shape) and metadata written.
+    ``ctrl`` output. ``relative`` (``env.action: relative``): the action range
+    (rad) and, per actuator, the column of ``proprio_obs`` holding its joint's
+    angle; ``ctrl`` is then that angle plus range x tanh(action), clipped.
+    Returns the inputs, outputs (name -> shape) and metadata written.
     """
     onnx = _onnx()
     from onnx import TensorProto, helper
@@ -146,8 +151,17 @@ def export_policy_onnx(
     dec_in = g.op("Concat", latent, prop_n, axis=-1)
     action = g.mlp(dec_in, _dense_layers(pp.params["decoder"], len(agent.decoder_layers)), "decoder", out="action")
     lo, hi = ctrlrange[:, 0], ctrlrange[:, 1]
-    squashed = g.op("Mul", g.const("half", 0.5), g.op("Add", g.op("Tanh", action), g.const("one", 1.0)))
-    g.op("Add", g.const("ctrl_lo", lo), g.op("Mul", squashed, g.const("ctrl_span", hi - lo)), out="ctrl")
+    if relative is None:
+        squashed = g.op("Mul", g.const("half", 0.5), g.op("Add", g.op("Tanh", action), g.const("one", 1.0)))
+        g.op("Add", g.const("ctrl_lo", lo), g.op("Mul", squashed, g.const("ctrl_span", hi - lo)), out="ctrl")
+    else:
+        span, columns = relative
+        from onnx import numpy_helper
+
+        g.inits.append(numpy_helper.from_array(np.asarray(columns, np.int64), "joint_columns"))
+        q = g.op("Gather", "proprio_obs", "joint_columns", axis=1)
+        target = g.op("Add", q, g.op("Mul", g.const("action_range", np.float32(span)), g.op("Tanh", action)))
+        g.op("Min", g.op("Max", target, g.const("ctrl_lo", lo)), g.const("ctrl_hi", hi), out="ctrl")
     outputs += [tensor("action", policy.action_size), tensor("ctrl", policy.action_size)]
     for v in inputs + outputs:
         v.doc_string = DOCS[v.name]
@@ -171,6 +185,7 @@ def export_policy_onnx(
         "substeps": str(policy.config.env.substeps),
         "horizon_frames": str(policy.config.env.horizon),
         "observation_normalisation": f"clip((x - mean) / std, -{NORM_CLIP:g}, {NORM_CLIP:g}), inside the graph",
+        "action_mode": "absolute" if relative is None else f"relative, +-{relative[0]:g} rad from the joint angle",
         **{k: str(v) for k, v in (metadata or {}).items()},
     }
     what = "decoder (latent intention + proprioception -> action)" if decoder_only else "controller"

@@ -71,7 +71,7 @@ def _rollout_fn(policy: Policy, env: ImitationEnv, num_steps: int, stochastic: b
             new_state = jax.tree.map(lambda n, o: jnp.where(tracked, n, o), nxt, state)
             phys = env.view(nxt)
             err = env.errors(phys, clip, nxt.frame)
-            ctrl = env.action_to_ctrl(a)
+            ctrl = env.action_to_ctrl(a, env.view(state).qpos)
             rec = {
                 "qpos": phys.qpos,
                 "qvel": phys.qvel,

@@ -31,7 +31,16 @@ def export_onnx(run_dir: str | Path, out: str | Path, decoder_only: bool = False
             f"has {model.nu} actuators now; was it trained with another version of the body?"
         )
     names = [model.actuator(i).name for i in range(model.nu)]
-    return export_policy_onnx(policy, out, model.actuator_ctrlrange, decoder_only, names)
+    relative = None
+    if policy.config.env.action == "relative":
+        from mimic_mjx.bodies.layout import JointLayout
+        from mimic_mjx.environments.actions import relative_qpos_index
+
+        # The task's proprioceptive observation starts with the hinge angles, in qpos order.
+        hinges = list(JointLayout.from_model(model).hinge_qpos)
+        columns = [hinges.index(i) for i in relative_qpos_index(model)]
+        relative = (policy.config.env.action_range_rad, columns)
+    return export_policy_onnx(policy, out, model.actuator_ctrlrange, decoder_only, names, relative=relative)
 
 
 def add_parser(subparsers) -> None:

@@ -37,9 +37,15 @@ class EnvConfig:
     # (environments.starts); the rest start as above.
     failure_start_prob: float = 0.0
     failure_start_back_steps: int = 20
+    # How policy outputs become controls (environments/actions.py): "absolute" (each actuator's whole
+    # range) or "relative" (position servos' targets within action_range_rad of the joint's angle).
+    action: str = "absolute"
+    action_range_rad: float = 0.5
 
     def validate(self) -> None:
-        _positive(self, "horizon", "substeps", "control_every", "failure_start_back_steps")
+        _positive(self, "horizon", "substeps", "control_every", "failure_start_back_steps", "action_range_rad")
+        if self.action not in ("absolute", "relative"):
+            raise ConfigError(f"env.action must be 'absolute' or 'relative', got '{self.action}'")
         _non_negative(self, "reset_noise_rad", "native_threads")
         if self.backend not in BACKENDS:
             close = difflib.get_close_matches(self.backend, BACKENDS, n=1)

@@ -29,6 +29,7 @@ from flax import struct
 from mimic_mjx.bodies.layout import JointLayout
 from mimic_mjx.config import EnvConfig, RewardConfig, TerminationConfig
 from mimic_mjx.data.binding import ReferenceBank, body_ids
+from mimic_mjx.environments.actions import ActionMap
 from mimic_mjx.environments.backends import make_backend
 from mimic_mjx.environments.metrics import aggregate_metrics, step_metrics  # noqa: F401  (re-export)
 from mimic_mjx.environments.rewards import Errors, StepQuantities, masked_mean, reward_terms, rms
@@ -134,6 +135,7 @@ class ImitationEnv:
         self.nu = model.nu
         lo, hi = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
         self.ctrl_lo, self.ctrl_hi = jnp.asarray(lo), jnp.asarray(hi)
+        self.actions = ActionMap(model, cfg.action, cfg.action_range_rad, body=str(cfg.body))
         is_muscle = model.actuator_gaintype == int(mujoco.mjtGain.mjGAIN_MUSCLE)
         # Muscle forces as fractions of their peak isometric force; other actuators as they are.
         # Peak forces from ``force_scale_model`` where given (an experiment's unperturbed body).
@@ -168,9 +170,9 @@ class ImitationEnv:
         return tuple(self.state_shape.metrics)
 
     # -- pure helpers -------------------------------------------------------
-    def action_to_ctrl(self, action):
-        """Map unbounded policy outputs to the actuators' control range."""
-        return self.ctrl_lo + 0.5 * (jnp.tanh(action) + 1.0) * (self.ctrl_hi - self.ctrl_lo)
+    def action_to_ctrl(self, action, qpos=None):
+        """Map unbounded policy outputs to controls (``env.action``; ``relative`` needs the state's qpos)."""
+        return self.actions(action, qpos)
 
     def view(self, state: EnvState):
         return self.backend.view(state.data)
@@ -306,8 +308,9 @@ class ImitationEnv:
         for the step (virtual experiments; training applies none).
         """
         cfg = self.cfg
-        ctrl = self.action_to_ctrl(action)
-        act = self.backend.view(state.data).act
+        before = self.backend.view(state.data)
+        ctrl = self.action_to_ctrl(action, before.qpos)
+        act = before.act
         if self.model.na:
             # A clip's first frame is usually mid-movement, so its actuators are
             # already active; their state is not in the reference. Start each
