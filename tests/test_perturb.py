@@ -265,7 +265,7 @@ def test_latent_noise_std_adds_in_quadrature():
     assert PA.latent_noise_std(spec) == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("body", ["mouse_forelimb", "rat", "stick_insect"])
+@pytest.mark.parametrize("body", ["mouse_forelimb", "rat", "stick_insect", "worm"])
 def test_example_files_parse_and_validate(body, tmp_path):
     name = {"mouse_forelimb": "forelimb"}.get(body, body)
     spec = pt.load_perturbations(CONFIGS / f"perturb_{name}.yaml")
@@ -391,3 +391,16 @@ def test_model_is_deep_copied(forelimb):
     PA.apply_to_model(forelimb, parse({"kind": "length", "scale": 1.5, "bodies": "all"}))
     for k, v in arrays(clone).items():
         np.testing.assert_array_equal(getattr(forelimb, k), v, err_msg=k)
+
+
+def test_worm_quadrant_patterns_select_its_muscles():
+    model = get_body("worm").compile_trainable()
+    spec = {p.name: p for p in pt.load_perturbations(CONFIGS / "perturb_worm.yaml")}
+    names = lambda p: {model.actuator(int(i)).name for i in pt._ids(model, spec[p])}
+    assert names("silent_dorsal_left") == {f"MDL{k:02d}" for k in range(1, 25)}
+    assert len(names("silent_dorsal_side")) == 48 and all(n.startswith("MD") for n in names("silent_dorsal_side"))
+    assert len(names("silent_ventral_right")) == 24
+    assert names("weak_head_muscles") == {f"M{q}{k:02d}" for q in ("DL", "DR", "VL", "VR") for k in range(1, 5)}
+    out = PA.apply_to_model(model, [spec["silent_dorsal_left"]])
+    silenced = {model.actuator(a).name for a in range(model.nu) if out.actuator_gainprm[a, 2] == 0}
+    assert silenced == names("silent_dorsal_left")
