@@ -30,9 +30,10 @@ def demo_clips(body: str) -> tuple[list, list]:
 
         return make_reaching_clips(48, seed=1), make_reaching_clips(8, seed=2)
     if body == "worm":
-        from mimic_mjx.data.undulation import heldout_worm_clips, make_worm_clips
+        from mimic_mjx.data.undulation import HELDOUT, make_worm_clips
 
-        return make_worm_clips("crawl", 12, seed=1), heldout_worm_clips("crawl", seed=2)
+        heldout = [c for i, p in enumerate(HELDOUT["crawl"]) for c in make_worm_clips("crawl", 2, seed=100 + i, **p)]
+        return make_worm_clips("crawl", 12, seed=1), heldout
     if body == "stick_insect":
         from mimic_mjx.data.walking import HELDOUT, make_walking_clips
 
