@@ -87,7 +87,7 @@ def cmd_check(args) -> int:
     print(f"degrees of freedom: {report.nv} (nq {report.nq}): {report.root} root + {scalar} hinge/slide joints")
     acts = ", ".join(f"{n} {k}" for k, n in sorted(report.actuators.items())) or "none"
     print(f"actuators: {sum(report.actuators.values())} ({acts})")
-    print(f"total mass: {report.total_mass:.4g} (model units: kg for an MJCF in metres)")
+    print(f"total mass: {report.total_mass:.4g} (the MJCF's mass unit: kg for most, g for the fly, mg for the worm)")
     print(f"keypoints: {len(report.keypoints)}" + ("" if report.keypoints else " (none: cannot be registered)"))
     for name, b, off in report.keypoints:
         print(f"  {name:<16} -> {b:<24} offset [{', '.join(f'{x:.4g}' for x in off)}]")
