@@ -278,6 +278,9 @@ def test_progress_line_time_left_respects_the_time_limit():
         240.0,
     )
     assert "left 4m00s" in line and "joint err 3.00 deg" in line and "root err" not in line
+    worm = {"error/ee_mm": 0.0379, "error/body_mm": 0.0462, "error/root_mm": 0.25}  # a 1-mm body's errors
+    line = progress_line(10, 1000, 10_000, 500.0, worm, 240.0)
+    assert "end-effector err 37.9 um" in line and "body err 46.2 um" in line and "root err 0.2 mm" in line
 
 
 @pytest.mark.slow

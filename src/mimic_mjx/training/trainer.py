@@ -61,7 +61,12 @@ def progress_line(update, total_updates, env_steps, steps_per_s, metrics, eta_s)
         if key == "error/keypoint_mm" and not metrics.get(key):
             continue  # clips without recorded keypoints
         if key in metrics:
-            parts.append(f"{label} {metrics[key]:.{digits}f} {unit}")
+            value = metrics[key]
+            if unit == "mm" and 0 < abs(value) < 0.1:  # a worm's errors: micrometres, not "0.0 mm"
+                value, unit_shown, digits_shown = 1e3 * value, "um", 1
+            else:
+                unit_shown, digits_shown = unit, digits
+            parts.append(f"{label} {value:.{digits_shown}f} {unit_shown}")
     ends = metrics.get("episode/count", 0.0)
     unstable = int(round(metrics.get("episode/unstable", 0.0) * ends))
     parts.append(f"ends by termination {100 * metrics.get('episode/terminated', 0.0):.0f}% ({unstable} unstable)")
