@@ -47,6 +47,14 @@ def test_relative_moves_targets_from_the_joint_angles_within_range_and_limits():
     np.testing.assert_allclose(amap(jnp.array([40.0, 40.0]), jnp.array([0.9, 0.4])), [0.5, 1.0], atol=1e-6)  # clipped
 
 
+def test_relative_accepts_servos_a_perturbation_silenced():
+    """`mimic experiment` scales a servo's gain and bias to 0 (an amputated leg): still a servo."""
+    model = mujoco.MjModel.from_xml_string(SERVOS)
+    model.actuator_gainprm[0, :3] = 0.0
+    model.actuator_biasprm[0, :3] = 0.0
+    np.testing.assert_array_equal(relative_qpos_index(model), [1, 0])
+
+
 def test_relative_refuses_muscles_and_bad_modes_naming_the_actuators():
     forelimb = get_body("mouse_forelimb").compile_trainable()
     with pytest.raises(ConfigError, match="body mouse_forelimb: actuators Pec_C, Lat.*not position servos.*absolute"):

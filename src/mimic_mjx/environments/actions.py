@@ -56,7 +56,7 @@ def relative_qpos_index(model: mujoco.MjModel, body: str = "") -> np.ndarray:
             on_joint
             and model.actuator_gaintype[a] == int(mujoco.mjtGain.mjGAIN_FIXED)
             and model.actuator_biastype[a] == int(mujoco.mjtBias.mjBIAS_AFFINE)
-            and model.actuator_gainprm[a, 0] > 0
+            and model.actuator_gainprm[a, 0] >= 0  # 0: a silenced servo (mimic experiment)
             and model.actuator_biasprm[a, 1] == -model.actuator_gainprm[a, 0]
         )
         if not servo:
