@@ -57,7 +57,7 @@ def dissect(trainer, before, after) -> dict:
     mu0, mu1 = (np.asarray(o["action_mean"]).reshape(-1, b.action.shape[-1]) for o in (old, new))
     sigma = np.exp(np.asarray(old["action_log_std"]).reshape(-1, b.action.shape[-1]))
     # What the actuators receive: the task squashes actions into the control range with tanh.
-    lo, hi = np.asarray(trainer.env.ctrl_lo), np.asarray(trainer.env.ctrl_hi)
+    lo, hi = np.asarray(trainer.env.actions.lo), np.asarray(trainer.env.actions.hi)
     ctrl = lambda a: lo + 0.5 * (np.tanh(a) + 1.0) * (hi - lo)
     d_ctrl = np.max(np.abs(ctrl(mu1) - ctrl(mu0)) / (hi - lo), axis=-1)
     return {

@@ -39,9 +39,13 @@ def demo_clips(body: str) -> tuple[list, list]:
 
         heldout = [c for i, p in enumerate(HELDOUT) for c in make_walking_clips(1, seed=100 + i, **p)]
         return make_walking_clips(12, seed=1), heldout
+    raise _no_demo(body)
+
+
+def _no_demo(body: str):
     from mimic_mjx.errors import MimicError
 
-    raise MimicError(f"no demo for body '{body}'; demos exist for {', '.join(DEMO_BODIES)}")
+    return MimicError(f"no demo for body '{body}'; demos exist for {', '.join(DEMO_BODIES)}")
 
 
 def run_demo(out: Path, minutes: float = 5.0, force: bool = False, log=print, body: str = "mouse_forelimb") -> dict:
@@ -53,8 +57,8 @@ def run_demo(out: Path, minutes: float = 5.0, force: bool = False, log=print, bo
     from mimic_mjx.training.trainer import train
 
     out = Path(out)
-    if body not in DEMO_BODIES:
-        demo_clips(body)  # says which bodies have a demo, before touching the output folder
+    if body not in DEMO_BODIES:  # before touching the output folder
+        raise _no_demo(body)
     if out.exists() and any(out.iterdir()):
         if not force:
             raise RunDirError(f"{out} already exists and is not empty; pass --force to replace it or --out elsewhere")

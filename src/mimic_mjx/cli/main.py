@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from mimic_mjx.config import BACKENDS
+from mimic_mjx.demo import DEMO_BODIES
 from mimic_mjx.errors import MimicError
 
 #: What --body takes, said the same way by every command that has it.
@@ -259,16 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plots", type=int, default=3, help="plot this many clips (0: none)")
     e.set_defaults(func=cmd_evaluate)
 
-    d = sub.add_parser(
-        "demo", help="train, evaluate, analyse and report on a body's generated behaviour (reaches); no data needed"
-    )
+    d = sub.add_parser("demo", help="train, evaluate, analyse and report on a body's generated behaviour; no data")
     d.add_argument("--out", default="demo_out", help="output folder")
-    d.add_argument(
-        "--body",
-        default="mouse_forelimb",
-        choices=("mouse_forelimb", "worm", "stick_insect"),
-        help="mouse_forelimb: reaches (default); worm: crawling on agar; stick_insect: walking",
-    )
+    d.add_argument("--body", default="mouse_forelimb", choices=tuple(DEMO_BODIES), help="reaches, crawls or walks")
     d.add_argument("--minutes", type=float, default=5.0, help="training time budget")
     d.add_argument("--force", action="store_true", help="replace an existing demo output folder")
     d.set_defaults(func=cmd_demo)

@@ -133,8 +133,6 @@ class ImitationEnv:
         # The joints the joint errors refer to (all but the free root), in qpos order.
         self.joint_names = self.layout.joint_names
         self.nu = model.nu
-        lo, hi = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
-        self.ctrl_lo, self.ctrl_hi = jnp.asarray(lo), jnp.asarray(hi)
         self.actions = ActionMap(model, cfg.action, cfg.action_range_rad, body=str(cfg.body))
         is_muscle = model.actuator_gaintype == int(mujoco.mjtGain.mjGAIN_MUSCLE)
         # Muscle forces as fractions of their peak isometric force; other actuators as they are.

@@ -75,9 +75,7 @@ class StacConfig:
     min_confidence: float = 0.0  # keypoints at or below this confidence are ignored
     weight_by_confidence: bool = False  # else every kept keypoint weighs 1
     batch_frames: int = 2000  # frames solved together (memory bound)
-    # The lengths above (smooth_m_per_rad, velocity_m_per_rad_s, observable_lever_m) are set for
-    # bodies whose mapped keypoints span PRIOR_REFERENCE_EXTENT_M or more; for a smaller body
-    # register() shrinks them in proportion (``for_body_extent``). False: use them as given.
+    # The priors' lengths shrink with bodies smaller than PRIOR_REFERENCE_EXTENT_M (False: as given).
     scale_priors_with_size: bool = True
 
     def for_body_extent(self, extent_m: float) -> tuple[StacConfig, float]:
