@@ -67,6 +67,8 @@ def progress_line(update, total_updates, env_steps, steps_per_s, metrics, eta_s)
             else:
                 unit_shown, digits_shown = unit, digits
             parts.append(f"{label} {value:.{digits_shown}f} {unit_shown}")
+    if "episode/success" in metrics:  # a task without references (environments/tasks.py)
+        parts.append(f"success {100 * metrics['episode/success']:.0f}%")
     ends = metrics.get("episode/count", 0.0)
     unstable = int(round(metrics.get("episode/unstable", 0.0) * ends))
     parts.append(f"ends by termination {100 * metrics.get('episode/terminated', 0.0):.0f}% ({unstable} unstable)")
@@ -185,7 +187,30 @@ def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest, stor
         warn_implausible_clips(clips, cfg.env.body, log)
         mode = from_writer(_prepare_new, run_dir, cfg, clips, body, log)
 
-    trainer = PPOTrainer(cfg, env)
+    what = f"{len(clips)} clips"
+    names = env.bank.names
+    return run_training(cfg, run_dir, PPOTrainer(cfg, env), mode, what, log, stop, failure_names=names)
+
+
+def run_training(
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    trainer: PPOTrainer,
+    mode: str,
+    what: str,
+    log: Callable[[str], None],
+    stop: StopRequest,
+    failure_names: Sequence[str] = (),
+    resume_command: str = "",
+) -> dict:
+    """The loop every run shares (imitation, transfer): init or restore, update, log, checkpoint, stop.
+
+    ``mode`` is what ``prepare_run_dir`` decided ("new", "restart", "resume");
+    ``what`` names the training data in the start line; ``failure_names``
+    name the clips of the termination memory (empty: none kept);
+    ``resume_command`` is the command that resumes the run (default ``mimic train``'s).
+    """
+    env = trainer.env
     ckpts = writer_only(Checkpoints, run_dir / "checkpoints", log=log)  # None in the other processes
     p = cfg.ppo
     total_updates = trainer.total_updates
@@ -210,7 +235,7 @@ def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest, stor
     )
 
     log(
-        f"training {cfg.name}: body {cfg.env.body}, {len(clips)} clips, {p.num_envs} envs x "
+        f"training {cfg.name}: body {cfg.env.body}, {what}, {p.num_envs} envs x "
         f"{p.unroll_length} steps per update, {total_updates} updates on "
         f"{describe_devices(trainer.mesh)}; compiling..."
     )
@@ -221,7 +246,8 @@ def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest, stor
     stopped_early = False
     discarded = None  # None: no update ran; False: updates ran and are kept; else why the first was dropped
     loop_start_update = start_update
-    resume_hint = f"resume with `mimic train --run-dir {run_dir} --resume`"
+    resume_command = resume_command or f"mimic train --run-dir {run_dir} --resume"
+    resume_hint = f"resume with `{resume_command}`"
     # A signal to any process stops every one (``agree``: the largest signal number over processes).
     (signum,) = agree([stop.signum or 0])
     with mlog if mlog is not None else contextlib.nullcontext():
@@ -265,7 +291,7 @@ def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest, stor
     if stopped_by and discarded is not False:
         log(
             f"stopped by {stopped_by} {discarded or 'before training started'}; nothing new to save; "
-            + (resume_hint if start_update else f"start again with `mimic train --run-dir {run_dir} --resume`")
+            + (resume_hint if start_update else f"start again with `{resume_command}`")
         )
         upd, t_loop = start_update, None
     else:
@@ -279,7 +305,7 @@ def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest, stor
     writer_only(Checkpoints.close, ckpts)
     summary = _summary(run_dir, upd, start_update, trainer, t0, t_loop, loop_start_update, compile_s, last)
     if trainer.uses_failure_memory:
-        summary["hardest_frames"] = hardest_frames(jax.device_get(state.failures), env.bank.names)
+        summary["hardest_frames"] = hardest_frames(jax.device_get(state.failures), failure_names)
         if summary["hardest_frames"]:
             where = ", ".join(f"{h['clip']} frame {h['frame']}" for h in summary["hardest_frames"][:3])
             log(f"where tracking was lost most recently (episodes start there at env.failure_start_prob): {where}")
