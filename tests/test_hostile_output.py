@@ -29,6 +29,7 @@ from mimic_mjx.files import require_writable_dir, require_writable_file
 # Each command with inputs that do not exist: were the output not checked first, the error would name them.
 COMMANDS = {
     "train": ["train", "--clips", "{missing}", "--run-dir", "{out}"],
+    "transfer": ["transfer", "{run}", "--task", "reach_target", "--run-dir", "{out}"],
     "evaluate": ["evaluate", "{run}", "--clips", "{missing}", "--out", "{out}"],
     "demo": ["demo", "--out", "{out}"],
     "register": ["register", "--body", "mouse_forelimb", "--keypoints", "{missing}", "--out", "{out}"],

@@ -73,22 +73,6 @@ def cmd_train(args) -> int:
     return exit_code(summary.get("stopped_by"))
 
 
-def cmd_evaluate(args) -> int:
-    from mimic_mjx.analysis.evaluate import evaluate, format_summary
-    from mimic_mjx.data.clips import read_clip_files
-    from mimic_mjx.presentation.plots import plot_clip
-
-    clips = read_clip_files(args.clips)
-    out = Path(args.out) if args.out else Path(args.run) / "eval"
-    summary = evaluate(args.run, clips, out)
-    if args.plots:
-        for c in summary["clips"][: args.plots]:
-            plot_clip(out / "rollouts.h5", c["clip"], out)
-    print(format_summary(summary))
-    print(f"wrote {out / 'rollouts.h5'} and {out / 'summary.json'}")
-    return 0
-
-
 def cmd_bench(args) -> int:
     from mimic_mjx import config as config_lib
     from mimic_mjx.bodies import get_body
@@ -253,12 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="roll a trained controller out on clips and score it")
-    e.add_argument("run", help="run directory written by `mimic train`")
-    e.add_argument("--clips", nargs="+", required=True, help="clip files to evaluate on (held-out behaviour)")
-    e.add_argument("--out", help="output folder (default RUN/eval)")
-    e.add_argument("--plots", type=int, default=3, help="plot this many clips (0: none)")
-    e.set_defaults(func=cmd_evaluate)
+    from mimic_mjx.cli import transfer
+
+    transfer.add_parsers(sub)  # mimic evaluate (imitation and task runs), mimic transfer
 
     d = sub.add_parser("demo", help="train, evaluate, analyse and report on a body's generated behaviour; no data")
     d.add_argument("--out", default="demo_out", help="output folder")

@@ -18,6 +18,7 @@ from mimic_mjx.files import require_writable_dir, require_writable_file
 # command -> (argument's dest, its flag, "dir" or "file", default location or None)
 OUTPUTS: dict[str, tuple[tuple[str, str, str, object], ...]] = {
     "train": (("run_dir", "--run-dir", "dir", None),),
+    "transfer": (("run_dir", "--run-dir", "dir", None),),
     "evaluate": (("out", "--out", "dir", lambda a: Path(a.run) / "eval"),),
     "demo": (("out", "--out", "dir", None),),
     "register": (("out", "--out", "file", None), ("render", "--render", "file", None)),
