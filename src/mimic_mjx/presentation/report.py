@@ -19,6 +19,7 @@ from pathlib import Path
 from mimic_mjx.errors import MimicError, RunDirError
 from mimic_mjx.files import read_jsonl, read_text, require_regular_file, write_text
 from mimic_mjx.presentation import report_figures as F
+from mimic_mjx.presentation.task_report import task_results
 from mimic_mjx.training.rundir import package_version
 
 SECTIONS = {
@@ -339,8 +340,10 @@ def build_report(run_dir, out, *, eval_dir=None, analysis_dir=None, experiments_
         f"no training metrics in {_esc(run / 'metrics.jsonl')}: run <code>mimic train --run-dir "
         f"{_esc(run)} ...</code> (or <code>--resume</code>) to log training curves"
     )
-    if edir is not None:
-        body["tracking"] = _tracking(_read_json(edir / "summary.json", "evaluation summary"), edir)
+    if edir is not None and "task" in (summary := _read_json(edir / "summary.json", "evaluation summary")):
+        body["tracking"] = task_results(summary, edir)  # a transfer run: task instances, not clips
+    elif edir is not None:
+        body["tracking"] = _tracking(summary, edir)
         figs = F.error_figures(F.read_errors(edir / "rollouts.h5")) if (edir / "rollouts.h5").is_file() else []
         body["errors"] = "".join(_figure(uri, f"tracking errors: {t}") for t, uri in figs) or None
     body["tracking"] = body.get("tracking") or _missing(

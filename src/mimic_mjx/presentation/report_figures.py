@@ -22,6 +22,7 @@ from mimic_mjx.files import require_regular_file
 CURVE_GROUPS = (
     ("reward", ("reward/",)),
     ("tracking errors", ("error/",)),
+    ("task", ("task/", "episode/success")),  # tasks without references (mimic transfer)
     ("KL", ("loss/latent_kl", "policy/approx_kl", "policy/kl_weight")),
     ("losses", ("loss/policy", "loss/value", "policy/entropy")),
     ("episodes", ("episode/length", "episode/terminated")),
