@@ -32,10 +32,11 @@ from mimic_mjx.data.binding import ReferenceBank, body_ids
 from mimic_mjx.environments.actions import ActionMap
 from mimic_mjx.environments.backends import make_backend
 from mimic_mjx.environments.metrics import aggregate_metrics, step_metrics  # noqa: F401  (re-export)
+from mimic_mjx.environments.proprio import proprioception
 from mimic_mjx.environments.rewards import Errors, StepQuantities, masked_mean, reward_terms, rms
 from mimic_mjx.environments.starts import NOISY_STARTS_PER_FRAME, bank_poses, noisy_starts, sample_failure_start
 from mimic_mjx.errors import BindingError
-from mimic_mjx.quaternions import heading_matrix, quat_angle, quat_conj, quat_mul, quat_rotate, quat_to_mat
+from mimic_mjx.quaternions import heading_matrix, quat_angle, quat_conj, quat_mul, quat_rotate
 
 
 @struct.dataclass
@@ -195,16 +196,10 @@ class ImitationEnv:
             ref_root=ref_q[:, :7] if self.has_root else None,
             root=root if self.has_root else None,
         )
-        to_local = jnp.eye(3) if heading is None else heading.T
-        rel_body = (body - root[None, :3]) @ to_local.T * 1e3
-        parts = [phys.qpos[self.hinge_q], phys.qvel[self.hinge_v]]
-        if self.has_root:
-            rot = quat_to_mat(root[3:7])
-            # Height, gravity direction and velocities in the root's own frame: all
-            # independent of where the body is and which way it faces.
-            parts += [root[2:3] * 1e3, rot.T @ jnp.array([0.0, 0.0, -1.0]), rot.T @ phys.qvel[:3], phys.qvel[3:6]]
-        parts += [phys.act, phys.actuator_force / self.force_scale, prev_ctrl, rel_body.ravel()]
-        return ref_obs, jnp.concatenate(parts)
+        prop_obs = proprioception(
+            phys, self.hinge_q, self.hinge_v, self.body_ids, self.has_root, self.force_scale, prev_ctrl
+        )
+        return ref_obs, prop_obs
 
     def markers(self, phys, clip):
         """World positions (K, 3) of the registered markers on the simulated body."""
