@@ -161,6 +161,9 @@ RENAMED_KEYS = {
 
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
+    # Decoders ``decoder`` accepts (a class constant, not a config key: it has no annotation).
+    DECODERS = ("mlp", "lstm", "gru")
+
     encoder_layers: tuple[int, ...] = (256, 256)
     decoder_layers: tuple[int, ...] = (256, 256)
     value_layers: tuple[int, ...] = (256, 256)
@@ -169,10 +172,18 @@ class AgentConfig:
     kl_weight: float = 1e-3  # final weight of the latent KL term
     kl_ramp_steps: int = 1_000_000  # environment steps over which the KL weight ramps from 0
     init_log_std: float = -0.5
+    # The decoder: "mlp" (stateless), or a recurrent cell ("lstm", "gru") of recurrent_size units
+    # reading [latent, proprioception] whose output decoder_layers map to the action (agents/networks.py).
+    decoder: str = "mlp"
+    recurrent_size: int = 128  # units of the recurrent cell (unused by "mlp")
 
     def validate(self) -> None:
-        _positive(self, "latent_dim")
+        _positive(self, "latent_dim", "recurrent_size")
         _non_negative(self, "kl_weight", "kl_ramp_steps")
+        if self.decoder not in self.DECODERS:
+            close = difflib.get_close_matches(str(self.decoder), self.DECODERS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"agent.decoder must be one of {', '.join(self.DECODERS)}, got '{self.decoder}'{hint}")
         for name in ("encoder_layers", "decoder_layers", "value_layers"):
             layers = getattr(self, name)
             if not layers or any(w <= 0 for w in layers):
