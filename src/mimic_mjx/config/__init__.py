@@ -22,10 +22,12 @@ from mimic_mjx.config.schema import (
     TerminationConfig,
     TrainConfig,
 )
+from mimic_mjx.config.task import TASK_NAMES, TaskConfig, TaskKernel, TaskRewardConfig, TaskTerm
 from mimic_mjx.errors import ConfigError
 
 __all__ = [
     "BACKENDS",
+    "TASK_NAMES",
     "RENAMED_KEYS",
     "AgentConfig",
     "AngleKernel",
@@ -37,6 +39,10 @@ __all__ = [
     "ExperimentConfig",
     "PPOConfig",
     "RewardConfig",
+    "TaskConfig",
+    "TaskKernel",
+    "TaskRewardConfig",
+    "TaskTerm",
     "TerminationConfig",
     "TrainConfig",
     "apply_overrides",

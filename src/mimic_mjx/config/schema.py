@@ -11,6 +11,7 @@ import difflib
 import json
 from typing import Any
 
+from mimic_mjx.config.task import TaskConfig
 from mimic_mjx.errors import ConfigError
 
 #: Physics backends ``env.backend`` accepts (see mimic_mjx.environments.physics).
@@ -265,6 +266,7 @@ class ExperimentConfig:
     agent: AgentConfig = AgentConfig()
     ppo: PPOConfig = PPOConfig()
     train: TrainConfig = TrainConfig()
+    task: TaskConfig = TaskConfig()  # a task without reference kinematics (docs/transfer.md); "" = imitation
 
     def validate(self) -> ExperimentConfig:
         self.env.validate()
@@ -273,6 +275,7 @@ class ExperimentConfig:
         self.agent.validate()
         self.ppo.validate()
         self.train.validate()
+        self.task.validate()
         if not self.env.body:
             raise ConfigError("env.body must name a body (see `mimic bodies`)")
         # Whether env.body names a known body is checked one layer up (bodies.check_config): bodies
