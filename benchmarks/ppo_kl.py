@@ -37,17 +37,19 @@ def dissect(trainer, before, after) -> dict:
 
     ts = jax.device_put(before)
     _, k_roll, _ = jax.random.split(ts.key, 3)  # the split _update makes
-    env_state, prev_latent, traj, _ = jax.jit(trainer._rollout)(ts, k_roll)
+    env_state, prev_latent, dec_state, traj, _ = jax.jit(trainer._rollout)(ts, k_roll)
     pol, p = ts.policy, trainer.cfg.ppo
     b = traj._replace(metrics={})
 
     def outputs(params):
-        return network_outputs(trainer.agent, pol.replace(params=params), b.ref_obs, b.prop_obs, b.eps)
+        pp = pol.replace(params=params)
+        return network_outputs(trainer.agent, pp, b.ref_obs, b.prop_obs, b.eps, b.decoder_state)
 
     old, new = outputs(pol.params), outputs(jax.device_put(after.policy.params))
     log_r = np.asarray(gaussian_log_prob(b.action, new["action_mean"], new["action_log_std"]) - b.log_prob).ravel()
     z2 = np.asarray(jnp.sum(jnp.square((b.action - old["action_mean"]) / jnp.exp(old["action_log_std"])), -1)).ravel()
-    boot = network_outputs(trainer.agent, pol, env_state.ref_obs, env_state.prop_obs, jnp.zeros_like(prev_latent))
+    obs = (env_state.ref_obs, env_state.prop_obs)
+    boot = network_outputs(trainer.agent, pol, *obs, jnp.zeros_like(prev_latent), dec_state)
     adv, _ = compute_gae(
         b.reward * p.reward_scaling, old["value"], boot["value"], b.terminated, b.truncated, p.discount, p.gae_lambda
     )

@@ -49,7 +49,7 @@ def test_first_minibatch_ratio_is_one_on_every_update(trainer):
 def test_clip_fraction_counts_ratios_outside_the_clip_range(trainer):
     """Shifted statistics move the ratios: the fraction is the share outside [0.8, 1.2]."""
     state = trainer.init(jax.random.PRNGKey(1))
-    _, _, traj, _ = jax.jit(trainer._rollout)(state, jax.random.PRNGKey(2))
+    traj = jax.jit(trainer._rollout)(state, jax.random.PRNGKey(2))[3]
     n = trainer.steps_per_update
     batch = jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), traj._replace(metrics={}))
     pol = state.policy

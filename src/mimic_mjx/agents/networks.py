@@ -5,6 +5,13 @@ the decoder turns that intention plus proprioception into muscle excitations,
 as in the published imitation controllers. A separate value network sees both.
 Each hidden layer's activation is recorded with ``sow`` so evaluation can read
 the network's activity.
+
+The decoder is an MLP (``agent.decoder: mlp``), or a recurrent cell (``lstm``,
+``gru``) reading [latent, proprioception] whose output the ``decoder_layers``
+MLP maps to the action. Its state is one array per environment,
+``(..., state_size)``: ``[cell, hidden]`` for an LSTM, ``hidden`` for a GRU,
+empty (size 0) for the MLP, zeros at an episode's first step. Every decoder
+parameter, the cell's included, lives under ``params["decoder"]``.
 """
 
 from __future__ import annotations
@@ -13,7 +20,24 @@ import math
 from collections.abc import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
+
+from mimic_mjx.errors import MimicError
+
+#: flax cells of the recurrent decoders, by ``agent.decoder``.
+CELLS = {"lstm": nn.LSTMCell, "gru": nn.GRUCell}
+# Parameter names that tell the cells apart in a stored decoder (flax's own names).
+_CELL_MARKS = {"lstm": "ii", "gru": "ir"}
+
+
+def _dense_stack(module: nn.Module, x, layers, out: int, prefix: str, final_scale: float):
+    """Swish layers then a linear output, created in (and sown by) ``module``: their parameters are its own."""
+    for i, width in enumerate(layers):
+        x = nn.swish(nn.Dense(width, kernel_init=nn.initializers.lecun_uniform(), name=f"dense_{i}")(x))
+        module.sow("intermediates", f"{prefix}_{i}", x)
+    return nn.Dense(out, kernel_init=nn.initializers.variance_scaling(final_scale, "fan_in", "uniform"), name="out")(x)
 
 
 class MLP(nn.Module):
@@ -24,12 +48,36 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        for i, width in enumerate(self.layers):
-            x = nn.swish(nn.Dense(width, kernel_init=nn.initializers.lecun_uniform(), name=f"dense_{i}")(x))
-            self.sow("intermediates", f"{self.name_prefix}_{i}", x)
-        return nn.Dense(
-            self.out, kernel_init=nn.initializers.variance_scaling(self.final_scale, "fan_in", "uniform"), name="out"
-        )(x)
+        return _dense_stack(self, x, self.layers, self.out, self.name_prefix, self.final_scale)
+
+
+def state_size(kind: str, size: int) -> int:
+    """Length of the decoder state of a decoder ``kind`` with ``size`` units (0: stateless)."""
+    return {"mlp": 0, "gru": size, "lstm": 2 * size}[kind]
+
+
+class RecurrentDecoder(nn.Module):
+    """One step of a recurrent cell, then the decoder MLP on its output; records ``decoder_hidden`` (and
+    ``decoder_cell``) as layers."""
+
+    kind: str  # "lstm" | "gru"
+    size: int
+    layers: Sequence[int]
+    out: int
+    final_scale: float = 0.01
+
+    @nn.compact
+    def __call__(self, x, state):
+        cell = CELLS[self.kind](self.size, name="cell")
+        carry = tuple(jnp.split(state, 2, axis=-1)) if self.kind == "lstm" else state  # flax's (c, h) / h
+        carry, hidden = cell(carry, x)
+        self.sow("intermediates", "decoder_hidden", hidden)
+        if self.kind == "lstm":
+            self.sow("intermediates", "decoder_cell", carry[0])
+            new_state = jnp.concatenate(carry, axis=-1)
+        else:
+            new_state = carry
+        return _dense_stack(self, hidden, self.layers, self.out, "decoder", self.final_scale), new_state
 
 
 class IntentionAgent(nn.Module):
@@ -39,10 +87,21 @@ class IntentionAgent(nn.Module):
     latent_dim: int
     action_size: int
     init_log_std: float
+    decoder_kind: str = "mlp"
+    recurrent_size: int = 0
+
+    @property
+    def state_size(self) -> int:
+        return state_size(self.decoder_kind, self.recurrent_size)
 
     def setup(self):
         self.encoder = MLP(self.encoder_layers, 2 * self.latent_dim, "encoder")
-        self.decoder = MLP(self.decoder_layers, self.action_size, "decoder", final_scale=0.01)
+        if self.decoder_kind == "mlp":
+            self.decoder = MLP(self.decoder_layers, self.action_size, "decoder", final_scale=0.01)
+        else:
+            self.decoder = RecurrentDecoder(
+                self.decoder_kind, self.recurrent_size, self.decoder_layers, self.action_size
+            )
         self.value_net = MLP(self.value_layers, 1, "value")
         self.log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (self.action_size,))
 
@@ -51,9 +110,14 @@ class IntentionAgent(nn.Module):
         mean, log_var = jnp.split(out, 2, axis=-1)
         return mean, jnp.clip(log_var, -10.0, 4.0)
 
-    def decode(self, latent, prop_obs):
-        mean = self.decoder(jnp.concatenate([latent, prop_obs], axis=-1))
-        return mean, jnp.broadcast_to(self.log_std, mean.shape)
+    def decode(self, latent, prop_obs, state):
+        """(action mean, action log-std, the decoder state after this step) from the state before it."""
+        x = jnp.concatenate([latent, prop_obs], axis=-1)
+        if self.decoder_kind == "mlp":
+            mean = self.decoder(x)  # stateless: the (empty) state passes through
+        else:
+            mean, state = self.decoder(x, state)
+        return mean, jnp.broadcast_to(self.log_std, mean.shape), state
 
     def value(self, ref_obs, prop_obs):
         return self.value_net(jnp.concatenate([ref_obs, prop_obs], axis=-1))[..., 0]
@@ -62,7 +126,8 @@ class IntentionAgent(nn.Module):
         """Full forward pass with latent noise ``eps``; used to initialise parameters."""
         mean, log_var = self.encode(ref_obs)
         latent = mean + jnp.exp(0.5 * log_var) * eps
-        return self.decode(latent, prop_obs), self.value(ref_obs, prop_obs)
+        state = jnp.zeros(prop_obs.shape[:-1] + (self.state_size,))
+        return self.decode(latent, prop_obs, state), self.value(ref_obs, prop_obs)
 
 
 def gaussian_log_prob(x, mean, log_std):
@@ -94,8 +159,51 @@ def make_agent(agent_cfg, action_size: int) -> IntentionAgent:
         latent_dim=agent_cfg.latent_dim,
         action_size=action_size,
         init_log_std=agent_cfg.init_log_std,
+        decoder_kind=agent_cfg.decoder,
+        recurrent_size=agent_cfg.recurrent_size if agent_cfg.decoder != "mlp" else 0,
     )
 
 
 def init_params(agent: IntentionAgent, key, ref_size: int, prop_size: int, latent_dim: int):
     return agent.init(key, jnp.zeros((1, ref_size)), jnp.zeros((1, prop_size)), jnp.zeros((1, latent_dim)))["params"]
+
+
+def zero_state(agent: IntentionAgent, batch_shape=()) -> jax.Array:
+    """The decoder state at an episode's first step: zeros of shape ``batch_shape + (state_size,)``."""
+    return jnp.zeros(tuple(batch_shape) + (agent.state_size,), jnp.float32)
+
+
+def describe_decoder(decoder_params) -> str:
+    """What a ``params["decoder"]`` tree is, in words: e.g. ``lstm(128) -> MLP [256, 256]``."""
+    dense = sorted((k for k in decoder_params if k.startswith("dense_")), key=lambda k: int(k.split("_")[1]))
+    mlp = f"MLP {[int(np.shape(decoder_params[k]['kernel'])[1]) for k in dense]}"
+    cell = decoder_params.get("cell")
+    if cell is None:
+        return mlp
+    kind = next((k for k, mark in _CELL_MARKS.items() if mark in cell), "recurrent")
+    units = int(np.shape(next(iter(jax.tree.leaves(cell))))[-1])
+    return f"{kind}({units}) -> {mlp}"
+
+
+def check_decoder_params(agent: IntentionAgent, params: dict, ref_size: int, prop_size: int, what: str) -> None:
+    """A MimicError naming both shapes when ``params`` (of ``what``, e.g. a checkpoint) are not the network
+    ``agent`` builds, instead of a traceback deep inside flax."""
+    want = jax.eval_shape(lambda: init_params(agent, jax.random.PRNGKey(0), ref_size, prop_size, agent.latent_dim))
+    shapes = lambda tree: {jax.tree_util.keystr(p): tuple(np.shape(x)) for p, x in _leaves(tree)}
+    if shapes(want) == shapes(params):
+        return
+    if "decoder" in params and shapes(want["decoder"]) != shapes(params["decoder"]):
+        raise MimicError(
+            f"{what} holds a decoder {describe_decoder(params['decoder'])}, but the config "
+            f"(agent.decoder={agent.decoder_kind!r}) builds {describe_decoder(want['decoder'])}; "
+            "use the agent settings it was trained with"
+        )
+    diff = sorted(set(shapes(want).items()) ^ set(shapes(params).items()))[:4]
+    raise MimicError(
+        f"{what} does not hold the network the config builds (parameters differing: "
+        f"{', '.join(f'{k} {v}' for k, v in diff)}); use the agent settings it was trained with"
+    )
+
+
+def _leaves(tree):
+    return jax.tree_util.tree_flatten_with_path(tree)[0]

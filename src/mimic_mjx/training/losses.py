@@ -20,6 +20,9 @@ class Transition(NamedTuple):
     prop_obs: jax.Array
     eps: jax.Array
     prev_latent: jax.Array
+    # The decoder's state the action was taken with (before the step; size 0 for the MLP decoder):
+    # the loss recomputes log-probabilities from it, one step of the cell, no backpropagation through time.
+    decoder_state: jax.Array
     first: jax.Array
     action: jax.Array
     log_prob: jax.Array
@@ -88,7 +91,8 @@ def compute_ppo_loss(
     minibatch. ``weights`` (0/1 per transition) leave transitions out; they
     must still hold finite numbers, since a NaN times zero is NaN.
     """
-    out = network_outputs(agent, PolicyParams(params, ref_stats, prop_stats), batch.ref_obs, batch.prop_obs, batch.eps)
+    pp = PolicyParams(params, ref_stats, prop_stats)
+    out = network_outputs(agent, pp, batch.ref_obs, batch.prop_obs, batch.eps, batch.decoder_state)
     log_prob = gaussian_log_prob(batch.action, out["action_mean"], out["action_log_std"])
     ratio = jnp.exp(log_prob - batch.log_prob)
     if weights is None:

@@ -1,7 +1,7 @@
 """Data-parallel training: environments split over devices, and over processes on several machines.
 
-One mesh axis, ``envs``. The environment batch (states, latent carry,
-trajectories) is split along it; parameters, optimiser state and keys are
+One mesh axis, ``envs``. The environment batch (states, latent and decoder
+state carry, trajectories) is split along it; parameters, optimiser state and keys are
 replicated, and XLA inserts the all-reduce of the gradients of the globally
 averaged loss. Random draws are made for the global batch and then split
 (threefry is partitionable), so a seed and a global batch give the same
@@ -81,10 +81,11 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def state_shardings(state, mesh: Mesh):
-    """Shardings of a TrainState: per-environment fields split, everything else replicated."""
+    """Shardings of a TrainState: per-environment fields (environments, latent and decoder state) split,
+    everything else replicated."""
     rep, env = replicated(mesh), env_sharding(mesh)
     shard = jax.tree.map(lambda _: rep, state)
-    return shard.replace(env_state=jax.tree.map(lambda _: env, state.env_state), prev_latent=env)
+    return shard.replace(env_state=jax.tree.map(lambda _: env, state.env_state), prev_latent=env, decoder_state=env)
 
 
 def shard_envs(fn, mesh: Mesh | None, shared_args: int = 0):

@@ -24,18 +24,30 @@ the loss, and a minibatch whose loss, gradients or new parameters are not
 finite leaves parameters and optimiser state as they were (counted in the
 metrics; ``check_nonfinite`` stops a run that keeps skipping).
 
+A recurrent decoder's state is carried through the rollout (zeros at each
+episode's first step) and between updates (``TrainState.decoder_state``); each
+transition stores the state its action was taken with, so the loss recomputes
+the same log-probabilities (one step of the cell, no backpropagation through
+time). The MLP decoder's state is empty and changes nothing.
+
+Transfer runs (``training.transfer``) start from a given policy
+(``initial_policy``), keep parameter entries fixed (``frozen``) and the
+proprioception statistics too (``freeze_prop_stats``).
+
 With a ``mesh`` (``training.parallel``) the environments are split over its
 devices; see there for what stays identical across device counts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from mimic_mjx.agents.networks import gaussian_log_prob, init_params, make_agent
+from mimic_mjx.agents.networks import check_decoder_params, gaussian_log_prob, init_params, make_agent, zero_state
 from mimic_mjx.agents.normalizer import RunningStats
 from mimic_mjx.agents.policy import PolicyParams, network_outputs
 from mimic_mjx.config import ExperimentConfig
@@ -45,6 +57,7 @@ from mimic_mjx.environments.starts import empty_failures, failure_cdf, record_fa
 from mimic_mjx.errors import MimicError
 from mimic_mjx.training import parallel
 from mimic_mjx.training.losses import Transition, compute_gae, compute_ppo_loss, kl_weight_at
+from mimic_mjx.training.optimizer import adam_count, check_frozen, keep_frozen, make_optimizer
 
 #: Consecutive updates whose every minibatch was skipped before the run stops.
 NONFINITE_LIMIT = 5
@@ -81,6 +94,9 @@ class TrainState:
     # before (environments.starts; empty, and not stored, when no episode does);
     # a checkpoint without it restores an empty memory.
     failures: jax.Array = 0
+    # (num_envs, state_size): the recurrent decoder's state after the last step (empty for the MLP decoder,
+    # and then not stored; a checkpoint without it restores zeros).
+    decoder_state: jax.Array = 0
 
 
 def _all_finite(tree):
@@ -88,8 +104,9 @@ def _all_finite(tree):
 
 
 def _rows_finite(x, lead: int):
-    """Per leading index (the first ``lead`` axes): whether every entry is finite."""
-    return jnp.all(jnp.isfinite(x).reshape(x.shape[:lead] + (-1,)), axis=-1)
+    """Per leading index (the first ``lead`` axes): whether every entry is finite (True for none, e.g. an
+    MLP decoder's empty state)."""
+    return jnp.all(jnp.isfinite(x), axis=tuple(range(lead, x.ndim)))
 
 
 def _where_rows(ok, a, b):
@@ -101,18 +118,36 @@ class PPOTrainer:
 
     ``mesh``: split the environments over its devices (``parallel.make_mesh``);
     by default all devices when there are several, None for one device.
+    ``initial_policy``: applied to the freshly initialised policy in ``init``
+    (e.g. pasting a trained decoder in); its result is the initial policy and
+    the optimiser starts from it. ``frozen``: top-level parameter entries
+    (e.g. ``("decoder",)``) that are never updated (the loss still
+    backpropagates through them). ``freeze_prop_stats``: batches do not update
+    the proprioception statistics (the reference statistics still do).
     """
 
-    def __init__(self, cfg: ExperimentConfig, env: ImitationEnv, mesh=_AUTO):
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        env: ImitationEnv,
+        mesh=_AUTO,
+        *,
+        initial_policy: Callable[[PolicyParams], PolicyParams] | None = None,
+        frozen: tuple[str, ...] = (),
+        freeze_prop_stats: bool = False,
+    ):
         self.cfg = cfg
         self.env = env
         self.agent = make_agent(cfg.agent, env.action_size)
         p = cfg.ppo
         self.steps_per_update = p.num_envs * p.unroll_length
         self.total_updates = max(1, -(-cfg.train.total_steps // self.steps_per_update))
+        self.initial_policy = initial_policy
+        self.freeze_prop_stats = bool(freeze_prop_stats)
+        self.frozen = check_frozen(frozen, self._param_keys()) if frozen else ()
         # A constant rate stays a number: the optimiser state keeps the layout of earlier checkpoints.
         lr = p.learning_rate if p.learning_rate_end is None else self.learning_rate_schedule
-        self.optimizer = optax.chain(optax.clip_by_global_norm(p.max_grad_norm), optax.adam(lr))
+        self.optimizer = make_optimizer(p.max_grad_norm, lr, self.frozen)
         self.mesh = parallel.default_mesh() if isinstance(mesh, str) and mesh == _AUTO else mesh
         if self.mesh is not None:
             parallel.check_divisible(p.num_envs, self.mesh.size)
@@ -141,6 +176,13 @@ class PPOTrainer:
         """Whether the training state keeps the termination memory (``env.failure_start_prob`` > 0)."""
         return self._use_failures
 
+    def _param_keys(self) -> set[str]:
+        env, a = self.env, self.cfg.agent
+        shapes = jax.eval_shape(
+            lambda: init_params(self.agent, jax.random.PRNGKey(0), env.ref_obs_size, env.prop_obs_size, a.latent_dim)
+        )
+        return set(shapes)
+
     def place(self, state: TrainState) -> TrainState:
         """A host state (a restored checkpoint) laid out on the mesh; needed where devices span processes."""
         return state if self.mesh is None else parallel.place(state, self.state_sharding)
@@ -152,15 +194,20 @@ class PPOTrainer:
         env_state = self._vreset(parallel.constrain(jax.random.split(k_env, p.num_envs), self.mesh, 0))
         ref_stats = RunningStats.create(env.ref_obs_size).update(env_state.ref_obs)
         prop_stats = RunningStats.create(env.prop_obs_size).update(env_state.prop_obs)
+        policy = PolicyParams(params, ref_stats, prop_stats)
+        if self.initial_policy is not None:
+            policy = self.initial_policy(policy)
+            check_decoder_params(self.agent, policy.params, env.ref_obs_size, env.prop_obs_size, "initial_policy")
         return TrainState(
-            policy=PolicyParams(params, ref_stats, prop_stats),
-            opt_state=self.optimizer.init(params),
+            policy=policy,
+            opt_state=self.optimizer.init(policy.params),
             env_state=env_state,
             prev_latent=jnp.zeros((p.num_envs, a.latent_dim)),
             key=k_run,
             updates=jnp.zeros((), jnp.int32),
             nonfinite_updates=jnp.zeros((), jnp.int32),
             failures=empty_failures(*(env.failure_table_shape if self._use_failures else (0, 0))),
+            decoder_state=zero_state(self.agent, (p.num_envs,)),
         )
 
     # -- rollout -----------------------------------------------------------
@@ -189,25 +236,28 @@ class PPOTrainer:
         return jax.lax.cond(jnp.all(ok), lambda: nxt, restart)
 
     def _rollout(self, ts: TrainState, key):
-        """(env_state, prev_latent, trajectory, (clip, frame) each transition ended on)."""
+        """(env_state, prev_latent, decoder_state, trajectory, (clip, frame) each transition ended on)."""
         p, ce = self.cfg.ppo, self.cfg.env.control_every
         cdf = failure_cdf(ts.failures) if self._use_failures else None
 
         def one_step(carry, k):
-            env_state, prev_latent = carry
+            env_state, prev_latent, dec_state = carry
             k_eps, k_act = jax.random.split(k)
             eps = jax.random.normal(k_eps, prev_latent.shape)
-            out = network_outputs(self.agent, ts.policy, env_state.ref_obs, env_state.prop_obs, eps)
+            first = env_state.steps == 0
+            # An episode's decoder starts from zeros (the environment reset it after the last one ended).
+            dec_state = jnp.where(first[:, None], 0.0, dec_state)
+            out = network_outputs(self.agent, ts.policy, env_state.ref_obs, env_state.prop_obs, eps, dec_state)
             a_mean, a_log_std = out["action_mean"], out["action_log_std"]
             action = a_mean + jnp.exp(a_log_std) * jax.random.normal(k_act, a_mean.shape)
             log_prob = gaussian_log_prob(action, a_mean, a_log_std)
-            first = env_state.steps == 0
             nxt = self._end_nonfinite(self._vstep(env_state, action, cdf))
             tr = Transition(
                 ref_obs=env_state.ref_obs,
                 prop_obs=env_state.prop_obs,
                 eps=eps,
                 prev_latent=prev_latent,
+                decoder_state=dec_state,
                 first=first,
                 action=action,
                 log_prob=log_prob,
@@ -217,11 +267,14 @@ class PPOTrainer:
                 metrics=nxt.metrics,
             )
             latent = jnp.where(jnp.isfinite(out["latent"]), out["latent"], 0.0)
-            return (nxt, parallel.constrain(latent, self.mesh, 0)), (tr, (env_state.clip, env_state.frame + ce))
+            new_dec = jnp.where(jnp.isfinite(out["decoder_state"]), out["decoder_state"], 0.0)
+            carry = tuple(parallel.constrain(x, self.mesh, 0) for x in (latent, new_dec))
+            return (nxt, *carry), (tr, (env_state.clip, env_state.frame + ce))
 
         keys = jax.random.split(key, p.unroll_length)
-        (env_state, prev_latent), (traj, ends) = jax.lax.scan(one_step, (ts.env_state, ts.prev_latent), keys)
-        return env_state, prev_latent, traj, ends
+        start = (ts.env_state, ts.prev_latent, ts.decoder_state)
+        (env_state, prev_latent, dec_state), (traj, ends) = jax.lax.scan(one_step, start, keys)
+        return env_state, prev_latent, dec_state, traj, ends
 
     def learning_rate_schedule(self, sgd_steps):
         """Learning rate after ``sgd_steps`` applied minibatch steps (Adam's own count, so it resumes exactly)."""
@@ -237,7 +290,7 @@ class PPOTrainer:
 
     def _update(self, ts: TrainState):
         key, k_roll, k_perm = jax.random.split(ts.key, 3)
-        env_state, prev_latent, traj, ends = self._rollout(ts, k_roll)
+        env_state, prev_latent, dec_state, traj, ends = self._rollout(ts, k_roll)
         traj = parallel.constrain(traj, self.mesh, 1)
         learned = self._learn(ts.policy, ts.opt_state, ts.updates, ts.nonfinite_updates, traj, env_state, k_perm)
         policy, opt_state, nonfinite_updates, metrics = learned
@@ -249,6 +302,7 @@ class PPOTrainer:
             key=key,
             updates=ts.updates + 1,
             nonfinite_updates=nonfinite_updates,
+            decoder_state=dec_state,
             failures=record_failures(ts.failures, *ends, traj.terminated) if self._use_failures else ts.failures,
         )
         return new, metrics
@@ -271,9 +325,14 @@ class PPOTrainer:
         # minibatch's ratio differ from 1 before any step (approx KL 0.45 on the demo's first update).
         finite = valid
 
-        values = network_outputs(self.agent, pol, batch.ref_obs, batch.prop_obs, batch.eps)["value"]
-        zero_latent = jnp.zeros(last.ref_obs.shape[:-1] + (a.latent_dim,))
-        bootstrap = network_outputs(self.agent, pol, last.ref_obs, last.prop_obs, zero_latent)["value"]
+        values = network_outputs(self.agent, pol, batch.ref_obs, batch.prop_obs, batch.eps, batch.decoder_state)
+        values = values["value"]
+        batch_shape = last.ref_obs.shape[:-1]
+        zero_latent = jnp.zeros(batch_shape + (a.latent_dim,))
+        # The value reads no decoder state: any state (zeros) gives the bootstrap value.
+        bootstrap = network_outputs(
+            self.agent, pol, last.ref_obs, last.prop_obs, zero_latent, zero_state(self.agent, batch_shape)
+        )["value"]
         bootstrap = jnp.where(jnp.isfinite(bootstrap), bootstrap, 0.0)
         # A left-out transition carries no learning signal and cuts its episode's return, as a truncation does.
         truncated = jnp.maximum(batch.truncated, 1.0 - valid)
@@ -303,14 +362,15 @@ class PPOTrainer:
 
         def sgd_epoch(carry, k):
             perm = jax.random.permutation(k, n)
-            mbs = jax.tree.map(lambda x: x[perm].reshape((p.num_minibatches, -1) + x.shape[1:]), flat)
+            size = n // p.num_minibatches  # explicit: a size-0 decoder state leaves -1 undetermined
+            mbs = jax.tree.map(lambda x: x[perm].reshape((p.num_minibatches, size) + x.shape[1:]), flat)
             mbs = parallel.constrain(mbs, self.mesh, 1)
 
             def sgd_step(c, mb):
                 params, opt_state = c
                 (loss, info), grads = grad_fn(params, mb)
                 updates, new_opt = self.optimizer.update(grads, opt_state, params)
-                new_params = optax.apply_updates(params, updates)
+                new_params = keep_frozen(optax.apply_updates(params, updates), params, self.frozen)
                 # A non-finite step (loss, gradients, or parameters after an absurd learning rate) is skipped.
                 ok = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_params)
                 keep = lambda new, old: jax.tree.map(lambda x, y: jnp.where(ok, x, y), new, old)
@@ -326,16 +386,14 @@ class PPOTrainer:
         metrics = {k: jnp.sum(jnp.where(oks, v, 0.0)) / used for k, v in infos.items()}  # NaN when all skipped
         metrics.update(aggregate_metrics(traj.metrics, jnp.maximum(traj.terminated, traj.truncated)))
         metrics["policy/kl_weight"] = kl_weight
-        # opt_state = chain(clip, adam): Adam's own step count.
-        metrics["policy/learning_rate"] = self.learning_rate_schedule(opt_state[1][0].count)
+        metrics["policy/learning_rate"] = self.learning_rate_schedule(adam_count(opt_state))
         skipped = oks.size - used
         nonfinite_updates = jnp.where(used == 0, nonfinite_updates + 1, 0).astype(jnp.int32)
         metrics["train/skipped_minibatches"] = skipped.astype(jnp.float32)
         metrics["train/nonfinite_updates"] = nonfinite_updates.astype(jnp.float32)
         metrics["train/nonfinite_transitions"] = jnp.sum(~valid).astype(jnp.float32)
-        # The batch enters the statistics after learning: the next rollout acts with them.
-        new_stats = dict(
-            ref_stats=pol.ref_stats.update(batch.ref_obs, finite),
-            prop_stats=pol.prop_stats.update(batch.prop_obs, finite),
-        )
+        # The batch enters the statistics after learning: the next rollout acts with them. Frozen
+        # proprioception statistics keep a reused decoder's inputs normalised as in its training.
+        prop_stats = pol.prop_stats if self.freeze_prop_stats else pol.prop_stats.update(batch.prop_obs, finite)
+        new_stats = dict(ref_stats=pol.ref_stats.update(batch.ref_obs, finite), prop_stats=prop_stats)
         return pol.replace(params=params, **new_stats), opt_state, nonfinite_updates, metrics
