@@ -9,6 +9,8 @@ is reused on a new task.
 from __future__ import annotations
 
 import jax.numpy as jnp
+import mujoco
+import numpy as np
 
 from mimic_mjx.quaternions import heading_matrix, quat_to_mat
 
@@ -19,6 +21,16 @@ FIXED_ROOT = (0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0)
 def root_pose(qpos, has_root: bool):
     """Root position and orientation (7,): the free joint's, or the origin for a fixed base."""
     return qpos[:7] if has_root else jnp.asarray(FIXED_ROOT)
+
+
+def force_scale(model: mujoco.MjModel) -> np.ndarray:
+    """What actuator forces are divided by in ``proprioception``: muscles' peak isometric forces, else 1.
+
+    The imitation task computes the same from the body's unperturbed model (``ImitationEnv``).
+    """
+    is_muscle = model.actuator_gaintype == int(mujoco.mjtGain.mjGAIN_MUSCLE)
+    peak = np.abs(model.actuator_gainprm[:, 2])
+    return np.where(is_muscle & (peak > 0), peak, 1.0)
 
 
 def proprioception(phys, hinge_q, hinge_v, body_ids, has_root: bool, force_scale, prev_ctrl):
