@@ -7,6 +7,7 @@ keys and wrong types, so a typo in a YAML file fails before anything is compiled
 """
 
 from mimic_mjx.config.loading import apply_overrides, from_dict, load
+from mimic_mjx.config.randomize import RandomizeConfig
 from mimic_mjx.config.schema import (
     BACKENDS,
     RENAMED_KEYS,
@@ -38,6 +39,7 @@ __all__ = [
     "EnvConfig",
     "ExperimentConfig",
     "PPOConfig",
+    "RandomizeConfig",
     "RewardConfig",
     "TaskConfig",
     "TaskKernel",

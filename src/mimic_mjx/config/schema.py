@@ -11,6 +11,7 @@ import difflib
 import json
 from typing import Any
 
+from mimic_mjx.config.randomize import RandomizeConfig
 from mimic_mjx.config.task import TaskConfig
 from mimic_mjx.errors import ConfigError
 
@@ -267,6 +268,7 @@ class ExperimentConfig:
     ppo: PPOConfig = PPOConfig()
     train: TrainConfig = TrainConfig()
     task: TaskConfig = TaskConfig()  # a task without reference kinematics (docs/transfer.md); "" = imitation
+    randomize: RandomizeConfig = RandomizeConfig()  # domain randomisation in training (config/randomize.py)
 
     def validate(self) -> ExperimentConfig:
         self.env.validate()
@@ -276,6 +278,7 @@ class ExperimentConfig:
         self.ppo.validate()
         self.train.validate()
         self.task.validate()
+        self.randomize.validate(self.env.reset_noise_rad)
         if not self.env.body:
             raise ConfigError("env.body must name a body (see `mimic bodies`)")
         # Whether env.body names a known body is checked one layer up (bodies.check_config): bodies

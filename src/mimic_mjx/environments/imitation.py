@@ -17,6 +17,7 @@ unchanged. Fixed-base bodies (the forelimb) have no root terms.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from collections.abc import Sequence
 
@@ -27,12 +28,14 @@ import numpy as np
 from flax import struct
 
 from mimic_mjx.bodies.layout import JointLayout
-from mimic_mjx.config import EnvConfig, RewardConfig, TerminationConfig
+from mimic_mjx.config import EnvConfig, RandomizeConfig, RewardConfig, TerminationConfig
 from mimic_mjx.data.binding import ReferenceBank, body_ids
 from mimic_mjx.environments.actions import ActionMap
 from mimic_mjx.environments.backends import make_backend
 from mimic_mjx.environments.metrics import aggregate_metrics, step_metrics  # noqa: F401  (re-export)
 from mimic_mjx.environments.proprio import proprioception
+from mimic_mjx.environments.randomize import OFF as RANDOMIZE_OFF
+from mimic_mjx.environments.randomize import Randomizer, physics_params
 from mimic_mjx.environments.rewards import Errors, StepQuantities, masked_mean, reward_terms, rms
 from mimic_mjx.environments.starts import NOISY_STARTS_PER_FRAME, bank_poses, noisy_starts, sample_failure_start
 from mimic_mjx.errors import BindingError
@@ -54,6 +57,8 @@ class EnvState:
     # The transition's record (see ``METRICS``): reward terms, errors, episode outcome.
     metrics: dict
     key: jax.Array
+    # The episode's domain-randomisation draw (``environments.randomize``); {} when off.
+    randomize: dict
 
 
 def reference_observation(ref_q, ref_body, q, body, heading=None, ref_root=None, root=None):
@@ -88,7 +93,10 @@ class ImitationEnv:
         reward: RewardConfig = RewardConfig(),
         termination: TerminationConfig = TerminationConfig(),
         force_scale_model: mujoco.MjModel | None = None,
+        randomize: RandomizeConfig = RANDOMIZE_OFF,
     ):
+        # randomize.init_pose_noise_rad is env.reset_noise_rad's noise, recorded per episode.
+        cfg = dataclasses.replace(cfg, reset_noise_rad=randomize.reset_noise(cfg.reset_noise_rad))
         self.cfg = cfg
         self.reward_cfg = reward
         self.term_cfg = termination
@@ -97,6 +105,7 @@ class ImitationEnv:
         model.opt.timestep = self.control_dt / cfg.substeps
         self.model = model
         self.backend = make_backend(cfg.backend, model, cfg.body, cfg.native_threads)
+        self.randomizer = Randomizer(model, randomize)
         self.bank = bank
         self.ref_qpos = jnp.asarray(bank.qpos)
         self.ref_qvel = jnp.asarray(bank.qvel)
@@ -241,6 +250,9 @@ class ImitationEnv:
         else:
             xpos, xquat = self.ref_poses
             data = self.backend.init_posed(qpos, qvel, xpos[clip, frame], xquat[clip, frame])
+        # The episode's physics; a key folded from the noise's, so runs without a draw are as before.
+        draw = self.randomizer.draw(jax.random.fold_in(key, 1))
+        draw = self.randomizer.record_start(draw, (qpos - self.ref_qpos[clip, frame])[self.hinge_q])
         prev_ctrl = jnp.zeros(self.nu)
         phys = self.backend.view(data)
         ref_obs, prop_obs = self._observe(phys, clip, frame, prev_ctrl)
@@ -248,7 +260,8 @@ class ImitationEnv:
         # The record's layout (zeros) is that of a step, so every state has the same pytree.
         err = jax.tree.map(jnp.zeros_like, self.errors(phys, clip, frame))
         terms = reward_terms(self.reward_cfg, StepQuantities(err, prev_ctrl, prev_ctrl, prev_ctrl), self.has_root)
-        metrics = jax.tree.map(jnp.zeros_like, step_metrics(err, terms, zero, jnp.int32(0), zero, zero))
+        metrics = step_metrics(err, terms, zero, jnp.int32(0), zero, zero) | self.randomizer.summary(draw)
+        metrics = jax.tree.map(jnp.zeros_like, metrics)
         return EnvState(
             data=data,
             clip=jnp.int32(clip),
@@ -262,6 +275,7 @@ class ImitationEnv:
             truncated=zero,
             metrics=metrics,
             key=key,
+            randomize=draw,
         )
 
     @property
@@ -309,7 +323,7 @@ class ImitationEnv:
             # already active; their state is not in the reference. Start each
             # episode with activations equal to the first controls instead.
             act = jnp.where(state.steps == 0, ctrl[self._act_of_actuator], act)
-        data = self.backend.step(state.data, ctrl, act, cfg.substeps, xfrc)
+        data = self.backend.step(state.data, ctrl, act, cfg.substeps, xfrc, params=physics_params(state.randomize))
         phys = self.backend.view(data)
         frame = state.frame + cfg.control_every
         clip = state.clip
@@ -324,8 +338,10 @@ class ImitationEnv:
         # A blown-up state must not poison training: report zeros, end the episode.
         sanitize = lambda x: jnp.where(finite, jnp.nan_to_num(x, posinf=0.0, neginf=0.0), 0.0)
         terminated, unstable = terminated.astype(jnp.float32), (~finite).astype(jnp.float32)
+        # Each transition records its episode's draw (``randomize/*``, finite by construction).
         metrics = step_metrics(err, terms, reward, state.steps + 1, terminated, unstable)
-        metrics = {k: v if k.startswith("episode/") else sanitize(v) for k, v in metrics.items()}
+        metrics |= self.randomizer.summary(state.randomize)
+        metrics = {k: v if k.startswith(("episode/", "randomize/")) else sanitize(v) for k, v in metrics.items()}
         return state.replace(
             data=data,
             frame=frame,

@@ -23,6 +23,10 @@ import numpy as np
 from flax import struct
 
 from mimic_mjx.environments.physics import Physics
+from mimic_mjx.environments.randomize import SETCONST_PARAMS, model_fields, nominal_fields, param_shapes
+
+#: Packed-input name prefix of a domain-randomisation draw's arrays.
+_PARAM = "param:"
 
 _BAD_STATE_WARNINGS = (
     int(mujoco.mjtWarning.mjWARN_BADQPOS),
@@ -59,9 +63,12 @@ class NativeBackend:
     def __init__(self, model: mujoco.MjModel, threads: int = 0):
         self.model = copy.deepcopy(model)
         self.threads = int(threads) if threads and threads > 0 else (os.cpu_count() or 1)
-        # One batch per batch size: a Batch has a fixed number of simulations,
-        # and reset/init may see another batch size than step.
-        self._batches: dict[int, _Batch] = {}
+        # One batch per batch size and set of randomised draw keys: a Batch has a fixed
+        # number of simulations, reset/init may see another batch size than step, and a
+        # batch that never sees a draw never gets per-simulation model fields.
+        self._batches: dict[tuple, _Batch] = {}
+        self._params = param_shapes(self.model)
+        self._nominal = None  # the body's own fields draws scale, built on first use
         self._lock = threading.Lock()  # a Batch must not run two calls at once
         # Wall seconds spent in host calls (pool hand-off and the batch itself), for ``mimic bench``'s
         # account of where training time goes.
@@ -87,10 +94,14 @@ class NativeBackend:
         assert tuple(self._sizes) == tuple(f.name for f in dataclasses.fields(NativeState))
 
     # -- host side ---------------------------------------------------------
-    def _batch(self, n: int) -> _Batch:
-        b = self._batches.get(n)
+    def _batch(self, n: int, randomized: tuple = ()) -> _Batch:
+        b = self._batches.get((n, randomized))
         if b is None:
-            b = self._batches[n] = _Batch(self.model, self._skeleton, self._sizes, n, self.threads)
+            if randomized and self._nominal is None:
+                self._nominal = nominal_fields(self.model)
+            shapes = {k: self._params[k] for k in randomized}
+            b = _Batch(self.model, self._skeleton, self._sizes, n, self.threads, shapes, self._nominal)
+            self._batches[(n, randomized)] = b
         return b
 
     def _host(self, packed, names: tuple, substeps: int):
@@ -99,10 +110,11 @@ class NativeBackend:
         n = int(np.prod(lead))
         rows = np.asarray(packed).reshape(n, packed.shape[-1])
         cols = np.cumsum([0] + [self._width(k) for k in names])
-        inputs = {k: rows[:, cols[i] : cols[i + 1]] for i, k in enumerate(names)}
+        inputs = {k: rows[:, cols[i] : cols[i + 1]] for i, k in enumerate(names) if not k.startswith(_PARAM)}
+        params = {k[len(_PARAM) :]: rows[:, cols[i] : cols[i + 1]] for i, k in enumerate(names) if k.startswith(_PARAM)}
         t = time.perf_counter()
         with self._lock:
-            out = self._pool.submit(self._batch(n).run, inputs, substeps).result()
+            out = self._pool.submit(self._batch(n, tuple(params)).run, inputs, substeps, params).result()
         self.host_seconds += time.perf_counter() - t
         return out.reshape(lead + out.shape[1:])
 
@@ -114,6 +126,8 @@ class NativeBackend:
             return self.model.nu
         if name == "xfrc_applied":
             return 6 * self.model.nbody
+        if name.startswith(_PARAM):
+            return int(np.prod(self._params[name[len(_PARAM) :]]))
         return int(np.prod(self._sizes[name]))
 
     def _call(self, names: tuple, values: tuple, substeps: int) -> NativeState:
@@ -159,13 +173,20 @@ class NativeBackend:
             actuator_velocity=zeros("actuator_velocity"),
         )
 
-    def step(self, state: NativeState, ctrl, act, substeps: int, xfrc=None) -> NativeState:
-        """``xfrc``: an external wrench per body (nbody, 6) held for this step (virtual experiments)."""
-        values = (state.qpos, state.qvel, act, state.qacc_warmstart, ctrl)
-        if xfrc is None:
-            return self._call(_Batch.INPUTS, values, int(substeps))
-        xfrc = jnp.reshape(xfrc, xfrc.shape[:-2] + (6 * self.model.nbody,))
-        return self._call((*_Batch.INPUTS, "xfrc_applied"), (*values, xfrc), int(substeps))
+    def step(self, state: NativeState, ctrl, act, substeps: int, xfrc=None, params=None) -> NativeState:
+        """``xfrc``: an external wrench per body (nbody, 6) held for this step (virtual experiments).
+
+        ``params``: a domain-randomisation draw (``environments.randomize``) per
+        environment, packed with the other inputs; None: the body's own fields.
+        """
+        names, values = _Batch.INPUTS, (state.qpos, state.qvel, act, state.qacc_warmstart, ctrl)
+        if xfrc is not None:
+            names, values = (*names, "xfrc_applied"), (*values, jnp.reshape(xfrc, xfrc.shape[:-2] + (-1,)))
+        for k in sorted(params or {}):  # a fixed order: the batch is chosen by these names
+            v = jnp.asarray(params[k])
+            lead = v.shape[: v.ndim - len(self._params[k])]
+            names, values = (*names, _PARAM + k), (*values, jnp.reshape(v, lead + (-1,)))
+        return self._call(names, values, int(substeps))
 
     def view(self, state: NativeState) -> Physics:
         return Physics(
@@ -193,7 +214,16 @@ class _Batch:
 
     INPUTS = ("qpos", "qvel", "act", "qacc_warmstart", "ctrl")
 
-    def __init__(self, model: mujoco.MjModel, skeleton: mujoco.MjModel, sizes: dict, n: int, threads: int):
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        skeleton: mujoco.MjModel,
+        sizes: dict,
+        n: int,
+        threads: int,
+        randomized: dict | None = None,
+        nominal: dict | None = None,
+    ):
         from mujoco import batch as mjbatch
 
         self._errors = mjbatch.SimulationError
@@ -213,6 +243,36 @@ class _Batch:
         ends = np.cumsum([int(np.prod(v)) for v in sizes.values()])
         self.cols = {k: slice(e - int(np.prod(v)), e) for (k, v), e in zip(sizes.items(), ends, strict=True)}
         self.width = int(ends[-1])
+        self.nominal, self.param_shapes = nominal, randomized or {}
+        if randomized:
+            # Per-simulation model fields, only in a batch that is given draws.
+            probe = {k: np.ones((1, *shape)) for k, shape in randomized.items()}
+            self.model_fields = {k: self.dyn.expand(k) for k in model_fields(nominal, probe, np)}
+            if "com" in randomized:
+                # MuJoCo's diagonal-mass shortcut for "simple" bodies assumes the centre of mass at the joint.
+                self.dyn.expand("body_simple")[:, 1:] = 0
+                self.dyn.expand("dof_simplenum")[:] = 0
+            self.setconst = [k for k in SETCONST_PARAMS if k in randomized]
+            self.setconst_inputs = None  # the draw values the derived constants were last computed from
+
+    def _set_params(self, params: dict) -> None:
+        """Write each simulation's draw into its model fields; recompute derived constants where they changed.
+
+        MuJoCo derives constants from masses, centres of mass and armature at
+        compile time (mj_setConst: inverse inertias at qpos0 that set how soft
+        joint limits and contacts are, actuator_acc0, ...). They are recomputed
+        per simulation, and only for rows whose values changed since the last
+        call: a draw changes at episode starts, not every step.
+        """
+        for name, value in model_fields(self.nominal, params, np).items():
+            self.model_fields[name][:] = value
+        if not self.setconst:
+            return
+        now = np.concatenate([params[k].reshape(len(params[k]), -1) for k in self.setconst], axis=1)
+        changed = np.ones(len(now), bool) if self.setconst_inputs is None else (now != self.setconst_inputs).any(1)
+        if changed.any():
+            self.dyn.set_const(np.flatnonzero(changed))
+            self.setconst_inputs = now.copy()
 
     def _call(self, fn, **kw) -> np.ndarray:
         """``fn(**kw)``; which simulations MuJoCo raised an error in (e.g. a full arena)."""
@@ -223,9 +283,14 @@ class _Batch:
             failed[exc.ids] = True
         return failed
 
-    def run(self, inputs: dict, substeps: int) -> np.ndarray:
-        """Step ``substeps`` (0: only place the bodies) from ``inputs``; the packed NativeState (n, width)."""
+    def run(self, inputs: dict, substeps: int, params: dict | None = None) -> np.ndarray:
+        """Step ``substeps`` (0: only place the bodies) from ``inputs``; the packed NativeState (n, width).
+
+        ``params``: draw key -> (n, ...) rows of a domain-randomisation draw (a batch built for those keys).
+        """
         b, f = self.dyn, self.fields
+        if params:
+            self._set_params({k: v.reshape((b.nsim, *self.param_shapes[k])) for k, v in params.items()})
         b.state[:] = self.row0
         for k, v in inputs.items():
             f[k][:] = v.reshape(f[k].shape)

@@ -28,9 +28,12 @@ from __future__ import annotations
 import copy
 
 import jax
+import jax.numpy as jnp
 import mujoco
+import numpy as np
 from flax import struct
 
+from mimic_mjx.environments.randomize import model_fields, nominal_fields
 from mimic_mjx.errors import BackendError
 
 
@@ -56,6 +59,7 @@ class MjxBackend:
         self._mjx = mjx
         self.name = "mjx" if impl == "jax" else "warp"
         self.model = copy.deepcopy(model)
+        self._nominal = None  # the body's own fields that randomisation draws scale, built on first use
         try:
             self.mx = mjx.put_model(self.model, impl=impl)
             # The Warp implementation sizes its buffers from the MjModel itself.
@@ -76,15 +80,34 @@ class MjxBackend:
         del xpos, xquat
         return self.init(qpos, qvel)
 
-    def step(self, data, ctrl, act, substeps: int, xfrc=None):
+    def step(self, data, ctrl, act, substeps: int, xfrc=None, params=None):
+        """``params``: one environment's domain-randomisation draw (``environments.randomize``), or None."""
         mjx = self._mjx
+        mx = self.mx if params is None else self.randomized(params)
         data = data.replace(ctrl=ctrl, act=act)
         if xfrc is not None:  # (nbody, 6) external wrench; it stays in Data until replaced
             data = data.replace(xfrc_applied=xfrc)
-        data = jax.lax.fori_loop(0, substeps, lambda _, d: mjx.step(self.mx, d), data)
+        data = jax.lax.fori_loop(0, substeps, lambda _, d: mjx.step(mx, d), data)
         # mjx.step evaluates kinematics before integrating; refresh them so body
         # positions belong to the final joint angles.
-        return mjx.kinematics(self.mx, data)
+        return mjx.kinematics(mx, data)
+
+    def randomized(self, params):
+        """The mjx.Model with one environment's draw in place of the body's own fields.
+
+        Constants MuJoCo derives from masses at compile time (inverse inertias
+        at qpos0, which set how soft contacts and joint limits are) stay the
+        body's own: MJX has no mj_setConst (docs/tracking-task.md).
+        """
+        if self.name != "mjx":
+            raise BackendError(
+                f"domain randomisation (randomize.*) runs on env.backend=mjx or native, not '{self.name}'"
+            )
+        if self._nominal is None:
+            # Host constants (made once, outside any trace), in MJX's float precision.
+            real = jax.dtypes.canonicalize_dtype(np.float64)
+            self._nominal = {k: np.asarray(v, real) for k, v in nominal_fields(self.model).items()}
+        return self.mx.replace(**model_fields(self._nominal, params, jnp))
 
     def view(self, data) -> Physics:
         # MJX 3.17 keeps actuator velocities in the implementation-specific part of Data.

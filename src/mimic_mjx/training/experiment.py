@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import mujoco
 
 from mimic_mjx.bodies import BodyModel, get_body
-from mimic_mjx.config import ExperimentConfig
+from mimic_mjx.config import ExperimentConfig, RandomizeConfig
 from mimic_mjx.data.binding import bind_clips
 from mimic_mjx.data.clips import Clip
 from mimic_mjx.environments.backends import default_backend
@@ -53,7 +53,15 @@ def build_env(
     # Proprioception reports muscle forces as fractions of the body's own peak forces, also when
     # an experiment weakens a muscle: the controller feels the weaker force, as an animal would.
     return ImitationEnv(
-        e, bank, sim, body.end_effectors, body.tracked(), cfg.reward, cfg.termination, force_scale_model=model
+        e,
+        bank,
+        sim,
+        body.end_effectors,
+        body.tracked(),
+        cfg.reward,
+        cfg.termination,
+        force_scale_model=model,
+        randomize=cfg.randomize,
     )
 
 
@@ -62,11 +70,15 @@ def build_eval_env(
     clips: Sequence[Clip],
     physics_model: mujoco.MjModel | None = None,
     body: BodyModel | None = None,
+    randomize: bool = False,
 ) -> ImitationEnv:
     """``build_env`` for rolling a controller out: every clip starts exactly in its reference state.
 
-    Training may start episodes off the reference (``env.reset_noise_rad``);
-    evaluation, rollout datasets, experiments and videos never do.
+    Training may start episodes off the reference (``env.reset_noise_rad``)
+    and randomise the body's physics (``randomize.*``); evaluation, rollout
+    datasets, experiments and videos never do. ``randomize``: keep the
+    config's physics ranges (each rollout its own draw), still without pose noise.
     """
-    cfg = cfg.replace(env=dataclasses.replace(cfg.env, reset_noise_rad=0.0))
+    rz = dataclasses.replace(cfg.randomize, init_pose_noise_rad=0.0) if randomize else RandomizeConfig()
+    cfg = cfg.replace(env=dataclasses.replace(cfg.env, reset_noise_rad=0.0), randomize=rz)
     return build_env(cfg, clips, physics_model, body)
