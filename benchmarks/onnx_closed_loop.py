@@ -41,30 +41,38 @@ def load(run_dir, clips):
 
 
 def onnx_controller(path):
-    """``act(ref_obs, prop_obs) -> (action, ctrl)`` from onnxruntime, one thread."""
+    """``act(ref_obs, prop_obs, state) -> (action, ctrl, next state)`` from onnxruntime, one thread.
+
+    ``state``: a recurrent decoder's state before the step (zeros at an episode's first step); a
+    stateless controller ignores it and returns it as it came.
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    recurrent = "decoder_state" in {i.name for i in sess.get_inputs()}
 
-    def act(ref_obs, prop_obs):
+    def act(ref_obs, prop_obs, state):
         feed = {"reference_obs": np.asarray(ref_obs, np.float32), "proprio_obs": np.asarray(prop_obs, np.float32)}
-        action, ctrl = sess.run(["action", "ctrl"], feed)
-        return action, ctrl
+        if not recurrent:
+            return (*sess.run(["action", "ctrl"], feed), state)
+        feed["decoder_state"] = np.asarray(state, np.float32)
+        return tuple(sess.run(["action", "ctrl", "next_decoder_state"], feed))
 
     return act
 
 
 def jax_controller(policy, env):
-    """``act(ref_obs, prop_obs) -> (action, ctrl)`` from the JAX policy and the task's squashing."""
+    """``act(ref_obs, prop_obs, state) -> (action, ctrl, next state)`` from the JAX policy and the task's
+    squashing."""
     import jax
 
     to_ctrl = jax.jit(env.action_to_ctrl)
 
-    def act(ref_obs, prop_obs):
-        action, _ = policy.act(ref_obs, prop_obs)
-        return np.asarray(action), np.asarray(to_ctrl(action))
+    def act(ref_obs, prop_obs, state):
+        action, extras = policy.act(ref_obs, prop_obs, decoder_state=state)
+        return np.asarray(action), np.asarray(to_ctrl(action)), np.asarray(extras["decoder_state"])
 
     return act
 
@@ -97,7 +105,7 @@ def _physics(d, zero_forces: bool = False):
     )
 
 
-def rollout(env, act, clip: int, max_steps: int | None = None, fns=None) -> dict:
+def rollout(env, act, clip: int, max_steps: int | None = None, fns=None, state_size: int = 0) -> dict:
     """Roll clip ``clip`` out from its first frame on MjData with controller ``act``; no resets."""
     import mujoco
 
@@ -111,11 +119,13 @@ def rollout(env, act, clip: int, max_steps: int | None = None, fns=None) -> dict
     mujoco.mj_kinematics(m, d)  # as a backend's init: bodies posed, no forces or activations yet
     phys = _physics(d, zero_forces=True)
     frame, prev_ctrl = 0, np.zeros(m.nu, np.float32)
-    rec = {k: [] for k in ("ref_obs", "prop_obs", "action", "qpos")}
+    state = np.zeros((1, state_size), np.float32)  # a recurrent decoder starts the episode from zeros
+    rec = {k: [] for k in ("ref_obs", "prop_obs", "decoder_state", "action", "qpos")}
     sq, n, within, finite = 0.0, 0, 0, True
     for t in range(steps):
         ref_obs, prop_obs = (np.asarray(o) for o in observe(phys, clip, frame, prev_ctrl))
-        action, ctrl = act(ref_obs[None], prop_obs[None])
+        rec["decoder_state"].append(state[0])
+        action, ctrl, state = act(ref_obs[None], prop_obs[None], state)
         rec["ref_obs"].append(ref_obs), rec["prop_obs"].append(prop_obs), rec["action"].append(action[0])
         ctrl = np.asarray(ctrl[0], np.float32)
         d.ctrl[:] = ctrl
@@ -154,10 +164,11 @@ def closed_loop(run_dir, clips, onnx_path=None, max_steps: int | None = None, lo
         controllers = {"onnx": onnx_controller(onnx_path), "jax": jax_controller(policy, env)}
         fns = _task_fns(env)
         result, rollouts, diff = {}, {}, 0.0
+        size = policy.decoder_state_size
         for name, act in controllers.items():
-            rollouts[name] = [rollout(env, act, i, max_steps, fns) for i in range(env.bank.num_clips)]
-        for r in rollouts["jax"]:  # both controllers on the very same observations
-            a_onnx, _ = controllers["onnx"](r["ref_obs"], r["prop_obs"])
+            rollouts[name] = [rollout(env, act, i, max_steps, fns, size) for i in range(env.bank.num_clips)]
+        for r in rollouts["jax"]:  # both controllers on the very same observations and decoder states
+            a_onnx, _, _ = controllers["onnx"](r["ref_obs"], r["prop_obs"], r["decoder_state"])
             diff = max(diff, float(np.max(np.abs(a_onnx - r["action"]))))
     for name, rs in rollouts.items():
         per_clip = {

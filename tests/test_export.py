@@ -132,10 +132,11 @@ def test_decoder_only_matches_the_jax_decoder(run, tmp_path):
     latent = np.random.default_rng(5).normal(0.0, 1.5, (16, policy.agent.latent_dim)).astype(np.float32)
     prop = _observations(policy.params.prop_stats, 16, 6)
     pp = policy.params
-    want, _ = policy.agent.apply(
+    want, _, _ = policy.agent.apply(
         {"params": pp.params},
         jnp.asarray(latent),
         pp.prop_stats.normalize(jnp.asarray(prop)),
+        policy.initial_state((16,)),
         method=policy.agent.decode,
     )
     action, ctrl = _session(tmp_path / "decoder.onnx").run(["action", "ctrl"], {"latent": latent, "proprio_obs": prop})
@@ -189,6 +190,66 @@ def test_rat_sized_controller_and_decoder(tmp_path):
     np.testing.assert_allclose(action, np.asarray(want), atol=ATOL, rtol=RTOL)
     with pytest.raises(MimicError, match="38 actions"):
         export.export_policy_onnx(policy, tmp_path / "bad.onnx", model.actuator_ctrlrange[:5])
+
+
+def _recurrent_policy(decoder: str):
+    """A small policy of a recurrent decoder, random parameters and statistics, on the forelimb's actuators."""
+    d = tiny_config_dict()
+    d["agent"].update(decoder=decoder, recurrent_size=8)
+    cfg = config_lib.from_dict(d)
+    ref_size, prop_size, nu = 12, 10, 5
+    policy = make_policy(cfg, None, ref_size, prop_size, nu, update=3)
+    params = init_params(policy.agent, jax.random.PRNGKey(4), ref_size, prop_size, cfg.agent.latent_dim)
+    # Actions spanning the tanh's range, as trained ones do (the output layer starts at 0.01).
+    params = jax.tree_util.tree_map_with_path(
+        lambda p, x: x * 100.0 if "decoder" in str(p) and "out" in str(p) else x, params
+    )
+    rng = np.random.default_rng(3)
+    stats = lambda n: RunningStats(
+        count=jnp.float32(1e3), mean=jnp.asarray(rng.normal(0, 2, n), jnp.float32), m2=jnp.full(n, 4e3, jnp.float32)
+    )
+    return make_policy(cfg, PolicyParams(params, stats(ref_size), stats(prop_size)), ref_size, prop_size, nu, update=3)
+
+
+@pytest.mark.parametrize("decoder", ["lstm", "gru"])
+def test_recurrent_decoder_state_in_and_out_match_jax_over_steps(decoder, tmp_path):
+    policy = _recurrent_policy(decoder)
+    size = 16 if decoder == "lstm" else 8
+    ctrlrange = np.tile(np.asarray([[0.0, 1.0]], np.float32), (policy.action_size, 1))
+    info = export.export_policy_onnx(policy, tmp_path / "p.onnx", ctrlrange)
+    assert info["inputs"]["decoder_state"] == ["batch", size] and info["outputs"]["next_decoder_state"] == [
+        "batch",
+        size,
+    ]
+    assert info["metadata"]["decoder"] == decoder and info["metadata"]["decoder_state_size"] == str(size)
+    m = onnx.load(tmp_path / "p.onnx")
+    assert all(len(v.doc_string) > 20 for v in list(m.graph.input) + list(m.graph.output))
+    export.export_policy_onnx(policy, tmp_path / "d.onnx", ctrlrange, decoder_only=True)
+    full, dec = _session(tmp_path / "p.onnx"), _session(tmp_path / "d.onnx")
+    assert [i.name for i in dec.get_inputs()] == ["latent", "proprio_obs", "decoder_state"]
+    # Five steps from zeros, each fed the state the last one returned, in both: the states stay together.
+    s_onnx = s_jax = policy.initial_state((16,))
+    names = ["action", "ctrl", "next_decoder_state", "latent_mean"]
+    for t in range(5):
+        ref = _observations(policy.params.ref_stats, 16, 20 + t)
+        prop = _observations(policy.params.prop_stats, 16, 40 + t)
+        got = dict(
+            zip(
+                names,
+                full.run(names, {"reference_obs": ref, "proprio_obs": prop, "decoder_state": np.asarray(s_onnx)}),
+                strict=True,
+            )
+        )
+        action, extras = policy.act(ref, prop, decoder_state=s_jax)
+        np.testing.assert_allclose(got["action"], np.asarray(action), atol=ATOL, rtol=RTOL)
+        np.testing.assert_allclose(got["next_decoder_state"], np.asarray(extras["decoder_state"]), atol=ATOL, rtol=RTOL)
+        np.testing.assert_allclose(got["ctrl"], _ctrl(np.asarray(action), ctrlrange), atol=ATOL, rtol=RTOL)
+        feed = {"latent": got["latent_mean"], "proprio_obs": prop, "decoder_state": np.asarray(s_onnx)}
+        a_dec, s_dec = dec.run(["action", "next_decoder_state"], feed)
+        np.testing.assert_allclose(a_dec, got["action"], atol=1e-6)
+        np.testing.assert_allclose(s_dec, got["next_decoder_state"], atol=1e-6)
+        s_onnx, s_jax = got["next_decoder_state"], extras["decoder_state"]
+    assert np.std(got["action"]) > 0.3 and np.abs(s_onnx).max() > 0.05  # sizes the tolerance means something for
 
 
 def test_bad_runs_and_outputs_are_one_line_errors(run, tmp_path):

@@ -11,6 +11,14 @@ C++, a robot or a game engine):
   outputs ``action`` and ``ctrl``: the low-level controller, for a new
   high-level policy that emits intentions.
 
+A recurrent decoder (``agent.decoder: lstm | gru``) adds the input
+``decoder_state`` (batch, S) and the output ``next_decoder_state`` (batch, S):
+the caller feeds zeros at an episode's first step and each step's
+``next_decoder_state`` to the next. S is ``2 * recurrent_size`` for an LSTM
+(``[cell, hidden]``) and ``recurrent_size`` for a GRU (``hidden``); the
+metadata names the decoder, S and the layout. The cell is flax's
+``LSTMCell``/``GRUCell`` written out gate by gate.
+
 Observations are raw, as the task builds them: the run's normalisers
 (``(x - mean) / std`` clipped to +-10) are part of the graph. ``action`` is the
 unbounded action mean; ``ctrl`` is what the task applies to the actuators,
@@ -39,7 +47,9 @@ NORM_CLIP = 10.0  # RunningStats.normalize's default clip
 MODEL_DOC = (
     "mimic-mjx imitation controller (deterministic: latent and action means). Observations are raw, as the task "
     "builds them; the run's normalisers are in the graph. action: unbounded action mean; ctrl: actuator controls "
-    "lo + 0.5 (tanh(action) + 1) (hi - lo). See metadata_props for body, sizes, actuator names and provenance."
+    "lo + 0.5 (tanh(action) + 1) (hi - lo). A recurrent decoder adds the input decoder_state (zeros at an episode's "
+    "first step) and the output next_decoder_state (the next step's decoder_state). See metadata_props for body, "
+    "sizes, decoder state layout, actuator names and provenance."
 )
 
 DOCS = {
@@ -50,9 +60,19 @@ DOCS = {
     "latent": "latent intention fed to the decoder (the encoder's latent mean in the full controller)",
     "latent_mean": "mean of the encoder's Gaussian latent (the intention the decoder receives)",
     "action": "policy action mean, unbounded (the task squashes it into the control range)",
+    "decoder_state": "recurrent decoder's state before this step (zeros at an episode's first step; "
+    "metadata decoder_state_layout gives its halves)",
+    "next_decoder_state": "recurrent decoder's state after this step: feed it as decoder_state at the next step",
     "ctrl": "actuator controls as the task applies them: lo + 0.5 * (tanh(action) + 1) * (hi - lo) "
     "(metadata action_mode relative: clip(joint angle + range * tanh(action), lo, hi)), "
     "actuators in the order of metadata actuator_names",
+}
+
+
+_STATE_LAYOUT = {
+    "mlp": "none (stateless decoder)",
+    "lstm": "[cell (columns 0..{h}-1), hidden (columns {h}..2*{h}-1)], zeros at an episode's first step",
+    "gru": "hidden ({h} columns), zeros at an episode's first step",
 }
 
 
@@ -77,12 +97,45 @@ class _Graph:
     def __init__(self):
         self.nodes, self.inits, self._n = [], [], 0
 
-    def const(self, name: str, value) -> str:
+    def const(self, name: str, value, dtype=np.float32) -> str:
         from onnx import numpy_helper
 
         name = f"{name}_{len(self.inits)}"
-        self.inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype), name))
         return name
+
+    def columns(self, x: str, start: int, stop: int) -> str:
+        ints = lambda n, v: self.const(n, [v], np.int64)
+        return self.op("Slice", x, ints("start", start), ints("stop", stop), ints("axis", -1))
+
+    def dense(self, x: str, layer: dict, name: str) -> str:
+        y = self.op("MatMul", x, self.const(f"{name}_w", np.asarray(layer["kernel"], np.float32)))
+        return (
+            self.op("Add", y, self.const(f"{name}_b", np.asarray(layer["bias"], np.float32))) if "bias" in layer else y
+        )
+
+    def lstm(self, x: str, state: str, cell: dict, size: int) -> tuple[str, str]:
+        """flax's LSTMCell: (hidden, new state [cell, hidden])."""
+        c, h = self.columns(state, 0, size), self.columns(state, size, 2 * size)
+        pre = lambda k: self.op(
+            "Add", self.dense(x, cell[f"i{k}"], f"lstm_i{k}"), self.dense(h, cell[f"h{k}"], f"lstm_h{k}")
+        )
+        i, f, o = (self.op("Sigmoid", pre(k)) for k in "ifo")
+        new_c = self.op("Add", self.op("Mul", f, c), self.op("Mul", i, self.op("Tanh", pre("g"))))
+        new_h = self.op("Mul", o, self.op("Tanh", new_c))
+        return new_h, self.op("Concat", new_c, new_h, axis=-1, out="next_decoder_state")
+
+    def gru(self, x: str, h: str, cell: dict) -> tuple[str, str]:
+        """flax's GRUCell: (hidden, new state = hidden)."""
+        pre = lambda k: self.op(
+            "Add", self.dense(x, cell[f"i{k}"], f"gru_i{k}"), self.dense(h, cell[f"h{k}"], f"gru_h{k}")
+        )
+        r, z = self.op("Sigmoid", pre("r")), self.op("Sigmoid", pre("z"))
+        gated = self.op("Mul", r, self.dense(h, cell["hn"], "gru_hn"))
+        n = self.op("Tanh", self.op("Add", self.dense(x, cell["in"], "gru_in"), gated))
+        keep = self.op("Mul", self.op("Sub", self.const("one", 1.0), z), n)
+        new_h = self.op("Add", keep, self.op("Mul", z, h))
+        return new_h, self.op("Identity", new_h, out="next_decoder_state")
 
     def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs) -> str:
         from onnx import helper
@@ -149,7 +202,15 @@ def export_policy_onnx(
     inputs.append(tensor("proprio_obs", policy.prop_obs_size))
     prop_n = g.normalize("proprio_obs", pp.prop_stats, "prop")
     dec_in = g.op("Concat", latent, prop_n, axis=-1)
-    action = g.mlp(dec_in, _dense_layers(pp.params["decoder"], len(agent.decoder_layers)), "decoder", out="action")
+    dec, kind, size = pp.params["decoder"], agent.decoder_kind, int(agent.state_size)
+    if kind != "mlp":
+        inputs.append(tensor("decoder_state", size))
+        cell = dec["cell"]
+        step = (
+            g.lstm(dec_in, "decoder_state", cell, size // 2) if kind == "lstm" else g.gru(dec_in, "decoder_state", cell)
+        )
+        dec_in = step[0]
+    action = g.mlp(dec_in, _dense_layers(dec, len(agent.decoder_layers)), "decoder", out="action")
     lo, hi = ctrlrange[:, 0], ctrlrange[:, 1]
     if relative is None:
         squashed = g.op("Mul", g.const("half", 0.5), g.op("Add", g.op("Tanh", action), g.const("one", 1.0)))
@@ -163,6 +224,8 @@ def export_policy_onnx(
         target = g.op("Add", q, g.op("Mul", g.const("action_range", np.float32(span)), g.op("Tanh", action)))
         g.op("Min", g.op("Max", target, g.const("ctrl_lo", lo)), g.const("ctrl_hi", hi), out="ctrl")
     outputs += [tensor("action", policy.action_size), tensor("ctrl", policy.action_size)]
+    if kind != "mlp":
+        outputs.append(tensor("next_decoder_state", size))
     for v in inputs + outputs:
         v.doc_string = DOCS[v.name]
 
@@ -176,6 +239,9 @@ def export_policy_onnx(
         "prop_obs_size": str(policy.prop_obs_size),
         "action_size": str(policy.action_size),
         "latent_dim": str(latent_dim),
+        "decoder": kind,
+        "decoder_state_size": str(size),
+        "decoder_state_layout": _STATE_LAYOUT[kind].format(h=size // 2 if kind == "lstm" else size),
         "actuator_names": json.dumps(names),
         "ctrlrange": json.dumps(ctrlrange.tolist()),
         "mimic_version": __version__,

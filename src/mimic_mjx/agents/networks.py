@@ -185,21 +185,31 @@ def describe_decoder(decoder_params) -> str:
     return f"{kind}({units}) -> {mlp}"
 
 
-def check_decoder_params(agent: IntentionAgent, params: dict, ref_size: int, prop_size: int, what: str) -> None:
-    """A MimicError naming both shapes when ``params`` (of ``what``, e.g. a checkpoint) are not the network
+def param_shapes(tree) -> dict:
+    """Tree path -> shape of a parameter tree (arrays, ShapeDtypeStructs or checkpoint metadata)."""
+    return {jax.tree_util.keystr(p): tuple(np.shape(x)) for p, x in _leaves(tree)}
+
+
+def decoder_mismatch(have, want) -> str | None:
+    """None when two ``params["decoder"]`` trees have the same shapes, else what each is, in words."""
+    if param_shapes(have) == param_shapes(want):
+        return None
+    return f"holds a decoder {describe_decoder(have)}, but the config builds {describe_decoder(want)}"
+
+
+def check_decoder_params(
+    agent: IntentionAgent, params: dict, ref_size: int, prop_size: int, what: str, error=MimicError
+) -> None:
+    """An ``error`` naming both shapes when ``params`` (of ``what``, e.g. a checkpoint) are not the network
     ``agent`` builds, instead of a traceback deep inside flax."""
     want = jax.eval_shape(lambda: init_params(agent, jax.random.PRNGKey(0), ref_size, prop_size, agent.latent_dim))
-    shapes = lambda tree: {jax.tree_util.keystr(p): tuple(np.shape(x)) for p, x in _leaves(tree)}
-    if shapes(want) == shapes(params):
+    if param_shapes(want) == param_shapes(params):
         return
-    if "decoder" in params and shapes(want["decoder"]) != shapes(params["decoder"]):
-        raise MimicError(
-            f"{what} holds a decoder {describe_decoder(params['decoder'])}, but the config "
-            f"(agent.decoder={agent.decoder_kind!r}) builds {describe_decoder(want['decoder'])}; "
-            "use the agent settings it was trained with"
-        )
-    diff = sorted(set(shapes(want).items()) ^ set(shapes(params).items()))[:4]
-    raise MimicError(
+    mismatch = decoder_mismatch(params["decoder"], want["decoder"]) if "decoder" in params else None
+    if mismatch:
+        raise error(f"{what} {mismatch}; use the agent settings it was trained with")
+    diff = sorted(set(param_shapes(want).items()) ^ set(param_shapes(params).items()))[:4]
+    raise error(
         f"{what} does not hold the network the config builds (parameters differing: "
         f"{', '.join(f'{k} {v}' for k, v in diff)}); use the agent settings it was trained with"
     )

@@ -26,9 +26,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from mimic_mjx.agents.networks import IntentionAgent, make_agent, zero_state
+from mimic_mjx.agents.networks import IntentionAgent, check_decoder_params, make_agent, zero_state
 from mimic_mjx.agents.normalizer import RunningStats
 from mimic_mjx.config import ExperimentConfig
+from mimic_mjx.errors import RunDirError
 
 if TYPE_CHECKING:
     from mimic_mjx.bodies import BodyModel
@@ -203,8 +204,14 @@ def make_policy(
     run_dir: Path | None = None,
     body: BodyModel | None = None,
 ) -> Policy:
+    agent = make_agent(cfg.agent, action_size)
+    if params is not None:
+        # Parameters of another network (a config.json edited or copied after training) must not meet flax
+        # as a shape error deep in the first forward pass.
+        what = f"the checkpoint of {run_dir}" if run_dir is not None else "the policy's parameters"
+        check_decoder_params(agent, params.params, ref_obs_size, prop_obs_size, what, RunDirError)
     return Policy(
-        agent=make_agent(cfg.agent, action_size),
+        agent=agent,
         params=params,
         config=cfg,
         ref_obs_size=ref_obs_size,

@@ -61,14 +61,15 @@ def _rollout_fn(policy: Policy, env: ImitationEnv, num_steps: int, stochastic: b
         state = env.reset_to(jax.random.PRNGKey(0), clip, 0)
 
         def body(carry, xs):
-            state, alive = carry
+            state, dec_state, alive = carry
             k, f = xs
-            a, extras = act_fn(pp, state.ref_obs, state.prop_obs, k)
+            a, extras = act_fn(pp, state.ref_obs, state.prop_obs, k, dec_state)
             nxt = env.step_no_reset(state, a, f)
             in_clip = state.frame + env.cfg.control_every < env.lengths[clip]
             tracked = alive & in_clip & (nxt.terminated == 0)
             # Once tracking is lost the rollout freezes (and is NaN-ed on the host).
             new_state = jax.tree.map(lambda n, o: jnp.where(tracked, n, o), nxt, state)
+            new_dec = jnp.where(tracked, extras["decoder_state"], dec_state)
             phys = env.view(nxt)
             err = env.errors(phys, clip, nxt.frame)
             ctrl = env.action_to_ctrl(a, env.view(state).qpos)
@@ -95,10 +96,12 @@ def _rollout_fn(policy: Policy, env: ImitationEnv, num_steps: int, stochastic: b
                 "metrics": nxt.metrics,
                 "tracked": tracked,
             }
-            return (new_state, tracked), rec
+            return (new_state, new_dec, tracked), rec
 
         keys = jax.random.split(key, num_steps)
-        _, recs = jax.lax.scan(body, (state, jnp.bool_(True)), (keys, xfrc))
+        # The recurrent decoder starts each rollout (an episode from the clip's first frame) from zeros.
+        start = (state, policy.initial_state(), jnp.bool_(True))
+        _, recs = jax.lax.scan(body, start, (keys, xfrc))
         return recs
 
     return jax.jit(jax.vmap(run_one, in_axes=(None, 0, 0, None)))
@@ -204,9 +207,15 @@ def derive_physiology(env: ImitationEnv, recs: dict) -> dict:
 
 
 def layer_order(layers) -> list[str]:
-    """Hidden layers in the order signals pass them: encoder_0, encoder_1, ..., decoder_0, ..."""
-    stage = {"encoder": 0, "decoder": 1}
-    return sorted(layers, key=lambda n: (stage.get(n.rsplit("_", 1)[0], 2), int(n.rsplit("_", 1)[1])))
+    """Hidden layers in the order signals pass them: encoder_0, encoder_1, ..., then a recurrent decoder's
+    decoder_cell, decoder_hidden (its state after the step), then decoder_0, ..."""
+    stage, recurrent = {"encoder": 0, "decoder": 1}, {"cell": -2, "hidden": -1}
+
+    def key(name):
+        net, _, pos = name.rpartition("_")
+        return stage.get(net, 2), int(pos) if pos.isdigit() else recurrent.get(pos, -3), name
+
+    return sorted(layers, key=key)
 
 
 def run_id(run_dir: Path, update: int) -> str:

@@ -49,8 +49,8 @@ def _rollout_fn(policy, env, steps: int, ids):
         state = env.reset(key)
 
         def body(carry, _):
-            state, alive = carry
-            a, extras = act(policy.params, state.ref_obs, state.prop_obs, key)
+            state, dec_state, alive = carry
+            a, extras = act(policy.params, state.ref_obs, state.prop_obs, key, dec_state)
             nxt = env.step_no_reset(state, a)
             phys = env.view(nxt)
             rec = {
@@ -62,9 +62,11 @@ def _rollout_fn(policy, env, steps: int, ids):
                 "alive": alive,
             }
             new_alive = alive & (nxt.terminated == 0)
-            return (jax.tree.map(lambda n, o: jnp.where(alive, n, o), nxt, state), new_alive), rec
+            new_dec = jnp.where(alive, extras["decoder_state"], dec_state)  # a recurrent decoder's state
+            return (jax.tree.map(lambda n, o: jnp.where(alive, n, o), nxt, state), new_dec, new_alive), rec
 
-        _, recs = jax.lax.scan(body, (state, jnp.bool_(True)), None, length=steps)
+        start = (state, policy.initial_state(), jnp.bool_(True))
+        _, recs = jax.lax.scan(body, start, None, length=steps)
         return recs
 
     return jax.jit(jax.vmap(run_one))

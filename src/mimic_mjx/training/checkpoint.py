@@ -30,6 +30,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
+from mimic_mjx.agents.networks import decoder_mismatch
 from mimic_mjx.agents.normalizer import RunningStats
 from mimic_mjx.agents.policy import Policy, PolicyParams, make_policy
 from mimic_mjx.errors import RunDirError
@@ -64,11 +65,8 @@ def _check_layout(directory: Path, step: int) -> None:
 
 
 def _handlers():
-    return {
-        "policy": ocp.StandardCheckpointHandler(),
-        "train": ocp.StandardCheckpointHandler(),
-        "meta": ocp.JsonCheckpointHandler(),
-    }
+    standard = ocp.StandardCheckpointHandler
+    return {"policy": standard(), "train": standard(), "meta": ocp.JsonCheckpointHandler()}
 
 
 def _manager(directory: Path, **options) -> ocp.CheckpointManager:
@@ -225,7 +223,7 @@ class Checkpoints:
         rest_template = template.replace(policy=None)
         # Fields added since the step was written (e.g. the termination memory) are
         # not asked for: orbax refuses a template key the step lacks; they restore as zeros.
-        stored = self._stored_train_keys(step)
+        stored = self._stored_train_keys(step, template)
         train_template = {k: v for k, v in zeros(rest_template).items() if stored is None or k in stored}
         try:
             restored = self.manager.restore(
@@ -254,12 +252,18 @@ class Checkpoints:
             return None, f"its parameters are not finite (NaN or inf in {bad})"
         return state, None
 
-    def _stored_train_keys(self, step: int) -> set[str] | None:
-        """The keys of a step's ``train`` item, from its metadata (None when that cannot be read)."""
+    def _stored_train_keys(self, step: int, template) -> set[str] | None:
+        """The keys of a step's ``train`` item (None: unreadable metadata); a RunDirError naming both decoders
+        when the step's is not the template's (orbax would name only keys)."""
         try:
-            return set(self.manager.item_metadata(step)["train"].tree)
+            meta = self.manager.item_metadata(step)
+            keys, decoder = set(meta["train"].tree), meta["policy"].tree["params"]["decoder"]
         except Exception:  # unreadable metadata: the restore itself reports what is wrong
             return None
+        mismatch = decoder_mismatch(decoder, template.policy.params["decoder"])
+        if mismatch:
+            raise RunDirError(f"checkpoint {self.directory}/{step} {mismatch}; resume with the settings it had")
+        return keys
 
     def restore(self, template, step: int | None = None):
         """Restore into the structure of ``template`` (arrays or ShapeDtypeStructs).
