@@ -23,7 +23,7 @@ def root_pose(qpos, has_root: bool):
     return qpos[:7] if has_root else jnp.asarray(FIXED_ROOT)
 
 
-def force_scale(model: mujoco.MjModel) -> np.ndarray:
+def actuator_force_scale(model: mujoco.MjModel) -> np.ndarray:
     """What actuator forces are divided by in ``proprioception``: muscles' peak isometric forces, else 1.
 
     The imitation task computes the same from the body's unperturbed model (``ImitationEnv``).

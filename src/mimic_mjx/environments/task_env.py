@@ -36,7 +36,7 @@ from mimic_mjx.config import ExperimentConfig
 from mimic_mjx.data.binding import body_ids, reference_poses
 from mimic_mjx.environments.actions import ActionMap
 from mimic_mjx.environments.backends import default_backend, make_backend
-from mimic_mjx.environments.proprio import force_scale, proprioception
+from mimic_mjx.environments.proprio import actuator_force_scale, proprioception
 from mimic_mjx.environments.task_rewards import TaskQuantities, task_reward_terms
 from mimic_mjx.errors import MimicError
 
@@ -172,7 +172,7 @@ class TaskEnv:
         self.body_ids = body_ids(model, body.tracked())
         self.ee_ids = body_ids(model, body.end_effectors)
         # Muscle forces over the body's own peak forces, exactly as the imitation task observes them.
-        self.force_scale = jnp.asarray(force_scale(trainable))
+        self.force_scale = jnp.asarray(actuator_force_scale(trainable))
         self.actions = ActionMap(model, e.action, e.action_range_rad, body=str(e.body))
         self.nu = self.action_size = model.nu
         start = self.setup(model)
@@ -375,4 +375,4 @@ def held_out_targets(env: TaskEnv, n: int, seed: int = 0) -> jax.Array:
     if n < 1:
         raise TaskError(f"the number of held-out targets must be at least 1, got {n}")
     keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(HELD_OUT_STREAM), seed), n)
-    return jax.vmap(env.sample_target)(keys)
+    return jax.jit(jax.vmap(env.sample_target))(keys)
