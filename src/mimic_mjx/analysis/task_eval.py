@@ -26,7 +26,7 @@ import numpy as np
 from mimic_mjx.errors import MimicError
 from mimic_mjx.files import write_text
 
-#: Keys of the evaluation stream: folded into the seed, never a training key.
+#: Keys of the evaluation episodes' other draws (start noise): folded into the seed, never a training key.
 _EVAL_STREAM = 0x5EED_E7A1
 
 
@@ -38,15 +38,11 @@ def _moving_point_ids(env, body) -> np.ndarray:
     return np.asarray(body_ids(env.model, body.end_effectors[:1]))
 
 
-def episode_steps(env, cfg) -> int:
-    return max(1, int(round(cfg.task.episode_s / env.control_dt)))
-
-
 def _rollout_fn(policy, env, steps: int, ids):
     act = policy.inference_fn(deterministic=True)
 
-    def run_one(key):
-        state = env.reset(key)
+    def run_one(key, target):
+        state = env.reset_to(key, target)
 
         def body(carry, _):
             state, dec_state, alive = carry
@@ -58,7 +54,6 @@ def _rollout_fn(policy, env, steps: int, ids):
                 "latent": extras["latent"],
                 "point": phys.xpos[ids],
                 "qpos": phys.qpos,
-                "power": jnp.sum(jnp.abs(phys.actuator_force * phys.actuator_velocity)),
                 "alive": alive,
             }
             new_alive = alive & (nxt.terminated == 0)
@@ -140,6 +135,7 @@ def _imitation_latent(run_dir: Path, info: dict) -> dict | None:
 def evaluate_task(run_dir: str | Path, out: str | Path, *, instances: int = 50, seed: int = 0) -> dict:
     """Roll the transfer run's controller out on ``instances`` held-out task instances; write summary.json."""
     from mimic_mjx.bodies import get_body
+    from mimic_mjx.environments.task_env import held_out_targets
     from mimic_mjx.environments.tasks import make_task_env
     from mimic_mjx.training.checkpoint import load_policy
     from mimic_mjx.training.transfer import read_transfer
@@ -152,9 +148,10 @@ def evaluate_task(run_dir: str | Path, out: str | Path, *, instances: int = 50, 
     cfg = policy.config
     body = policy.body or get_body(cfg.env.body)
     env = make_task_env(cfg.task.name, cfg, body, float(info["control_dt"]))
-    steps, dt = episode_steps(env, cfg), env.control_dt
+    steps, dt = env.episode_steps, env.control_dt
+    targets = held_out_targets(env, instances, seed)
     keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(_EVAL_STREAM), seed), instances)
-    recs = jax.device_get(_rollout_fn(policy, env, steps, _moving_point_ids(env, body))(keys))
+    recs = jax.device_get(_rollout_fn(policy, env, steps, _moving_point_ids(env, body))(keys, targets))
     recs = jax.tree.map(np.asarray, recs)
     m, alive = recs["metrics"], recs["alive"].astype(bool)
     per = []
@@ -170,7 +167,7 @@ def evaluate_task(run_dir: str | Path, out: str | Path, *, instances: int = 50, 
                 "time_to_reach_s": float((reached[0] + 1) * dt) if len(reached) else None,
                 "final_distance_mm": float(m["task/distance_mm"][i][last]),
                 "ended_early": bool(not a.all() or m["episode/terminated"][i][last] > 0),
-                "energy_mj": float(1e3 * np.sum(recs["power"][i][a]) * dt),
+                "energy_mj": float(m["effort/energy_mj"][i][last]),
                 "jerk_m_s3": rms_jerk(recs["point"][i], dt, a),
             }
         )
@@ -197,7 +194,14 @@ def evaluate_task(run_dir: str | Path, out: str | Path, *, instances: int = 50, 
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "summary.json", json.dumps(summary, indent=2))
     np.savez_compressed(
-        out / "rollouts.npz", qpos=recs["qpos"], point=recs["point"], latent=recs["latent"], alive=alive
+        out / "rollouts.npz",
+        qpos=recs["qpos"],
+        point=recs["point"],
+        latent=recs["latent"],
+        alive=alive,
+        target=np.asarray(targets),
+        distance_mm=m["task/distance_mm"],
+        control_dt=dt,
     )
     return summary
 

@@ -78,7 +78,8 @@ def run_body(run_dir: Path, name: str, log: Callable[[str], None]) -> BodyModel 
     if current is not None and (current.simulated_hash() != meta["model_sha256"] or field_changes(meta, current)):
         log(
             f"note: body '{stored.display_name}' changed since {run_dir} was trained "
-            f"({'; '.join(body_changes(stored, meta, current))}); using the copy stored in {body_dir(run_dir)}"
+            f"({'; '.join(body_changes(stored, meta, current)) or 'same sizes and fields, other values'}); "
+            f"using the copy stored in {body_dir(run_dir)}"
         )
     return stored
 

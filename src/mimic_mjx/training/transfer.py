@@ -66,7 +66,8 @@ def source_control_dt(run_dir: Path, cfg: ExperimentConfig) -> float:
     path = Path(run_dir) / "train_clips.h5"
     try:
         with h5py.File(path, "r") as f:
-            rates = {float(g.attrs.get("fps", f.attrs.get("fps", np.nan))) for g in f.values()}
+            group = f["clips"] if isinstance(f.get("clips"), h5py.Group) else f  # the attributes alone: no arrays
+            rates = {float(g.attrs.get("fps", f.attrs.get("fps", np.nan))) for g in group.values()}
     except OSError as exc:
         raise RunDirError(f"cannot read the training clips of {run_dir} ({exc}); is it an imitation run?") from None
     rates = {r for r in rates if np.isfinite(r) and r > 0}
