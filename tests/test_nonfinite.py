@@ -49,7 +49,7 @@ def test_nonfinite_transition_ends_the_episode_and_is_left_out(clips):
     tr = _trainer(clips)
     _poison_env0(tr)
     state = tr.init(jax.random.PRNGKey(0))
-    _, _, traj, _ = jax.jit(tr._rollout)(state, jax.random.PRNGKey(1))
+    traj = jax.jit(tr._rollout)(state, jax.random.PRNGKey(1))[3]
     bad = ~np.isfinite(np.asarray(traj.reward))
     assert bad[:, 0].any() and not bad[:, 1:].any()  # only environment 0 was poisoned
     t = int(np.flatnonzero(bad[:, 0])[0])
