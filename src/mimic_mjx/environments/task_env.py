@@ -20,6 +20,7 @@ episode starts (``setup``) and, for free bodies, what falling is.
 
 from __future__ import annotations
 
+import abc
 import copy
 import dataclasses
 import functools
@@ -138,7 +139,7 @@ def task_metrics(terms: dict, reward, goal: Goal, p: TaskProgress, steps, termin
 _OUTCOME = ("episode/length", "episode/terminated", "episode/unstable")
 
 
-class TaskEnv:
+class TaskEnv(abc.ABC):
     """A task without reference kinematics for one body, on one physics backend.
 
     ``cfg``: the experiment config (``task``, ``env``); ``body``: the body;
@@ -180,6 +181,7 @@ class TaskEnv:
         t = self.task_cfg
         self.success_radius_m = t.success_radius_m or (t.success_radius or self.default_success_radius) * self.size
         self.episode_steps = max(1, int(round((t.episode_s or self.default_episode_s) / self.control_dt)))
+        self.episode_s = self.episode_steps * self.control_dt  # what an episode lasts, s
         self.hold_steps = max(1, int(round(t.hold_s / self.control_dt)))
         g = float(np.linalg.norm(model.opt.gravity)) or 9.81
         self.mass = float(model.body_subtreemass[0])
@@ -189,6 +191,7 @@ class TaskEnv:
         self.backend = make_backend(e.backend, model, str(e.body), e.native_threads)
 
     # -- what a task defines --------------------------------------------------
+    @abc.abstractmethod
     def check_body(self, model) -> None:
         """TaskError unless the body fits the task."""
 
@@ -196,17 +199,21 @@ class TaskEnv:
         """The simulated model: the body's trainable model, plus whatever the task adds."""
         return model
 
+    @abc.abstractmethod
     def setup(self, model) -> Start:
-        raise NotImplementedError
+        """Where episodes start and the lengths the task scales with (host, once; ``model`` is simulated)."""
 
+    @abc.abstractmethod
     def sample_target(self, key) -> jax.Array:
-        raise NotImplementedError
+        """A goal (3,) for a new episode (world point)."""
 
+    @abc.abstractmethod
     def goal(self, phys, target) -> Goal:
-        raise NotImplementedError
+        """Where a physics state stands with respect to the goal ``target``."""
 
+    @abc.abstractmethod
     def task_observation(self, phys, target) -> jax.Array:
-        raise NotImplementedError
+        """What the high-level policy reads of the task (``ref_obs``), O(1) numbers."""
 
     def upright(self, phys):
         """Cosine of the root's tilt from standing (1 for a fixed base)."""
@@ -261,7 +268,8 @@ class TaskEnv:
         """The one call of the physics backend per control step (domain randomisation hooks in here)."""
         return self.backend.step(data, ctrl, act, self.cfg.substeps)
 
-    def _record(self, phys, target, goal, progress, steps, ctrl, power, prev_distance):
+    def _rewards(self, phys, goal: Goal, ctrl, power, prev_distance):
+        """The step's named reward terms and their sum."""
         q = TaskQuantities(
             distance=goal.distance,
             prev_distance=prev_distance,
@@ -289,7 +297,7 @@ class TaskEnv:
         progress = TaskProgress(goal.distance, none, jnp.int32(-1), zero, zero)
         # The record's layout (zeros) is that of a step, so every state has the same pytree.
         power = jnp.zeros(self.nu)
-        terms, reward = self._record(phys, target, goal, progress, none, prev_ctrl, power, goal.distance)
+        terms, reward = self._rewards(phys, goal, prev_ctrl, power, goal.distance)
         metrics = task_metrics(terms, reward, goal, progress, none, zero, zero, prev_ctrl, power, self.control_dt)
         return TaskState(
             data=data,
@@ -325,7 +333,7 @@ class TaskEnv:
         goal = self.goal(phys, state.target)
         power = phys.actuator_force * phys.actuator_velocity
         progress = advance_progress(state.progress, goal, steps, power, self.hold_steps, self.control_dt)
-        terms, reward = self._record(phys, state.target, goal, progress, steps, ctrl, power, state.progress.distance)
+        terms, reward = self._rewards(phys, goal, ctrl, power, state.progress.distance)
         terminated = self.fallen(phys) | ~finite
         truncated = (steps >= self.episode_steps) & ~terminated
         ref_obs, prop_obs = self.observe(phys, state.target, ctrl)
