@@ -252,27 +252,29 @@ class _Batch:
                 # MuJoCo's diagonal-mass shortcut for "simple" bodies assumes the centre of mass at the joint.
                 self.dyn.expand("body_simple")[:, 1:] = 0
                 self.dyn.expand("dof_simplenum")[:] = 0
-            self.setconst = [k for k in SETCONST_PARAMS if k in randomized]
-            self.setconst_inputs = None  # the draw values the derived constants were last computed from
+            self.setconst = any(k in randomized for k in SETCONST_PARAMS)
+            self.last = None  # each simulation's draw as written (the call's packed rows)
 
     def _set_params(self, params: dict) -> None:
-        """Write each simulation's draw into its model fields; recompute derived constants where they changed.
+        """Write each simulation's draw into its model fields, and recompute the constants MuJoCo derives from them.
 
-        MuJoCo derives constants from masses, centres of mass and armature at
-        compile time (mj_setConst: inverse inertias at qpos0 that set how soft
-        joint limits and contacts are, actuator_acc0, ...). They are recomputed
-        per simulation, and only for rows whose values changed since the last
-        call: a draw changes at episode starts, not every step.
+        Only rows whose draw changed since the last call are written: a draw
+        changes at an episode's start, not at every step. MuJoCo derives
+        constants from masses, centres of mass and armature when it compiles a
+        model (mj_setConst: inverse inertias at qpos0 that set how soft joint
+        limits and contacts are, actuator_acc0, ...); they are recomputed for
+        those rows, so a simulation runs exactly as the model compiled with
+        its draw would (``randomize.apply_to_model``).
         """
-        for name, value in model_fields(self.nominal, params, np).items():
-            self.model_fields[name][:] = value
-        if not self.setconst:
+        now = np.concatenate([v.reshape(len(v), -1) for v in params.values()], axis=1)
+        rows = np.arange(len(now)) if self.last is None else np.flatnonzero((now != self.last).any(axis=1))
+        if not rows.size:
             return
-        now = np.concatenate([params[k].reshape(len(params[k]), -1) for k in self.setconst], axis=1)
-        changed = np.ones(len(now), bool) if self.setconst_inputs is None else (now != self.setconst_inputs).any(1)
-        if changed.any():
-            self.dyn.set_const(np.flatnonzero(changed))
-            self.setconst_inputs = now.copy()
+        for name, value in model_fields(self.nominal, {k: v[rows] for k, v in params.items()}, np).items():
+            self.model_fields[name][rows] = value
+        if self.setconst:
+            self.dyn.set_const(rows)
+        self.last = now.copy()
 
     def _call(self, fn, **kw) -> np.ndarray:
         """``fn(**kw)``; which simulations MuJoCo raised an error in (e.g. a full arena)."""

@@ -37,7 +37,7 @@ import numpy as np
 from mimic_mjx.config.randomize import RandomizeConfig
 from mimic_mjx.errors import ConfigError
 
-#: Config key -> draw key; the order fixes each key's random stream.
+#: Config key -> draw key, in the order draws and records list them.
 PARAMS = {
     "friction_scale": "friction",
     "mass_scale": "mass",
@@ -220,20 +220,27 @@ class Randomizer:
             "armature": model.dof_armature > 0,
             "strength": np.ones(model.nu, bool),
         }
-        self._ranges = {PARAMS[k]: tuple(getattr(cfg, k)) for k in cfg.physics_keys}
+        # Every drawn element is low + span * u for one uniform vector u: one random call per
+        # draw (a draw is computed for every environment at every step, see ImitationEnv.step).
+        lows, spans = [], []
+        for cfg_key in cfg.physics_keys:
+            name, (lo, hi) = PARAMS[cfg_key], getattr(cfg, cfg_key)
+            mask = np.broadcast_to(self.masks[name], self.shapes[name]).ravel()
+            lows.append(np.where(mask, lo, 0.0 if name == "com" else 1.0))
+            spans.append(np.where(mask, hi - lo, 0.0))
+        self._low = np.concatenate(lows).astype(np.float32) if lows else np.zeros(0, np.float32)
+        self._span = np.concatenate(spans).astype(np.float32) if spans else np.zeros(0, np.float32)
 
     def draw(self, key) -> dict:
         """One environment's physics draw (``PARAMS`` keys that ``cfg`` randomises); {} when none."""
         if not self.keys:
             return {}
-        streams = jax.random.split(key, len(PARAMS))
-        out = {}
-        for i, name in enumerate(PARAMS.values()):
-            if name not in self.keys:
-                continue
-            lo, hi = self._ranges[name]
-            u = jax.random.uniform(streams[i], self.shapes[name], minval=lo, maxval=hi)
-            out[name] = jnp.where(self.masks[name], u, 0.0 if name == "com" else 1.0)
+        v = self._low + self._span * jax.random.uniform(key, self._low.shape)
+        out, start = {}, 0
+        for name in self.keys:
+            size = int(np.prod(self.shapes[name]))
+            out[name] = v[start : start + size].reshape(self.shapes[name])
+            start += size
         return out
 
     def start_pose(self, key, qpos, hinge_qpos):
