@@ -8,15 +8,21 @@ block slides on the floor under a motor's push.
 from __future__ import annotations
 
 import dataclasses
+import json
 
+import h5py
 import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
 import pytest
+import yaml
 
+from conftest import tiny_config_dict
 from mimic_mjx import config as config_lib
+from mimic_mjx.bodies import get_body
 from mimic_mjx.config import ConfigError, RandomizeConfig
+from mimic_mjx.data.clips import write_clips
 from mimic_mjx.data.synthetic import make_reaching_clips
 from mimic_mjx.environments.backends import make_backend
 from mimic_mjx.environments.randomize import PARAMS, Randomizer, apply_to_model, physics_params
@@ -265,3 +271,48 @@ def test_mjx_and_native_agree_for_the_same_draw(model, native):
     a, b = _run(native, model, friction, 100), _run(mjx, model, friction, 100)
     np.testing.assert_allclose(a[:, -1, 2], b[:, -1, 2], atol=1e-4)
     assert a[:, -1, 2].max() > 0.3 and a[:, -1, 2].min() < 0.01  # one slid, one held
+
+
+# -- training and records ----------------------------------------------------------------------
+
+
+def test_training_with_randomisation_logs_the_draws_and_rollouts_record_them(tmp_path):
+    from mimic_mjx.analysis.rollout import roll_out
+    from mimic_mjx.cli.main import main
+
+    clips = make_reaching_clips(2, seed=2, num_frames=40)
+    write_clips(tmp_path / "clips.h5", clips)
+    values = tiny_config_dict() | {
+        "env": {"body": "mouse_forelimb", "backend": "native"},
+        "randomize": {"mass_scale": [0.8, 1.2], "strength_scale": [0.9, 1.1], "init_pose_noise_rad": 0.02},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(values))
+    run = tmp_path / "run"
+    argv = ["train", "--config", str(tmp_path / "config.yaml"), "--clips", str(tmp_path / "clips.h5")]
+    assert main([*argv, "--run-dir", str(run)]) == 0
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 3
+    for rec in lines:
+        assert 0.8 <= rec["randomize/mass_scale"] <= 1.2 and 0.9 <= rec["randomize/strength_scale"] <= 1.1
+        assert 0.0 < rec["randomize/init_pose_rms_deg"] <= np.rad2deg(0.02)
+    # Rollouts keep the body's own physics unless asked; asked, each clip and seed records its draw.
+    roll_out(run, clips, tmp_path / "plain.h5")
+    roll_out(run, clips, tmp_path / "drawn.h5", seeds=2, randomize=True)
+    with h5py.File(tmp_path / "plain.h5") as f:
+        assert "randomize" not in f[f"clips/{clips[0].name}"] and not f.attrs["randomized"]
+    with h5py.File(tmp_path / "drawn.h5") as f:
+        g = f[f"clips/{clips[0].name}/randomize"]
+        assert f.attrs["randomized"] and set(g) == {"mass", "strength"}
+        mass = g["mass"][()]
+        assert mass.shape[0] == 2  # (seeds, bodies)
+        acting = mass[:, mass[0] != 1.0]
+        assert acting.size and acting.min() >= 0.8 and acting.max() <= 1.2
+        assert not np.array_equal(mass[0], mass[1])  # each seed its own body ...
+        np.testing.assert_array_equal(mass, f[f"clips/{clips[1].name}/randomize/mass"][()])  # ... on every clip
+        # The physiology is computed on each rollout's own body (here: its muscles' strength).
+        c = f[f"clips/{clips[0].name}"]
+        body = apply_to_model(get_body("mouse_forelimb").compile_trainable(), {k: c[f"randomize/{k}"][1] for k in g})
+        d = mujoco.MjData(body)
+        d.qpos[:], d.qvel[:], d.act[:], d.ctrl[:] = (c[k][1, 0] for k in ("qpos", "qvel", "activation", "ctrl"))
+        mujoco.mj_forward(body, d)
+        np.testing.assert_allclose(c["actuator_force"][1, 0], d.actuator_force, rtol=1e-5)

@@ -13,6 +13,7 @@ experiment`` and ``mimic evaluate``.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 from mimic_mjx.agents.policy import Policy
 from mimic_mjx.analysis.rollout_format import FORMAT, FORMAT_VERSION
 from mimic_mjx.environments.imitation import ImitationEnv
+from mimic_mjx.environments.randomize import apply_to_model
 from mimic_mjx.errors import RunDirError
 from mimic_mjx.files import atomic_hdf5
 
@@ -58,7 +60,8 @@ def _rollout_fn(policy: Policy, env: ImitationEnv, num_steps: int, stochastic: b
     )
 
     def run_one(pp, clip, key, xfrc):
-        state = env.reset_to(jax.random.PRNGKey(0), clip, 0)
+        # With domain randomisation (build_eval_env(randomize=True)) each rollout draws its own physics.
+        state = env.reset_to(jax.random.fold_in(key, 1) if env.randomizer.enabled else jax.random.PRNGKey(0), clip, 0)
 
         def body(carry, xs):
             state, dec_state, alive = carry
@@ -102,7 +105,7 @@ def _rollout_fn(policy: Policy, env: ImitationEnv, num_steps: int, stochastic: b
         # The recurrent decoder starts each rollout (an episode from the clip's first frame) from zeros.
         start = (state, policy.initial_state(), jnp.bool_(True))
         _, recs = jax.lax.scan(body, start, (keys, xfrc))
-        return recs
+        return recs, state.randomize
 
     return jax.jit(jax.vmap(run_one, in_axes=(None, 0, 0, None)))
 
@@ -135,13 +138,15 @@ def collect(
     run = _rollout_fn(policy, env, num_steps, stochastic, latent_noise_std)
     clips = jnp.repeat(jnp.arange(n_clips), seeds)
     keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(seed), s))(jnp.tile(jnp.arange(seeds), n_clips))
-    recs = jax.tree.map(np.array, jax.device_get(run(policy.params, clips, keys, xfrc)))  # writable copies
+    recs, drawn = jax.tree.map(np.array, jax.device_get(run(policy.params, clips, keys, xfrc)))  # writable copies
     recs = jax.tree.map(lambda x: x.reshape((n_clips, seeds) + x.shape[1:]), recs)
     tracked = recs["tracked"]
     for _name, v in _floats(recs):
         mask = tracked.reshape(tracked.shape + (1,) * (v.ndim - tracked.ndim))
         v[...] = np.where(mask, v, np.nan)
     recs["xfrc"] = np.asarray(xfrc)
+    if drawn:  # each rollout's domain-randomisation draw, (clips, seeds, ...)
+        recs["randomize"] = {k: v.reshape((n_clips, seeds) + v.shape[1:]) for k, v in drawn.items()}
     return recs
 
 
@@ -169,8 +174,9 @@ def _subtree_of(model: mujoco.MjModel, roots) -> np.ndarray:
 def derive_physiology(env: ImitationEnv, recs: dict) -> dict:
     """Muscle lengths, velocities, forces and end-effector contact forces at every recorded state.
 
-    MuJoCo's forward dynamics on the simulated model (perturbed or not) at
-    each (qpos, qvel, act, ctrl, applied wrench); NaN where the rollout was not tracked.
+    MuJoCo's forward dynamics on the simulated model (perturbed or not; with a
+    rollout's randomised physics where it drew any) at each (qpos, qvel, act,
+    ctrl, applied wrench); NaN where the rollout was not tracked.
     """
     m = env.model
     d = mujoco.MjData(m)
@@ -183,7 +189,10 @@ def derive_physiology(env: ImitationEnv, recs: dict) -> dict:
         "contact_force": np.full((C, S, T, len(env.ee_ids), 3), np.nan, np.float32),
     }
     f6 = np.zeros(6)
+    drawn = recs.get("randomize", {})  # each rollout's physics: the model as its draw changed it
+    model_of = functools.cache(lambda c, s: apply_to_model(env.model, {k: v[c, s] for k, v in drawn.items()}))
     for c, s, t in zip(*np.nonzero(recs["tracked"]), strict=True):
+        m = model_of(c, s) if drawn else env.model
         d.qpos[:], d.qvel[:], d.ctrl[:] = recs["qpos"][c, s, t], recs["qvel"][c, s, t], recs["ctrl"][c, s, t]
         if m.na:
             d.act[:] = recs["act"][c, s, t]
@@ -297,6 +306,7 @@ def write_rollouts(
             stochastic=bool(stochastic),
             seeds=int(S),
             perturbation=perturbation,
+            randomized=bool(recs.get("randomize")),
             created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             mimic_version=__version__,
         )
@@ -335,6 +345,8 @@ def write_rollouts(
                 valid = bank.keypoint_valid[i, frames] > 0
                 ref_kp = np.where(valid[..., None], bank.keypoints[i, frames], np.nan)
             g.create_dataset("reference_keypoints", data=ref_kp)
+            for key, v in recs.get("randomize", {}).items():
+                g.create_dataset(f"randomize/{key}", data=v[i])
             summary["clips"][name] = {"steps": T, "fraction_tracked": frac}
     summary["survival"] = {"time_s": ((np.arange(Tmax) + 1) * dt).tolist(), "fraction": curve.tolist()}
     summary["mean_fraction_tracked"] = float(np.mean([c["fraction_tracked"] for c in summary["clips"].values()]))
@@ -349,13 +361,17 @@ def roll_out(
     stochastic: bool = False,
     seeds: int = 1,
     seed: int = 0,
+    randomize: bool = False,
 ) -> dict:
-    """``mimic rollout``: roll the run's controller out on ``clips`` and write the dataset ``out``."""
+    """``mimic rollout``: roll the run's controller out on ``clips`` and write the dataset ``out``.
+
+    ``randomize``: each rollout draws the body's physics from the run's ``randomize.*`` ranges.
+    """
     from mimic_mjx.training.checkpoint import load_policy
     from mimic_mjx.training.experiment import build_eval_env
 
     policy = load_policy(run_dir)
-    env = build_eval_env(policy.config, clips, body=policy.body)
+    env = build_eval_env(policy.config, clips, body=policy.body, randomize=randomize)
     recs = collect(policy, env, stochastic=stochastic, seeds=seeds, seed=seed)
     recs.update(derive_physiology(env, recs))
     return write_rollouts(out, env, policy, recs, stochastic=stochastic)

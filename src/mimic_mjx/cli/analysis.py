@@ -14,7 +14,8 @@ def cmd_rollout(args) -> int:
     from mimic_mjx.data.clips import read_clip_files
 
     clips = read_clip_files(args.clips)
-    s = roll_out(args.run, clips, args.out, stochastic=args.stochastic, seeds=args.seeds, seed=args.seed)
+    opts = {"stochastic": args.stochastic, "seeds": args.seeds, "seed": args.seed, "randomize": args.randomize}
+    s = roll_out(args.run, clips, args.out, **opts)
     mode = "stochastic" if args.stochastic else "deterministic"
     print(f"{len(clips)} clip(s) x {args.seeds} {mode} rollout(s):")
     for name, c in s["clips"].items():
@@ -56,6 +57,11 @@ def add_parsers(sub) -> None:
     r.add_argument("--stochastic", action="store_true", help="sample latents and actions instead of their means")
     r.add_argument("--seeds", type=_SEEDS, default=1, help="rollouts per clip")
     r.add_argument("--seed", type=int, default=0, help="first random seed")
+    r.add_argument(
+        "--randomize",
+        action="store_true",
+        help="draw each rollout's body physics from the run's randomize.* ranges (recorded per clip and seed)",
+    )
     r.set_defaults(func=cmd_rollout)
 
     x = sub.add_parser("experiment", help="virtual experiments: perturb body, physics or network and compare")
