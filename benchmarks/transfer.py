@@ -153,12 +153,12 @@ def main() -> int:
 
 def _task_env(run: Path):
     from mimic_mjx.environments.tasks import make_task_env
-
     from mimic_mjx.training.checkpoint import load_policy
-    from mimic_mjx.training.transfer import read_transfer
+    from mimic_mjx.training.transfer import read_transfer, task_body
 
-    policy = load_policy(run)
-    return make_task_env(policy.config.task.name, policy.config, policy.body, float(read_transfer(run)["control_dt"]))
+    cfg = load_policy(run).config
+    body = task_body(run, cfg.env.body, print)
+    return make_task_env(cfg.task.name, cfg, body, float(read_transfer(run)["control_dt"]))
 
 
 def _raw(raw_physics, env, log) -> float:

@@ -17,6 +17,7 @@ later evaluations do not need the imitation run.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import jax
@@ -134,11 +135,10 @@ def _imitation_latent(run_dir: Path, info: dict) -> dict | None:
 
 def evaluate_task(run_dir: str | Path, out: str | Path, *, instances: int = 50, seed: int = 0) -> dict:
     """Roll the transfer run's controller out on ``instances`` held-out task instances; write summary.json."""
-    from mimic_mjx.bodies import get_body
     from mimic_mjx.environments.task_env import held_out_targets
     from mimic_mjx.environments.tasks import make_task_env
     from mimic_mjx.training.checkpoint import load_policy
-    from mimic_mjx.training.transfer import read_transfer
+    from mimic_mjx.training.transfer import read_transfer, task_body
 
     if instances < 1:
         raise MimicError(f"--instances must be at least 1, got {instances}")
@@ -146,7 +146,7 @@ def evaluate_task(run_dir: str | Path, out: str | Path, *, instances: int = 50, 
     info = read_transfer(run_dir)
     policy = load_policy(run_dir)
     cfg = policy.config
-    body = policy.body or get_body(cfg.env.body)
+    body = task_body(run_dir, cfg.env.body, lambda m: print(m, file=sys.stderr))
     env = make_task_env(cfg.task.name, cfg, body, float(info["control_dt"]))
     steps, dt = env.episode_steps, env.control_dt
     targets = held_out_targets(env, instances, seed)

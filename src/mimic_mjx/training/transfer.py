@@ -142,6 +142,14 @@ def write_transfer(run_dir: Path, info: dict) -> None:
     write_text(Path(run_dir) / TRANSFER_FILE, json.dumps(info, indent=2, sort_keys=True))
 
 
+def task_body(run_dir: Path, name: str, log: Callable[[str], None]):
+    """The body of a run for a task: the body's own files where they give the run's model (a task such as
+    the bowl edits the body's spec, which a stored compiled model lacks), else the run's stored copy."""
+    from mimic_mjx.training.runbody import resume_body
+
+    return resume_body(Path(run_dir), name, log, stored_body=True)
+
+
 def _task_env(cfg: ExperimentConfig, body, control_dt: float):
     from mimic_mjx.environments.tasks import make_task_env
 
@@ -219,12 +227,7 @@ def transfer(
         source = _load_source(source_run)
         cfg = transfer_config(source, task, overrides)
         control_dt = source_control_dt(source_run, source.config)
-        if source.body is None:
-            from mimic_mjx.bodies import get_body
-
-            body = get_body(cfg.env.body)
-        else:
-            body = source.body
+        body = task_body(source_run, cfg.env.body, log)
         env = _task_env(cfg, body, control_dt)
         _check_fits(env, source, source_run)
         agent, a = make_agent(cfg.agent, env.action_size), cfg.agent
