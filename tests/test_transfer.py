@@ -149,3 +149,31 @@ def test_rat_bowl_escape_end_to_end(tmp_path):
     assert load_policy(run).update == 2
     s = evaluate_task(run, tmp_path / "eval", instances=2)
     assert s["task"] == "bowl_escape" and np.isfinite(s["mean_final_distance_mm"])
+
+
+def test_task_episodes_draw_randomised_physics_and_record_it():
+    from mimic_mjx.bodies import get_body
+    from mimic_mjx.environments.tasks import make_task_env
+
+    sets = ["task.name=reach_target", "randomize.mass_scale=[0.5,1.5]", "randomize.init_pose_noise_rad=0.1"]
+    cfg = config_lib.apply_overrides(config_lib.from_dict(tiny_config_dict()), sets)
+    env = make_task_env("reach_target", cfg, get_body("mouse_forelimb"), 0.005)
+    reset, step = jax.jit(jax.vmap(env.reset)), jax.jit(jax.vmap(env.step))
+    s = reset(jax.random.split(jax.random.PRNGKey(0), 4))
+    masses = np.asarray(s.randomize["mass"])
+    assert masses.min() >= 0.5 and masses.max() <= 1.5 and not np.allclose(masses[0], masses[1])
+    nxt = step(s, np.zeros((4, env.action_size), np.float32))
+    m = {k: np.asarray(v) for k, v in nxt.metrics.items()}
+    assert np.all(m["randomize/init_pose_rms_deg"] > 0) and np.all(np.isfinite(m["randomize/mass_scale"]))
+    np.testing.assert_allclose(
+        m["randomize/mass_scale"], np.asarray(jax.vmap(env.randomizer.summary)(s.randomize)["randomize/mass_scale"])
+    )
+    # Off: the state carries no draw and the metrics no randomize/* entries.
+    plain = make_task_env(
+        "reach_target",
+        config_lib.apply_overrides(cfg, ["randomize.mass_scale=[1,1]", "randomize.init_pose_noise_rad=0"]),
+        get_body("mouse_forelimb"),
+        0.005,
+    )
+    s0 = jax.jit(plain.reset)(jax.random.PRNGKey(0))
+    assert s0.randomize == {} and not any(k.startswith("randomize/") for k in s0.metrics)

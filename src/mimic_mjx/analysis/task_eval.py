@@ -135,6 +135,7 @@ def _imitation_latent(run_dir: Path, info: dict) -> dict | None:
 
 def evaluate_task(run_dir: str | Path, out: str | Path, *, instances: int = 50, seed: int = 0) -> dict:
     """Roll the transfer run's controller out on ``instances`` held-out task instances; write summary.json."""
+    from mimic_mjx.config.randomize import RandomizeConfig
     from mimic_mjx.environments.task_env import held_out_targets
     from mimic_mjx.environments.tasks import make_task_env
     from mimic_mjx.training.checkpoint import load_policy
@@ -145,7 +146,8 @@ def evaluate_task(run_dir: str | Path, out: str | Path, *, instances: int = 50, 
     run_dir, out = Path(run_dir), Path(out)
     info = read_transfer(run_dir)
     policy = load_policy(run_dir)
-    cfg = policy.config
+    # Evaluated on the body itself, as imitation evaluation is: no randomised physics, no start-pose noise.
+    cfg = policy.config.replace(randomize=RandomizeConfig())
     body = task_body(run_dir, cfg.env.body, lambda m: print(m, file=sys.stderr))
     env = make_task_env(cfg.task.name, cfg, body, float(info["control_dt"]))
     steps, dt = env.episode_steps, env.control_dt

@@ -38,6 +38,7 @@ from mimic_mjx.data.binding import body_ids, reference_poses
 from mimic_mjx.environments.actions import ActionMap
 from mimic_mjx.environments.backends import default_backend, make_backend
 from mimic_mjx.environments.proprio import actuator_force_scale, proprioception
+from mimic_mjx.environments.randomize import Randomizer, physics_params
 from mimic_mjx.environments.task_rewards import TaskQuantities, task_reward_terms
 from mimic_mjx.errors import MimicError
 
@@ -73,6 +74,7 @@ class TaskState:
     key: jax.Array
     target: jax.Array  # (3,) world point of the goal
     progress: TaskProgress
+    randomize: dict  # the episode's domain-randomisation draw (environments.randomize); {} when off
 
 
 class Goal(NamedTuple):
@@ -189,6 +191,7 @@ class TaskEnv(abc.ABC):
         xpos, xquat = reference_poses(model, start.qpos[None])
         self._start = tuple(jnp.asarray(a, jnp.float32) for a in (start.qpos, start.qvel, start.act, xpos[0], xquat[0]))
         self.backend = make_backend(e.backend, model, str(e.body), e.native_threads)
+        self.randomizer = Randomizer(model, cfg.randomize)
 
     # -- what a task defines --------------------------------------------------
     @abc.abstractmethod
@@ -259,14 +262,21 @@ class TaskEnv(abc.ABC):
         )
         return self.task_observation(phys, target), prop
 
-    def start_data(self):
-        """The physics state every episode starts from, with its muscle (actuator) state."""
+    def start_data(self, key):
+        """The physics state an episode starts from (``randomize.init_pose_noise_rad`` on its hinges), with
+        its muscle (actuator) state, and the episode's domain-randomisation draw."""
         qpos, qvel, act, xpos, xquat = self._start
-        return self.backend.init_posed(qpos, qvel, xpos, xquat).replace(act=act)
+        rz = self.randomizer
+        draw = rz.draw(jax.random.fold_in(key, 1))
+        if rz.cfg.init_pose_noise_rad > 0:  # posed by the backend: the stored poses are the noiseless start's
+            noisy = rz.start_pose(jax.random.fold_in(key, 2), qpos, self.hinge_q)
+            draw = rz.record_start(draw, (noisy - qpos)[self.hinge_q])
+            return self.backend.init(noisy, qvel).replace(act=act), draw
+        return self.backend.init_posed(qpos, qvel, xpos, xquat).replace(act=act), draw
 
-    def physics_step(self, data, ctrl, act):
-        """The one call of the physics backend per control step (domain randomisation hooks in here)."""
-        return self.backend.step(data, ctrl, act, self.cfg.substeps)
+    def physics_step(self, data, ctrl, act, draw):
+        """The one call of the physics backend per control step, with the episode's randomised physics."""
+        return self.backend.step(data, ctrl, act, self.cfg.substeps, params=physics_params(draw))
 
     def _rewards(self, phys, goal: Goal, ctrl, power, prev_distance):
         """The step's named reward terms and their sum."""
@@ -288,7 +298,7 @@ class TaskEnv(abc.ABC):
     def reset_to(self, key, target) -> TaskState:
         """Start an episode with the goal at ``target`` (3,) (``held_out_targets`` gives evaluation ones)."""
         target = jnp.asarray(target, jnp.float32)
-        data = self.start_data()
+        data, draw = self.start_data(key)
         phys = self.backend.view(data)
         prev_ctrl = jnp.zeros(self.nu)
         ref_obs, prop_obs = self.observe(phys, target, prev_ctrl)
@@ -299,6 +309,7 @@ class TaskEnv(abc.ABC):
         power = jnp.zeros(self.nu)
         terms, reward = self._rewards(phys, goal, prev_ctrl, power, goal.distance)
         metrics = task_metrics(terms, reward, goal, progress, none, zero, zero, prev_ctrl, power, self.control_dt)
+        metrics |= self.randomizer.summary(draw)
         return TaskState(
             data=data,
             clip=none,
@@ -314,6 +325,7 @@ class TaskEnv(abc.ABC):
             key=key,
             target=target,
             progress=progress,
+            randomize=draw,
         )
 
     def reset(self, key, failure_cdf=None) -> TaskState:
@@ -326,7 +338,7 @@ class TaskEnv(abc.ABC):
         """Advance one control step; the state is not reset when the episode ends."""
         before = self.backend.view(state.data)
         ctrl = self.action_to_ctrl(action, before.qpos)
-        data = self.physics_step(state.data, ctrl, before.act)
+        data = self.physics_step(state.data, ctrl, before.act, state.randomize)
         phys = self.backend.view(data)
         finite = jnp.all(jnp.isfinite(phys.qpos)) & jnp.all(jnp.isfinite(phys.qvel))
         steps = state.steps + 1
@@ -342,6 +354,7 @@ class TaskEnv(abc.ABC):
         terminated, unstable = terminated.astype(jnp.float32), (~finite).astype(jnp.float32)
         metrics = task_metrics(terms, reward, goal, progress, steps, terminated, unstable, ctrl, power, self.control_dt)
         metrics = {k: v if k in _OUTCOME else sanitize(v) for k, v in metrics.items()}
+        metrics |= self.randomizer.summary(state.randomize)  # the episode's draw, finite by construction
         return state.replace(
             data=data,
             steps=steps,
