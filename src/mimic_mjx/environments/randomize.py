@@ -29,6 +29,8 @@ as without randomisation (same inputs, same numbers, same speed).
 
 from __future__ import annotations
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import mujoco
@@ -184,8 +186,6 @@ def apply_to_model(model: mujoco.MjModel, params: dict) -> mujoco.MjModel:
     What the native backend simulates for that draw: for analyses that rerun a
     randomised episode's states through MuJoCo (``analysis.rollout``).
     """
-    import copy
-
     out = copy.deepcopy(model)
     params = {k: np.asarray(v, np.float64) for k, v in (physics_params(params) or {}).items()}
     for name, value in model_fields(nominal_fields(model), params, np).items():
