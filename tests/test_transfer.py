@@ -177,3 +177,16 @@ def test_task_episodes_draw_randomised_physics_and_record_it():
     )
     s0 = jax.jit(plain.reset)(jax.random.PRNGKey(0))
     assert s0.randomize == {} and not any(k.startswith("randomize/") for k in s0.metrics)
+
+
+def test_recurrent_decoder_transfers_frozen(tmp_path):
+    """An LSTM decoder is reused with its state carried through the task's episodes."""
+    sets = ["agent.decoder=lstm", "agent.recurrent_size=8", "train.total_steps=32", "train.seed=2"]
+    cfg = config_lib.apply_overrides(config_lib.from_dict(tiny_config_dict()), sets)
+    src = tmp_path / "lstm"
+    train(cfg, src, make_reaching_clips(2, seed=4, num_frames=30), **QUIET)
+    run = tmp_path / "reach"
+    transfer(src, run, task="reach_target", decoder="frozen", overrides=["train.total_steps=32"], **QUIET)
+    assert _same(load_policy(src).params.params["decoder"], load_policy(run).params.params["decoder"])
+    s = evaluate_task(run, tmp_path / "eval", instances=2)
+    assert np.isfinite(s["mean_final_distance_mm"]) and "rms_z" in s["latent"]
