@@ -34,7 +34,7 @@ class TaskTerm:
 class TaskRewardConfig:
     """Weights of the tasks' reward terms (``environments.task_rewards``); a task uses its own subset."""
 
-    reach: TaskKernel = TaskKernel(1.0, 0.25)  # reach_target: exp(-d^2 / (scale * reach)^2)
+    reach: TaskKernel = TaskKernel(1.0, 0.5)  # reach_target: exp(-d^2 / (scale * reach)^2); broad: a pull from anywhere
     hold: TaskTerm = TaskTerm(1.0)  # reach/go-to: bonus per step within the success radius
     progress: TaskTerm = TaskTerm(1.0)  # go_to_target: speed towards the target, body lengths/s
     escape: TaskTerm = TaskTerm(1.0)  # bowl_escape: distance from the centre over the rim radius (at most 1)
