@@ -40,7 +40,11 @@ def _source(args, base: Path, log) -> tuple[Path, str]:
     from mimic_mjx.training.trainer import train
 
     files = sorted(DATA.glob("trial*_ik.h5"))
-    if files:
+    if args.source_clips:
+        from mimic_mjx.data.clips import read_clip_files
+
+        clips, what = read_clip_files(args.source_clips), f"clips of {', '.join(args.source_clips)}"
+    elif files:
         from mimic_mjx.data.clips import read_clip_files
 
         clips, what = read_clip_files(files), f"{len(files)} recorded reaches (shipped references)"
@@ -84,6 +88,12 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=5.0, help="training wall-time budget of every transfer run")
     ap.add_argument("--source", help="imitation run whose decoder to reuse (default: train one)")
     ap.add_argument("--source-minutes", type=float, default=10.0)
+    ap.add_argument(
+        "--source-clips",
+        nargs="*",
+        help="clip files to train the source run on (default: the recorded reaches' shipped references), e.g. the "
+        "re-registered references benchmarks/forelimb.py caches in its --run-dir",
+    )
     ap.add_argument("--source-set", nargs="*", default=[], metavar="KEY=VALUE", help="source run config overrides")
     ap.add_argument("--instances", type=int, default=50, help="held-out targets per evaluation")
     ap.add_argument("--radius-mm", type=float, default=2.0, help="success radius")
