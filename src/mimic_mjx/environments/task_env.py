@@ -23,7 +23,6 @@ from __future__ import annotations
 import abc
 import copy
 import dataclasses
-import functools
 from typing import NamedTuple
 
 import jax
@@ -37,6 +36,7 @@ from mimic_mjx.config import ExperimentConfig
 from mimic_mjx.data.binding import body_ids, reference_poses
 from mimic_mjx.environments.actions import ActionMap
 from mimic_mjx.environments.backends import default_backend, make_backend
+from mimic_mjx.environments.envbase import AutoResetEnv
 from mimic_mjx.environments.proprio import actuator_force_scale, proprioception
 from mimic_mjx.environments.randomize import Randomizer, physics_params
 from mimic_mjx.environments.task_rewards import TaskQuantities, task_reward_terms
@@ -141,7 +141,7 @@ def task_metrics(terms: dict, reward, goal: Goal, p: TaskProgress, steps, termin
 _OUTCOME = ("episode/length", "episode/terminated", "episode/unstable")
 
 
-class TaskEnv(abc.ABC):
+class TaskEnv(AutoResetEnv, abc.ABC):
     """A task without reference kinematics for one body, on one physics backend.
 
     ``cfg``: the experiment config (``task``, ``env``); ``body``: the body;
@@ -224,24 +224,6 @@ class TaskEnv(abc.ABC):
 
     def fallen(self, phys):
         return jnp.zeros((), bool)
-
-    # -- shapes ------------------------------------------------------------------
-    @functools.cached_property
-    def state_shape(self) -> TaskState:
-        """Shapes of one environment's state, traced (not run) from ``reset``."""
-        return jax.eval_shape(self.reset, jax.random.PRNGKey(0))
-
-    @property
-    def ref_obs_size(self) -> int:
-        return self.state_shape.ref_obs.shape[-1]
-
-    @property
-    def prop_obs_size(self) -> int:
-        return self.state_shape.prop_obs.shape[-1]
-
-    @property
-    def metric_names(self) -> tuple[str, ...]:
-        return tuple(self.state_shape.metrics)
 
     @property
     def failure_table_shape(self) -> tuple[int, int]:
@@ -366,21 +348,6 @@ class TaskEnv(abc.ABC):
             truncated=truncated.astype(jnp.float32),
             metrics=metrics,
             progress=progress.replace(distance=sanitize(progress.distance), energy=sanitize(progress.energy)),
-        )
-
-    def step(self, state: TaskState, action, failure_cdf=None) -> TaskState:
-        """Advance one control step, starting a new episode if this one ended (see ``reset``)."""
-        nxt = self.step_no_reset(state, action)
-        done = (nxt.terminated + nxt.truncated) > 0
-        fresh = self.reset(nxt.key, failure_cdf)
-        # Keep the transition's outcome; take the state and observation of the new episode.
-        merged = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, nxt)
-        return merged.replace(
-            reward=nxt.reward,
-            terminated=nxt.terminated,
-            truncated=nxt.truncated,
-            metrics=nxt.metrics,
-            key=jnp.where(done, fresh.key, jax.random.split(nxt.key)[0]),
         )
 
 
