@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -128,67 +127,6 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def cmd_register(args) -> int:
-    from mimic_mjx.bodies import get_body
-    from mimic_mjx.data.clips import write_clips
-    from mimic_mjx.data.keypoints import read_keypoints
-    from mimic_mjx.registration.register import format_residuals, register, split_clip
-    from mimic_mjx.registration.stac import StacConfig
-    from mimic_mjx.training.trainer import stderr_log
-
-    if args.render:  # first: a registration takes minutes, finding that nothing can render it seconds
-        from mimic_mjx.presentation.render import require_renderer
-
-        require_renderer()
-    velocity = StacConfig().velocity_m_per_rad_s if args.velocity_prior is None else 1e-3 * args.velocity_prior
-    if not 0 <= velocity < float("inf"):
-        raise MimicError(f"--velocity-prior must be 0 (off) or more, got {args.velocity_prior}")
-    lever = StacConfig().observable_lever_m if args.observable_lever is None else 1e-3 * args.observable_lever
-    if not 0 <= lever < float("inf"):
-        raise MimicError(f"--observable-lever must be 0 (off) or more, got {args.observable_lever}")
-    margin = StacConfig().limit_margin_rad if args.limit_margin is None else math.radians(args.limit_margin)
-    body = get_body(args.body)  # before reading: a wrong body file fails in a second, and it may name the unit
-    units = args.units or body.keypoint_unit
-    kp = read_keypoints(
-        args.keypoints, format=args.format, units=units, fps=args.fps, names=args.names, skeleton=args.skeleton
-    )
-    if args.frames is not None and args.frames < kp.num_frames:
-        kp = dataclasses.replace(kp, positions=kp.positions[: args.frames], confidence=kp.confidence[: args.frames])
-    said = "" if args.units or not body.keypoint_unit else f", the unit of body {body.display_name}"
-    stderr_log(
-        f"read {kp.num_frames} frames of {kp.num_keypoints} keypoints from {args.keypoints} "
-        f"({kp.input_units} -> m{said}, {kp.fps:g} Hz)"
-    )
-    cfg = StacConfig(
-        rounds=args.rounds,
-        lm_iterations=args.iterations,
-        min_confidence=args.min_confidence,
-        weight_by_confidence=args.weight_by_confidence,
-        velocity_m_per_rad_s=velocity,
-        observable_lever_m=lever,
-        limit_margin_rad=margin,
-    )
-    reg = register(kp, body.name, cfg, fit_scale=args.fit_scale, log=stderr_log)
-    clips = split_clip(reg.clip, args.clip_length) if args.clip_length is not None else [reg.clip]
-    write_clips(args.out, clips)
-    print(format_residuals(reg.summary))
-    print(f"wrote {len(clips)} clip(s) to {args.out}")
-    if args.render:
-        from mimic_mjx.presentation.render import render_keypoint_fit
-
-        render_keypoint_fit(
-            body.compile(),
-            reg.result.qpos,
-            kp.positions,
-            reg.result.markers,
-            args.render,
-            kp.fps,
-            max_frames=args.render_frames,
-        )
-        print(f"wrote {args.render}")
-    return 0
-
-
 def cmd_clips_check(args) -> int:
     from mimic_mjx.data.check import check_clips, format_report
     from mimic_mjx.data.clips import read_clip_files
@@ -250,72 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Counts and rates are checked as they are parsed: a 0 or -1 must be an error, never a default.
     from mimic_mjx.cli.types import cli_number
-    from mimic_mjx.data.clips import FPS_RANGE
 
     _COUNT = cli_number(int, 1, what="a whole number, 1 or more")
     _BOUND = cli_number(float, 0, what="a positive number")
-    _FPS = cli_number(
-        float, FPS_RANGE[0], FPS_RANGE[1], what=f"a frame rate from {FPS_RANGE[0]:g} to {FPS_RANGE[1]:g} Hz"
-    )
 
-    r = sub.add_parser("register", help="fit a body to 3D keypoints (STAC) and write reference clips")
-    r.add_argument("--body", required=True, help=BODY_HELP)
-    r.add_argument(
-        "--keypoints",
-        required=True,
-        help="DANNCE .mat, NWB (ndx-pose), SLEAP .h5/.slp, DeepLabCut/Anipose .csv, a mouse-arm registration .h5, "
-        "or a worm centreline (Tierpsy .hdf5, .npy)",
-    )
-    r.add_argument("--format", help="keypoint file format, if the extension is ambiguous")
-    r.add_argument(
-        "--units",
-        choices=["m", "cm", "mm", "um"],
-        help="length unit of the file (default: the body file's keypoint_unit, else the file's metadata)",
-    )
-    r.add_argument("--fps", type=_FPS, help="frame rate in Hz (overrides its metadata)")
-    r.add_argument("--names", help="comma-separated keypoint names, in the file's order")
-    r.add_argument("--skeleton", help="skeleton .mat with joint_names (and joints_idx)")
-    r.add_argument("--frames", type=_COUNT, help="register only the first N frames of the recording")
-    r.add_argument("--out", required=True, help="clip file to write (HDF5)")
-    r.add_argument(
-        "--clip-length",
-        type=cli_number(int, 2, what="a whole number of frames, 2 or more"),
-        help="split into clips of this many frames",
-    )
-    r.add_argument("--rounds", type=_COUNT, default=3, help="pose/offset alternations")
-    r.add_argument("--iterations", type=_COUNT, default=25, help="Levenberg-Marquardt steps per pose round")
-    r.add_argument(
-        "--min-confidence",
-        type=cli_number(float, 0, 1, what="a confidence from 0 to 1"),
-        default=0.0,
-        help="ignore keypoints at or below this confidence",
-    )
-    r.add_argument("--weight-by-confidence", action="store_true", help="weight keypoints by their confidence")
-    r.add_argument("--fit-scale", action="store_true", help="also fit one global body scale factor")
-    r.add_argument(
-        "--velocity-prior",
-        type=float,
-        metavar="MM_PER_RAD_S",
-        help="keypoint error (mm) that a joint speed of 1 rad/s costs in the fit, so that joints the keypoints "
-        "cannot see do not swing; 0 turns it off (default 0.01: 100 rad/s costs like 1 mm; docs/registration.md)",
-    )
-    r.add_argument(
-        "--observable-lever",
-        type=float,
-        metavar="MM",
-        help="a joint that moves the keypoints less than this per radian at a frame is poorly seen there, and "
-        "its speed prior grows accordingly (up to 50x); 0: the same prior everywhere (default 5)",
-    )
-    r.add_argument(
-        "--limit-margin",
-        type=cli_number(float, 0, 90, what="an angle in degrees from 0 to 90"),
-        metavar="DEG",
-        help="keep hinges this far inside their range limits (at most a tenth of each range), so that "
-        "references do not ride a limit the simulated joint presses on; 0: the limits themselves (default 2.9)",
-    )
-    r.add_argument("--render", help="also write an MP4 of the fit (headless)")
-    r.add_argument("--render-frames", type=_COUNT, help="render at most this many frames")
-    r.set_defaults(func=cmd_register)
+    from mimic_mjx.cli import register as register_cli
+
+    register_cli.add_parser(sub, BODY_HELP)
 
     k = sub.add_parser("bench", help="measure environment, training and raw physics throughput")
     k.add_argument("--body", default="rat", help=f"{BODY_HELP} (default rat)")

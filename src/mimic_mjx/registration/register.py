@@ -39,6 +39,18 @@ def rest_markers(model: mujoco.MjModel, bodies: list[str], offsets: np.ndarray) 
     )
 
 
+def markers_of(model: mujoco.MjModel, qpos: np.ndarray, bodies: list[str], offsets: np.ndarray) -> np.ndarray:
+    """The mapped markers (T, K, 3) m at each pose of ``qpos`` (T, nq)."""
+    data = mujoco.MjData(model)
+    ids = [model.body(b).id for b in bodies]
+    out = np.zeros((len(qpos), len(ids), 3))
+    for t, q in enumerate(qpos):
+        data.qpos[:] = q
+        mujoco.mj_kinematics(model, data)
+        out[t] = data.xpos[ids] + np.einsum("kij,kj->ki", data.xmat[ids].reshape(-1, 3, 3), offsets)
+    return out
+
+
 def lift_planar(kp: Keypoints, heights: np.ndarray) -> Keypoints:
     """2-D keypoints (z = 0) with each keypoint's z set to ``heights`` (K,), its marker's height at rest."""
     positions = kp.positions.copy()
@@ -83,20 +95,23 @@ def _scalable_base(body) -> float:
     return float(param.default)
 
 
-def register(
-    kp: Keypoints,
-    body_name: str,
-    cfg: StacConfig = StacConfig(),
-    *,
-    fit_scale: bool = False,
-    log: Callable[[str], None] = print,
-) -> Registration:
-    """Fit ``body_name`` to the keypoints; return the clip, raw result and a residual summary.
+@dataclasses.dataclass
+class Prepared:
+    """What a registration needs besides the poses: the body, its markers and the keypoints' weights."""
 
-    ``fit_scale``: first fit poses at the body's default size, estimate one
-    global scale factor in closed form, rebuild the body at that size (offsets
-    scaled alike) and register again.
-    """
+    body: object  # bodies.Body
+    model: mujoco.MjModel
+    kp: Keypoints  # planar keypoints lifted to their markers' rest heights
+    names: list[str]
+    bodies: list[str]  # the body each keypoint's marker is attached to
+    offsets0: np.ndarray  # (K, 3) initial marker offsets
+    trunk: list[int]
+    cfg: StacConfig  # priors scaled to the body's size
+    weights: np.ndarray  # (T, K), 0 where missing or below min_confidence
+
+
+def prepare(kp: Keypoints, body_name: str, cfg: StacConfig, log: Callable[[str], None] = print) -> Prepared:
+    """Check keypoints against the body's keypoint map and derive the solver's inputs."""
     body = get_body(body_name)  # a built-in name or a body file's path
     kmap = body.keypoint_map
     if kmap is None and body.source is None:
@@ -156,6 +171,37 @@ def register(
             f"{list(kmap.trunk_keypoints)}, but only {len(trunk)} are present; need 3 or more"
         )
 
+    return Prepared(body, model, kp, names, bodies, offsets0, trunk, cfg, weights)
+
+
+def register(
+    kp: Keypoints,
+    body_name: str,
+    cfg: StacConfig = StacConfig(),
+    *,
+    fit_scale: bool = False,
+    log: Callable[[str], None] = print,
+) -> Registration:
+    """Fit ``body_name`` to the keypoints; return the clip, raw result and a residual summary.
+
+    ``fit_scale``: first fit poses at the body's default size, estimate one
+    global scale factor in closed form, rebuild the body at that size (offsets
+    scaled alike) and register again.
+    """
+    p = prepare(kp, body_name, cfg, log)
+    body, model, kp, names, bodies, offsets0, trunk, cfg, weights = (
+        p.body,
+        p.model,
+        p.kp,
+        p.names,
+        p.bodies,
+        p.offsets0,
+        p.trunk,
+        p.cfg,
+        p.weights,
+    )
+    body_name = body.name
+    lay = registration_layout(model)
     log(
         f"registering {kp.num_frames} frames x {len(names)} keypoints ({kp.duration_s:.1f} s at {kp.fps:g} Hz) "
         f"to '{body_name}' ({model.nq} qpos); the first round includes compilation"

@@ -50,54 +50,10 @@ from mujoco import mjx
 
 from mimic_mjx.errors import KeypointError
 from mimic_mjx.quaternions import mat_to_quat
+from mimic_mjx.registration.config import DEFAULT_STAC, PRIOR_REFERENCE_EXTENT_M, StacConfig
 from mimic_mjx.registration.joints import inside_margin, project, registration_layout, retract
 
-
-@dataclasses.dataclass(frozen=True)
-class StacConfig:
-    rounds: int = 3  # pose/offset alternations after the first pose fit
-    lm_iterations: int = 25  # Levenberg-Marquardt steps per pose round
-    smooth_m_per_rad: float = 0.002  # smoothness: 1 rad off the neighbours' mean costs like 2 mm
-    prior_m_per_rad: float = 0.0  # pull towards the neutral pose (0: none)
-    # Joint-speed prior ("Temporal priors" above; needs the frame rate): 1 rad/s costs like this
-    # keypoint error, so 100 rad/s like 1 mm; 0 turns it off. Chosen on the 37 mouse-arm reaches
-    # (docs/registration.md): their 100+ rad/s swings go, the median residual moves < 0.01 mm.
-    velocity_m_per_rad_s: float = 1e-5
-    # Where a joint moves the keypoints less than this per radian (with the other joints free to
-    # compensate), it is poorly seen from them and its speed prior grows by observable_lever_m /
-    # its lever, up to 50x. 5 mm: below the forearm of the mouse (6.9 mm) or any rat limb segment.
-    observable_lever_m: float = 0.005
-    # Hinges stay this far inside their range limits (at most a tenth of the range): a reference
-    # that rides a limit asks the simulated joint to press on its limit constraint, where the
-    # controller overshoots (docs/registration.md); 0.05 rad ~ 3 deg.
-    limit_margin_rad: float = 0.05
-    offset_reg: float = 0.05  # offset regularisation, as a fraction of the frames' total weight
-    min_confidence: float = 0.0  # keypoints at or below this confidence are ignored
-    weight_by_confidence: bool = False  # else every kept keypoint weighs 1
-    batch_frames: int = 2000  # frames solved together (memory bound)
-    # The priors' lengths shrink with bodies smaller than PRIOR_REFERENCE_EXTENT_M (False: as given).
-    scale_priors_with_size: bool = True
-
-    def for_body_extent(self, extent_m: float) -> tuple[StacConfig, float]:
-        """This config for a body whose rest keypoints span ``extent_m``, and the factor applied (<= 1)."""
-        if not self.scale_priors_with_size or not extent_m > 0:
-            return self, 1.0
-        f = min(1.0, extent_m / PRIOR_REFERENCE_EXTENT_M)
-        scaled = dataclasses.replace(
-            self,
-            smooth_m_per_rad=self.smooth_m_per_rad * f,
-            prior_m_per_rad=self.prior_m_per_rad * f,
-            velocity_m_per_rad_s=self.velocity_m_per_rad_s * f,
-            observable_lever_m=self.observable_lever_m * f,
-        )
-        return scaled, f
-
-
-#: The priors' lengths weigh a joint's motion like a keypoint error; they were chosen on the mouse
-#: forelimb (rest keypoints 11 mm apart) and hold for the rat (150 mm), where keypoint noise is set by
-#: the cameras (~1 mm). A 1-mm worm imaged at its own scale has micrometre noise: the same lengths
-#: would outweigh every keypoint, so below this extent they shrink with the body.
-PRIOR_REFERENCE_EXTENT_M = 0.011
+__all__ = ["DEFAULT_STAC", "PRIOR_REFERENCE_EXTENT_M", "StacConfig", "StacResult", "StacSolver"]
 
 
 @dataclasses.dataclass
@@ -119,7 +75,7 @@ class StacSolver:
         keypoint_bodies: list[str],
         initial_offsets: np.ndarray,
         trunk: list[int],
-        cfg: StacConfig = StacConfig(),
+        cfg: StacConfig = DEFAULT_STAC,
         log: Callable[[str], None] = lambda m: None,
     ):
         self.model = model
@@ -253,22 +209,35 @@ class StacSolver:
             return jnp.zeros(0), jnp.zeros((0, lay.nv))
         return jnp.concatenate(rows), jnp.concatenate(jac)
 
-    def _pose_round_impl(self, q, kp, sqrt_w, offsets, fps):
-        """Levenberg-Marquardt on every frame at once.
+    def _pose_round_impl(self, q, kp, sqrt_w, offsets, fps, q_before, has_before, n_valid):
+        """Levenberg-Marquardt on every frame of one stretch at once.
 
         One kinematics pass per iteration: the candidate step is evaluated and
         kept only where it lowers the frame's cost (then the damping drops),
         otherwise the frame keeps its pose and cached Jacobian and the damping
         rises. Temporal neighbours follow the current iterate (a Jacobi sweep:
         each frame minimises its cost with its neighbours held).
+
+        ``q_before``: the (already solved, held) pose before the first frame,
+        a neighbour of frame 0 when ``has_before`` is 1, so that a chunk of a
+        stream continues the chunk before it. Only the first ``n_valid``
+        frames are linked in time: a short last chunk is padded to the
+        compiled length with unweighted frames that do not pull on it.
         """
         lay = self.layout
         evaluate = jax.vmap(self._markers_and_jacobian, in_axes=(0, None))
         regular = jax.vmap(self._regulariser, in_axes=(0, 0, None))
         T = q.shape[0]
-        prev, nxt = jnp.maximum(jnp.arange(T) - 1, 0), jnp.minimum(jnp.arange(T) + 1, T - 1)
-        has_prev = (jnp.arange(T) > 0).astype(q.dtype)[:, None]
-        has_next = (jnp.arange(T) < T - 1).astype(q.dtype)[:, None]
+        idx = jnp.arange(T)
+        prev, nxt = jnp.maximum(idx - 1, 0), jnp.minimum(idx + 1, T - 1)
+        has_prev = ((idx > 0) | ((idx == 0) & (has_before > 0))).astype(q.dtype)[:, None]
+        has_next = (idx < n_valid - 1).astype(q.dtype)[:, None]
+
+        def neighbours(qs):
+            # Past an end (no neighbour) a frame's own iterate stands in: its smoothness term then
+            # pulls it towards its one neighbour only.
+            qm1 = qs[prev].at[0].set(q_before)
+            return jnp.where(has_prev > 0, qm1, qs), jnp.where(has_next > 0, qs[nxt], qs)
 
         def marker_terms(m, J):
             r = (sqrt_w[..., None] * (m - kp)).reshape(m.shape[0], -1)
@@ -286,7 +255,7 @@ class StacSolver:
             # costs several LM steps for the rat; every step would double its registration time.
             boost = jax.lax.cond((i % 5 == 0) & (i > 0), self._speed_boost, lambda _: boost, Jm)
             qs = jax.lax.stop_gradient(q)
-            nb = (qs[prev], qs[nxt], has_prev, has_next, boost)
+            nb = (*neighbours(qs), has_prev, has_next, boost)
             rr, Jr = regular(q, nb, fps)
             r = jnp.concatenate([rm, rr], axis=1)
             Jf = jnp.concatenate([Jm, Jr], axis=1)
@@ -352,12 +321,18 @@ class StacSolver:
         out, costs = [], []
         B = self.cfg.batch_frames
         for s in range(0, q.shape[0], B):
+            # Each batch after the first continues from the batch before's last pose (held).
+            before = out[-1][-1] if out else q[0]
+            n = min(B, q.shape[0] - s)
             qb, cb = self._pose_round(
                 jnp.asarray(q[s : s + B]),
                 jnp.asarray(np.nan_to_num(kp[s : s + B])),
                 jnp.asarray(sqrt_w[s : s + B]),
                 jnp.asarray(offsets),
                 fps,
+                jnp.asarray(before),
+                jnp.float32(1.0 if out else 0.0),
+                jnp.int32(n),
             )
             out.append(np.asarray(qb))
             costs.append(np.asarray(cb))
