@@ -11,9 +11,9 @@ _SEEDS = cli_number(int, 1, what="a number of rollouts per clip, 1 or more")
 
 def cmd_rollout(args) -> int:
     from mimic_mjx.analysis.rollout import roll_out
-    from mimic_mjx.data.clips import read_clip_files
+    from mimic_mjx.data.clip_files import open_clip_files
 
-    clips = read_clip_files(args.clips)
+    clips = open_clip_files(args.clips)  # each clip read once, while binding
     opts = {"stochastic": args.stochastic, "seeds": args.seeds, "seed": args.seed, "randomize": args.randomize}
     s = roll_out(args.run, clips, args.out, **opts)
     mode = "stochastic" if args.stochastic else "deterministic"

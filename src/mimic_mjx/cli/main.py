@@ -38,7 +38,7 @@ def _load_config(args):
 
 
 def cmd_train(args) -> int:
-    from mimic_mjx.data.clips import read_clip_files
+    from mimic_mjx.data.clip_files import open_clip_files
     from mimic_mjx.training.parallel import init_distributed
     from mimic_mjx.training.rundir import stored_config
     from mimic_mjx.training.signals import exit_code
@@ -65,7 +65,7 @@ def cmd_train(args) -> int:
         paths = args.clips or list(cfg.train_clips)
         if not paths and not args.resume:
             raise MimicError("no training clips: pass --clips FILE [FILE ...] or set train_clips in the config")
-        clips = read_clip_files(paths) if paths and not args.resume else None
+        clips = open_clip_files(paths) if paths and not args.resume else None  # read while binding
     summary = train(cfg, run_dir, clips, resume=args.resume, stored_body=args.stored_body, log=stderr_log)
     print(json.dumps({k: v for k, v in summary.items() if k != "last_metrics"}))
     # 128 + signal number, as for a process the signal ended: schedulers read it as "preempted".

@@ -45,12 +45,12 @@ def cmd_evaluate(args) -> int:
         print(f"wrote {out / 'summary.json'} and {out / 'rollouts.npz'}")
         return 0
     from mimic_mjx.analysis.evaluate import evaluate, format_summary
-    from mimic_mjx.data.clips import read_clip_files
+    from mimic_mjx.data.clip_files import open_clip_files
     from mimic_mjx.presentation.plots import plot_clip
 
     if not args.clips:
         raise MimicError(f"evaluating an imitation run needs held-out clips: `mimic evaluate {args.run} --clips FILE`")
-    clips = read_clip_files(args.clips)
+    clips = open_clip_files(args.clips)  # each clip read once, while binding
     out = Path(args.out) if args.out else Path(args.run) / "eval"
     summary = evaluate(args.run, clips, out)
     if args.plots:

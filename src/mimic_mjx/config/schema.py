@@ -17,6 +17,7 @@ from mimic_mjx.errors import ConfigError
 
 #: Physics backends ``env.backend`` accepts (see mimic_mjx.environments.physics).
 BACKENDS = ("auto", "native", "mjx", "warp")
+CLIP_WEIGHTS = ("uniform", "length", "failure")  # env.clip_weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +40,10 @@ class EnvConfig:
     # (environments.starts); the rest start as above.
     failure_start_prob: float = 0.0
     failure_start_back_steps: int = 20
+    # How an episode's clip is drawn (environments/starts.py draw_clip): "uniform" (every clip
+    # alike), "length" (by its frames: start frames uniform over all clips) or "failure" (half
+    # by the clip's recent terminations, half uniform).
+    clip_weights: str = "uniform"
     # How policy outputs become controls (environments/actions.py): "absolute" (each actuator's whole
     # range) or "relative" (position servos' targets within action_range_rad of the joint's angle).
     action: str = "absolute"
@@ -53,6 +58,14 @@ class EnvConfig:
             close = difflib.get_close_matches(self.backend, BACKENDS, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"env.backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'{hint}")
+        if self.clip_weights not in CLIP_WEIGHTS:
+            raise ConfigError(f"env.clip_weights must be one of {', '.join(CLIP_WEIGHTS)}, got '{self.clip_weights}'")
+        if self.clip_weights == "failure" and not self.failure_start_prob > 0:
+            # Training keeps the termination memory only for failure starts (training/ppo.py).
+            raise ConfigError(
+                "env.clip_weights: failure draws clips by the termination memory, which is kept only "
+                "when env.failure_start_prob > 0; set it (e.g. 0.25) or use clip_weights uniform or length"
+            )
         for name in ("first_frame_start_prob", "failure_start_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"env.{name} must be in [0, 1], got {getattr(self, name)}")

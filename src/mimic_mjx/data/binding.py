@@ -44,6 +44,18 @@ class ReferenceBank:
         return len(self.names)
 
 
+def _zeros(shape) -> np.ndarray:
+    """float32 zeros at a 64-byte aligned address: a CPU device then uses the array in place.
+
+    ``jax.device_put`` on a CPU shares an aligned array's memory and copies
+    any other, so aligned banks are held once, not twice.
+    """
+    nbytes = int(np.prod(shape)) * 4
+    raw = np.zeros(nbytes + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start : start + nbytes].view(np.float32).reshape(shape)
+
+
 def _clip_columns(clip: Clip, model_joints: Sequence[str]) -> tuple[list[int], list[int]]:
     """Column indices of the clip's qpos/qvel reordered to ``model_joints``."""
     qstart = np.concatenate([[0], np.cumsum(clip.qpos_dims)])
@@ -89,7 +101,7 @@ def _model_joint_names(model: mujoco.MjModel) -> list[str]:
 
 
 def bind_clips(
-    clips: Sequence[Clip],
+    clips: Sequence[Clip],  # or a ``data.clip_files.ClipFiles``: each clip read once
     model: mujoco.MjModel,
     body_name: str,
     end_effectors: Sequence[str],
@@ -114,8 +126,11 @@ def bind_clips(
     if not clips:
         raise ClipError("no clips to bind")
     model_joints = _model_joint_names(model)
-    fps = clips[0].fps
-    for c in clips:
+    # A lazy sequence (``data.clip_files.ClipFiles``) lists its clips without reading them:
+    # the checks run on that listing and each clip is read once, below.
+    headers = getattr(clips, "infos", clips)
+    fps = headers[0].fps
+    for c in headers:
         same_model = bool(body_hash and c.body_hash == body_hash)
         if body_hash and c.body_hash and not same_model:
             raise BindingError(
@@ -155,7 +170,7 @@ def bind_clips(
                 )
         if c.fps != fps:
             raise ClipError(
-                f"clips have different frame rates ({clips[0].name}: {fps} Hz, {c.name}: {c.fps} Hz); "
+                f"clips have different frame rates ({headers[0].name}: {fps} Hz, {c.name}: {c.fps} Hz); "
                 f"resample them to one rate"
             )
         if c.num_frames < min_frames:
@@ -169,15 +184,17 @@ def bind_clips(
     ee_ids = body_ids(model, end_effectors)
     tr_ids = body_ids(model, tracked_bodies)
     qadr, vadr = joint_blocks(model, model_joints)
-    T = max(c.num_frames for c in clips) + pad
-    N = len(clips)
-    qpos = np.zeros((N, T, model.nq), np.float32)
-    qvel = np.zeros((N, T, model.nv), np.float32)
-    ee = np.zeros((N, T, len(end_effectors), 3), np.float32)
-    tr = np.zeros((N, T, len(tracked_bodies), 3), np.float32)
-    xpos = np.zeros((N, T, model.nbody, 3), np.float32)
-    xquat = np.zeros((N, T, model.nbody, 4), np.float32)
-    for i, c in enumerate(clips):
+    T = max(c.num_frames for c in headers) + pad
+    N = len(headers)
+    qpos = _zeros((N, T, model.nq))
+    qvel = _zeros((N, T, model.nv))
+    ee = _zeros((N, T, len(end_effectors), 3))
+    tr = _zeros((N, T, len(tracked_bodies), 3))
+    xpos = _zeros((N, T, model.nbody, 3))
+    xquat = _zeros((N, T, model.nbody, 4))
+    keypoints = _KeypointStack(model, keypoint_bodies or {}, N, T)
+    for i in range(N):
+        c = clips[i]  # read here when lazy; dropped before the next is read
         qcols, vcols = _clip_columns(c, model_joints)
         L = c.num_frames
         qpos[i, :L][:, qadr] = c.qpos[:, qcols]
@@ -195,53 +212,66 @@ def bind_clips(
         qvel[i, L:] = 0.0
         for a in (ee, tr, xpos, xquat):
             a[i, L:] = a[i, L - 1]
+        keypoints.add(i, c)
     return ReferenceBank(
-        names=tuple(c.name for c in clips),
+        names=tuple(c.name for c in headers),
         fps=float(fps),
-        lengths=np.array([c.num_frames for c in clips], np.int32),
+        lengths=np.array([c.num_frames for c in headers], np.int32),
         qpos=qpos,
         qvel=qvel,
         ee_pos=ee,
         body_pos=tr,
         xpos=xpos,
         xquat=xquat,
-        **_bind_keypoints(clips, model, keypoint_bodies or {}, T),
+        **keypoints.result(),
     )
 
 
-def _bind_keypoints(clips: Sequence[Clip], model: mujoco.MjModel, keypoint_bodies: dict[str, str], T: int) -> dict:
-    """Recorded keypoints and marker offsets of the clips, stacked; {} when none have them.
+class _KeypointStack:
+    """Recorded keypoints and marker offsets of the clips, stacked as they are bound.
 
-    Keypoints the body does not map are left out; a clip without keypoints
-    (or without marker offsets) gets a zero validity mask, so it is scored on
-    joints and bodies alone.
+    The keypoint names are the first clip with keypoints' that the body maps
+    (none: nothing is bound). A clip without keypoints (or without marker
+    offsets) gets a zero validity mask, so it is scored on joints and bodies alone.
     """
-    names = [n for n in next((c.keypoint_names for c in clips if c.keypoints is not None), ()) if n in keypoint_bodies]
-    if not names:
-        return {}
-    bodies = tuple(keypoint_bodies[n] for n in names)
-    body_ids(model, bodies)  # every mapped body must exist
-    N, K = len(clips), len(names)
-    kp = np.zeros((N, T, K, 3), np.float32)
-    valid = np.zeros((N, T, K), np.float32)
-    offsets = np.zeros((N, K, 3), np.float32)
-    for i, c in enumerate(clips):
-        if c.keypoints is None or c.marker_offsets is None:
-            continue
-        missing = [n for n in names if n not in c.keypoint_names]
+
+    def __init__(self, model: mujoco.MjModel, keypoint_bodies: dict[str, str], num_clips: int, frames: int):
+        self.model, self.keypoint_bodies, self.shape = model, keypoint_bodies, (num_clips, frames)
+        self.names: tuple[str, ...] | None = None  # None: no clip with keypoints seen yet
+
+    def add(self, i: int, c: Clip) -> None:
+        if c.keypoints is None:
+            return
+        if self.names is None:
+            self.names = tuple(n for n in c.keypoint_names if n in self.keypoint_bodies)
+            if not self.names:
+                return
+            self.bodies = tuple(self.keypoint_bodies[n] for n in self.names)
+            body_ids(self.model, self.bodies)  # every mapped body must exist
+            (N, T), K = self.shape, len(self.names)
+            self.kp = _zeros((N, T, K, 3))
+            self.valid = _zeros((N, T, K))
+            self.offsets = _zeros((N, K, 3))
+        if not self.names or c.marker_offsets is None:
+            return
+        missing = [n for n in self.names if n not in c.keypoint_names]
         if missing:
             raise BindingError(f"clip '{c.name}' lacks keypoints {missing} that other clips have")
-        cols = [c.keypoint_names.index(n) for n in names]
+        cols = [c.keypoint_names.index(n) for n in self.names]
         L = c.num_frames
         pos = np.asarray(c.keypoints[:, cols], np.float32)
         ok = np.all(np.isfinite(pos), axis=-1)
-        kp[i, :L] = np.where(ok[..., None], pos, 0.0)
-        valid[i, :L] = ok
-        offsets[i] = c.marker_offsets[cols]
-    return {
-        "keypoint_names": tuple(names),
-        "keypoint_bodies": bodies,
-        "keypoints": kp,
-        "keypoint_valid": valid,
-        "marker_offsets": offsets,
-    }
+        self.kp[i, :L] = np.where(ok[..., None], pos, 0.0)
+        self.valid[i, :L] = ok
+        self.offsets[i] = c.marker_offsets[cols]
+
+    def result(self) -> dict:
+        if not self.names:
+            return {}
+        return {
+            "keypoint_names": self.names,
+            "keypoint_bodies": self.bodies,
+            "keypoints": self.kp,
+            "keypoint_valid": self.valid,
+            "marker_offsets": self.offsets,
+        }

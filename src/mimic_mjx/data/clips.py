@@ -166,27 +166,59 @@ def _read_registration_layout(f: h5py.File, path: Path, body: str | None, fps: f
 _PER_KEYPOINT = ("keypoints", "marker_offsets", "keypoint_residuals")
 
 
-def _read_native(f: h5py.File, path: Path) -> list[Clip]:
+@dataclasses.dataclass(frozen=True)
+class NativeHeader:
+    """What a file in our format says about all its clips: read without any clip's arrays."""
+
+    body: str
+    body_hash: str | None
+    joint_names: tuple[str, ...]
+    body_names: tuple[str, ...]
+    keypoint_names: tuple[str, ...]
+    joint_qpos_dims: tuple[int, ...]
+    clip_names: tuple[str, ...]  # sorted
+
+
+def native_header(f: h5py.File, path: Path) -> NativeHeader:
     version = int(_attr_number(f.attrs.get("format_version", 0), "attribute 'format_version'"))
     if version > FORMAT_VERSION:
         raise ClipError(
             f"{path}: clip format version {version} is newer than this mimic-mjx "
             f"understands ({FORMAT_VERSION}); upgrade mimic-mjx"
         )
-    body = _attr_text(f.attrs["body"], "attribute 'body'")
-    body_hash = _attr_text(f.attrs["body_hash"], "attribute 'body_hash'") if "body_hash" in f.attrs else None
-    joint_names = _strings(f, "joint_names")
-    body_names = _strings(f, "body_names") if "body_names" in f else ()
-    kp_names = _strings(f, "keypoint_names") if "keypoint_names" in f else ()
-    dims = tuple(int(d) for d in np.ravel(_numbers(f, "joint_qpos_dims"))) if "joint_qpos_dims" in f else ()
     if "clips" not in f or not isinstance(f["clips"], h5py.Group) or len(f["clips"]) == 0:
         raise ClipError(f"{path}: holds no clips (empty 'clips' group)")
+    return NativeHeader(
+        body=_attr_text(f.attrs["body"], "attribute 'body'"),
+        body_hash=_attr_text(f.attrs["body_hash"], "attribute 'body_hash'") if "body_hash" in f.attrs else None,
+        joint_names=_strings(f, "joint_names"),
+        body_names=_strings(f, "body_names") if "body_names" in f else (),
+        keypoint_names=_strings(f, "keypoint_names") if "keypoint_names" in f else (),
+        joint_qpos_dims=tuple(int(d) for d in np.ravel(_numbers(f, "joint_qpos_dims")))
+        if "joint_qpos_dims" in f
+        else (),
+        clip_names=tuple(sorted(f["clips"].keys())),
+    )
+
+
+def clip_group(f: h5py.File, name: str) -> tuple[h5py.Group, float]:
+    """A clip's group in a file of our format and its frame rate (Hz)."""
+    g = f["clips"][name]
+    if not isinstance(g, h5py.Group):
+        raise ClipError(f"'clips/{name}' is a dataset, expected a clip group")
+    return g, _attr_number(g.attrs.get("fps", f.attrs.get("fps", np.nan)), f"clip '{name}': attribute 'fps'")
+
+
+def _read_native(f: h5py.File, path: Path, names: Sequence[str] | None = None) -> list[Clip]:
+    h = native_header(f, path)
+    body, body_hash, joint_names, body_names = h.body, h.body_hash, h.joint_names, h.body_names
+    kp_names, dims = h.keypoint_names, h.joint_qpos_dims
+    unknown = [n for n in names or () if n not in h.clip_names]
+    if unknown:
+        raise ClipError(f"{path}: no clip named {unknown[0]!r}; it holds {', '.join(h.clip_names)}")
     clips = []
-    for name in sorted(f["clips"].keys()):
-        g = f["clips"][name]
-        if not isinstance(g, h5py.Group):
-            raise ClipError(f"'clips/{name}' is a dataset, expected a clip group")
-        fps = _attr_number(g.attrs.get("fps", f.attrs.get("fps", np.nan)), f"clip '{name}': attribute 'fps'")
+    for name in h.clip_names if names is None else names:
+        g, fps = clip_group(f, name)
         qpos = _numbers(g, "qpos")
         if "qvel" in g:
             qvel = _numbers(g, "qvel")
@@ -217,8 +249,31 @@ def _read_native(f: h5py.File, path: Path) -> list[Clip]:
     return clips
 
 
-def read_clips(path: str | os.PathLike, *, body: str | None = None, fps: float | None = None) -> list[Clip]:
-    """Read every clip in one HDF5 file (our format or stac-mjx registration output)."""
+def read_clips(
+    path: str | os.PathLike, *, body: str | None = None, fps: float | None = None, names: Sequence[str] | None = None
+) -> list[Clip]:
+    """Read the clips of one HDF5 file (our format or stac-mjx registration output).
+
+    ``names``: only these clips of a file in our format, in this order (the
+    others' arrays are never read); None: all, sorted by name.
+    """
+    return with_clip_file(
+        path,
+        lambda f, path: _read_native(f, path, names),
+        lambda f, path: _pick(_read_registration_layout(f, path, body, fps), names, path),
+    )
+
+
+def _pick(clips: list[Clip], names: Sequence[str] | None, path: Path) -> list[Clip]:
+    by_name = {c.name: c for c in clips}
+    unknown = [n for n in names or () if n not in by_name]
+    if unknown:
+        raise ClipError(f"{path}: no clip named {unknown[0]!r}; it holds {', '.join(by_name)}")
+    return clips if names is None else [by_name[n] for n in names]
+
+
+def with_clip_file(path: str | os.PathLike, native, registration):
+    """``native(f, path)`` or ``registration(f, path)`` on the open file, by its layout; ClipError for a bad file."""
     path = Path(path)
     if path.is_dir():
         raise ClipError(f"{path} is a folder; pass the .h5 files inside it (e.g. {path}/*.h5)")
@@ -231,9 +286,9 @@ def read_clips(path: str | os.PathLike, *, body: str | None = None, fps: float |
         try:
             fmt = f.attrs.get("format")
             if isinstance(fmt, (str, bytes)) and _attr_text(fmt, "format") == FORMAT_NAME:
-                return _read_native(f, path)
+                return native(f, path)
             if "qpos" in f and "names_qpos" in f:
-                return _read_registration_layout(f, path, body, fps)
+                return registration(f, path)
         except KeyError as exc:
             raise ClipError(f"{path}: missing dataset or attribute {exc}; see docs/clip-format.md") from None
         except ClipError as exc:
@@ -279,10 +334,16 @@ def _write_numbers(group: h5py.Group, key: str, data, unit: str) -> None:
 
 
 def write_clips(path: str | os.PathLike, clips: Sequence[Clip]) -> None:
-    """Write clips (all of one body, same names) atomically in our format."""
+    """Write clips (all of one body, same names) atomically in our format.
+
+    Two passes over ``clips`` that keep no clip: a lazy sequence
+    (``data.clip_files.ClipFiles``) is read clip by clip, twice.
+    """
     if not clips:
         raise ClipError("no clips to write")
     first = clips[0]
+    hashes: set[str | None] = set()
+    with_bodies = with_kp = None  # the first clip with body positions / with keypoint data: (name, names)
     for c in clips:
         c.validate()
         if not c.name or c.name == "." or "/" in c.name:
@@ -295,7 +356,11 @@ def write_clips(path: str | os.PathLike, clips: Sequence[Clip]) -> None:
                 f"but '{first.name}' is for '{first.body}' with {list(first.joint_names)}; "
                 f"write clips of different bodies to different files"
             )
-    hashes = {c.body_hash for c in clips}
+        hashes.add(c.body_hash)
+        if with_bodies is None and c.xpos is not None:
+            with_bodies = (c.name, c.body_names)
+        if with_kp is None and any(getattr(c, k) is not None for k in _PER_KEYPOINT):
+            with_kp = (c.name, c.keypoint_names)
     if len(hashes - {None}) > 1:
         a, b = sorted(hashes - {None})[:2]
         raise ClipError(
@@ -315,12 +380,10 @@ def write_clips(path: str | os.PathLike, clips: Sequence[Clip]) -> None:
         f.create_dataset("joint_names", data=np.array(first.joint_names, dtype=object), dtype=str_dt)
         if any(d != 1 for d in first.qpos_dims):
             f.create_dataset("joint_qpos_dims", data=np.array(first.qpos_dims, np.int32))
-        with_bodies = [c for c in clips if c.xpos is not None]
         if with_bodies:
-            f.create_dataset("body_names", data=np.array(with_bodies[0].body_names, dtype=object), dtype=str_dt)
-        with_kp = [c for c in clips if any(getattr(c, k) is not None for k in _PER_KEYPOINT)]
+            f.create_dataset("body_names", data=np.array(with_bodies[1], dtype=object), dtype=str_dt)
         if with_kp:
-            f.create_dataset("keypoint_names", data=np.array(with_kp[0].keypoint_names, dtype=object), dtype=str_dt)
+            f.create_dataset("keypoint_names", data=np.array(with_kp[1], dtype=object), dtype=str_dt)
         grp = f.create_group("clips")
         for c in clips:
             if c.name in grp:
@@ -330,13 +393,14 @@ def write_clips(path: str | os.PathLike, clips: Sequence[Clip]) -> None:
             _write_numbers(g, "qpos", c.qpos, "rad")
             _write_numbers(g, "qvel", c.qvel, "rad/s")
             if c.xpos is not None:
-                if c.body_names != with_bodies[0].body_names:
-                    raise ClipError(f"clip '{c.name}' lists different body names than '{with_bodies[0].name}'")
+                if c.body_names != with_bodies[1]:
+                    raise ClipError(f"clip '{c.name}' lists different body names than '{with_bodies[0]}'")
                 _write_numbers(g, "xpos", c.xpos, "m")
                 if c.xquat is not None:
                     _write_numbers(g, "xquat", c.xquat, "wxyz")
-            if any(c is k for k in with_kp) and c.keypoint_names != with_kp[0].keypoint_names:
-                raise ClipError(f"clip '{c.name}' lists different keypoint names than '{with_kp[0].name}'")
+            has_kp = any(getattr(c, k) is not None for k in _PER_KEYPOINT)
+            if has_kp and c.keypoint_names != with_kp[1]:
+                raise ClipError(f"clip '{c.name}' lists different keypoint names than '{with_kp[0]}'")
             if c.keypoints is not None:
                 _write_numbers(g, "keypoints", c.keypoints, "m")
             if c.marker_offsets is not None:

@@ -37,7 +37,14 @@ from mimic_mjx.environments.proprio import proprioception
 from mimic_mjx.environments.randomize import OFF as RANDOMIZE_OFF
 from mimic_mjx.environments.randomize import Randomizer, physics_params
 from mimic_mjx.environments.rewards import Errors, StepQuantities, masked_mean, reward_terms, rms
-from mimic_mjx.environments.starts import NOISY_STARTS_PER_FRAME, bank_poses, noisy_starts, sample_failure_start
+from mimic_mjx.environments.starts import (
+    NOISY_STARTS_PER_FRAME,
+    bank_poses,
+    draw_clip,
+    noisy_starts,
+    sample_failure_start,
+    start_frame_cdf,
+)
 from mimic_mjx.errors import BindingError
 from mimic_mjx.quaternions import heading_matrix, quat_angle, quat_conj, quat_mul, quat_rotate
 
@@ -107,27 +114,29 @@ class ImitationEnv:
         self.backend = make_backend(cfg.backend, model, cfg.body, cfg.native_threads)
         self.randomizer = Randomizer(model, randomize)
         self.bank = bank
-        self.ref_qpos = jnp.asarray(bank.qpos)
-        self.ref_qvel = jnp.asarray(bank.qvel)
-        self.ref_ee = jnp.asarray(bank.ee_pos)
-        self.ref_body = jnp.asarray(bank.body_pos)
+        # device_put, not jnp.asarray: on a CPU the device arrays then share the bank's memory
+        # instead of copying it (the bank is never written after binding).
+        put = jax.device_put
+        self.ref_qpos, self.ref_qvel = put(bank.qpos), put(bank.qvel)
+        self.ref_ee, self.ref_body = put(bank.ee_pos), put(bank.body_pos)
         # Recorded keypoints (K = 0 when the clips have none).
         self.keypoint_names = bank.keypoint_names
         K, (N, T) = len(bank.keypoint_names), bank.qpos.shape[:2]
-        self.ref_kp = jnp.asarray(bank.keypoints if K else np.zeros((N, T, 0, 3), np.float32))
-        self.kp_valid = jnp.asarray(bank.keypoint_valid if K else np.zeros((N, T, 0), np.float32))
-        self.kp_offsets = jnp.asarray(bank.marker_offsets if K else np.zeros((N, 0, 3), np.float32))
+        self.ref_kp = put(bank.keypoints if K else np.zeros((N, T, 0, 3), np.float32))
+        self.kp_valid = put(bank.keypoint_valid if K else np.zeros((N, T, 0), np.float32))
+        self.kp_offsets = put(bank.marker_offsets if K else np.zeros((N, 0, 3), np.float32))
         self.kp_body_ids = body_ids(model, bank.keypoint_bodies) if K else np.zeros(0, int)
         self.lengths = jnp.asarray(bank.lengths)
+        self.length_cdf = start_frame_cdf(bank.lengths, cfg.control_every)  # env.clip_weights: length
         # Body poses of every reference frame, for resets without a host call
         # (``init_posed``); a noisy reset is posed by the backend instead.
         self.layout = JointLayout.from_model(model)
         self.ref_poses, self.noisy_starts = None, None
         if self.backend.init_takes_poses and cfg.reset_noise_rad == 0:
-            self.ref_poses = tuple(jnp.asarray(p) for p in bank_poses(bank, model))
+            self.ref_poses = tuple(put(p) for p in bank_poses(bank, model))
         elif self.backend.init_takes_poses:
             starts = noisy_starts(bank, model, self.layout.hinge_qpos, cfg.reset_noise_rad)
-            self.noisy_starts = None if starts is None else tuple(jnp.asarray(a) for a in starts)
+            self.noisy_starts = None if starts is None else tuple(put(a) for a in starts)
         self.end_effectors = tuple(end_effectors)
         self.tracked_bodies = tuple(self.end_effectors if tracked_bodies is None else tracked_bodies)
         # Index arrays stay NumPy: they are baked into the compiled code as constants.
@@ -292,14 +301,14 @@ class ImitationEnv:
         """
         cfg = self.cfg
         k_clip, k_frame, k_first, k_noise, k_next = jax.random.split(key, 5)
-        clip = jax.random.randint(k_clip, (), 0, self.bank.num_clips)
+        frames = self.failure_table_shape[1]
+        clip = draw_clip(k_clip, cfg.clip_weights, self.bank.num_clips, self.length_cdf, failure_cdf, frames)
         last_start = self.lengths[clip] - cfg.control_every  # leave at least one step
         frame = jax.random.randint(k_frame, (), 0, last_start)
         frame = jnp.where(jax.random.uniform(k_first) < cfg.first_frame_start_prob, 0, frame)
         if failure_cdf is not None and cfg.failure_start_prob > 0:
             # Keys folded from an existing one: runs without the memory draw exactly as before.
             k_use, k_at = jax.random.split(jax.random.fold_in(k_first, 1))
-            frames = self.failure_table_shape[1]
             known, f_clip, f_frame = sample_failure_start(
                 k_at, failure_cdf, frames, cfg.failure_start_back_steps, cfg.control_every
             )

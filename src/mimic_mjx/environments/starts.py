@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
+from mimic_mjx.config.schema import CLIP_WEIGHTS
 from mimic_mjx.data.binding import ReferenceBank, reference_poses
 
 #: Per update, old terminations count this much less (half-life ~34 updates,
@@ -84,6 +85,46 @@ def sample_failure_start(key, cdf, frames: int, back_max: int, step: int = 1):
     clip, end = idx // frames, idx % frames
     back = jax.random.randint(k_back, (), 1, back_max + 1) * step
     return total > 0, clip.astype(jnp.int32), jnp.maximum(end - back, 0).astype(jnp.int32)
+
+
+#: With ``env.clip_weights: failure``, the share of episodes whose clip is drawn
+#: in proportion to its remembered terminations; the rest draw uniformly, so a
+#: clip the policy tracks is still practised (and its failures noticed).
+FAILURE_CLIP_SHARE = 0.5
+
+
+def start_frame_cdf(lengths, control_every: int) -> np.ndarray:
+    """Cumulative count of each clip's start frames (those ``reset`` draws from): weights ``length``."""
+    return np.cumsum(np.maximum(np.asarray(lengths, np.int64) - control_every, 1)).astype(np.float32)
+
+
+def draw_clip(key, weights: str, num_clips: int, length_cdf=None, failure_cdf=None, frames: int = 0):
+    """The clip an episode starts in, by ``env.clip_weights``.
+
+    ``uniform``: every clip alike (``randint``, the draws of runs before weights
+    existed). ``length``: in proportion to its start frames (``length_cdf`` from
+    ``start_frame_cdf``), so start frames are uniform over all clips' frames.
+    ``failure``: ``FAILURE_CLIP_SHARE`` in proportion to the clip's remembered
+    terminations (``failure_cdf`` over the (clips, ``frames``) memory), the rest
+    uniform; uniform while the memory is empty or not kept.
+    """
+    if weights == "uniform":
+        return jax.random.randint(key, (), 0, num_clips)
+    if weights == "length":
+        cum = jnp.asarray(length_cdf)
+    elif weights == "failure":
+        share = jnp.arange(1, num_clips + 1, dtype=jnp.float32) / num_clips
+        if failure_cdf is None:
+            cum = share
+        else:
+            per_clip = failure_cdf[frames - 1 :: frames]  # cumulative terminations at each clip's end
+            total = per_clip[-1]
+            mixed = (1 - FAILURE_CLIP_SHARE) * share + FAILURE_CLIP_SHARE * per_clip / jnp.maximum(total, 1e-30)
+            cum = jnp.where(total > 0, mixed, share)
+    else:
+        raise ValueError(f"env.clip_weights must be one of {', '.join(CLIP_WEIGHTS)}, got '{weights}'")
+    idx = jnp.searchsorted(cum, jax.random.uniform(key) * cum[-1], side="right")
+    return jnp.minimum(idx, num_clips - 1).astype(jnp.int32)
 
 
 # Noisy starts drawn in advance per reference frame, posed once on the host: a

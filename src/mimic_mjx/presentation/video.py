@@ -184,10 +184,11 @@ def _check_args(slowmo: float | None, fps: float | None, width: int, height: int
 
 
 def _pick_clip(clips: Sequence, name: str):
-    by_name = {c.name: c for c in clips}
-    if name not in by_name:
-        raise MimicError(f"no clip named {name!r}; the clips are: {', '.join(by_name) or 'none'}")
-    return by_name[name]
+    # A lazy sequence (data.clip_files) lists its names without reading any clip: read only this one.
+    names = list(getattr(clips, "names", None) or [c.name for c in clips])
+    if name not in names:
+        raise MimicError(f"no clip named {name!r}; the clips are: {', '.join(names) or 'none'}")
+    return clips[names.index(name)]
 
 
 def render_rollout(
@@ -330,7 +331,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from mimic_mjx.data.clips import read_clip_files
+    from mimic_mjx.data.clip_files import open_clip_files
     from mimic_mjx.presentation.render import require_renderer
     from mimic_mjx.training.rundir import stored_config
 
@@ -341,7 +342,7 @@ def run(args) -> int:
     view = {k: getattr(args, k) for k in ("camera", "azimuth", "elevation", "distance", "slowmo", "width", "height")}
     result = render_rollout(
         args.run,
-        read_clip_files(paths),
+        open_clip_files(paths),  # lists the files' clips; reads only --clip's
         args.clip,
         args.out,
         ghost_offset=tuple(args.ghost_offset),

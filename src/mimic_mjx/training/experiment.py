@@ -47,7 +47,7 @@ def build_env(
         tracked_bodies=body.tracked(),
         keypoint_bodies=body.keypoint_bodies,
         # Computed only when a clip records the hash of the body it was registered to.
-        body_hash=body.body_hash() if any(c.body_hash for c in clips) else None,
+        body_hash=body.body_hash() if any(c.body_hash for c in getattr(clips, "infos", clips)) else None,
     )
     sim = model if physics_model is None else physics_model
     # Proprioception reports muscle forces as fractions of the body's own peak forces, also when

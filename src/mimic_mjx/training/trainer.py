@@ -14,7 +14,8 @@ import numpy as np
 from mimic_mjx.bodies import get_body
 from mimic_mjx.bodies.stored import has_stored_body
 from mimic_mjx.config import ExperimentConfig
-from mimic_mjx.data.clips import Clip, read_clips, write_clips
+from mimic_mjx.data.clip_files import open_clip_files
+from mimic_mjx.data.clips import Clip, write_clips
 from mimic_mjx.environments.starts import hardest_frames
 from mimic_mjx.errors import RunDirError
 from mimic_mjx.training.checkpoint import Checkpoints
@@ -172,7 +173,7 @@ def _train(cfg, run_dir: Path, clips, resume: bool, log, stop: StopRequest, stor
     # every process restores the step it chose, and all leave the loop at the same update.
     if resume:
         mode = from_writer(_prepare_resume, run_dir, cfg, log)
-        clips = read_clips(run_dir / "train_clips.h5")
+        clips = open_clip_files([run_dir / "train_clips.h5"])  # read clip by clip while binding
         body = resume_body(run_dir, cfg.env.body, log, stored_body)
         env = build_env(cfg, clips, body=body)
         if not has_stored_body(body_dir(run_dir)):

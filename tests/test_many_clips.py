@@ -1,0 +1,143 @@
+"""Many clips: lazy clip files, binding one clip at a time, no device copy of the bank on a CPU, clip weights."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from mimic_mjx.bodies import get_body
+from mimic_mjx.config import ConfigError, EnvConfig
+from mimic_mjx.data import clip_files
+from mimic_mjx.data.binding import bind_clips
+from mimic_mjx.data.clip_files import ClipFiles, list_clips, open_clip_files
+from mimic_mjx.data.clips import read_clip_files, read_clips, write_clips
+from mimic_mjx.data.synthetic import make_reaching_clips
+from mimic_mjx.environments.imitation import ImitationEnv
+from mimic_mjx.environments.starts import empty_failures, failure_cdf
+from mimic_mjx.errors import ClipError
+
+BODY = get_body("mouse_forelimb")
+LENGTHS = (40, 100, 250)
+
+
+def _clips(lengths=LENGTHS, prefix="c"):
+    return [
+        dataclasses.replace(make_reaching_clips(1, seed=i, num_frames=n)[0], name=f"{prefix}{i}")
+        for i, n in enumerate(lengths)
+    ]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    a, b = d / "a.h5", d / "b.h5"
+    write_clips(a, _clips())
+    write_clips(b, _clips((30, 60), prefix="c"))  # names c0, c1 again: renamed as read_clip_files does
+    return a, b
+
+
+def _bind(clips):
+    return bind_clips(clips, BODY.compile(), BODY.name, BODY.end_effectors, 6, 5, keypoint_bodies=BODY.keypoint_bodies)
+
+
+def test_listing_reads_no_arrays_and_matches_the_reader(files, monkeypatch):
+    a, b = files
+    infos = list_clips(a)
+    assert [(i.name, i.num_frames, i.fps) for i in infos] == [(f"c{k}", n, 200.0) for k, n in enumerate(LENGTHS)]
+    assert infos[0].body == BODY.name and infos[0].body_names  # what binding checks
+    lazy, eager = open_clip_files([a, b]), read_clip_files([a, b])
+    assert lazy.names == tuple(c.name for c in eager) and len(lazy) == 5
+    for i in (0, 4):
+        x, y = lazy[i], eager[i]
+        assert x.name == y.name
+        np.testing.assert_array_equal(x.qpos, y.qpos)
+        np.testing.assert_array_equal(x.keypoints, y.keypoints)
+    # A named subset reads only those clips, in the order asked.
+    sub = read_clips(a, names=["c2", "c0"])
+    assert [c.name for c in sub] == ["c2", "c0"]
+    with pytest.raises(ClipError, match="no clip named 'nope'.*c0, c1, c2"):
+        read_clips(a, names=["nope"])
+    with pytest.raises(ClipError, match="no clip named 'nope'"):
+        lazy.select(["nope"])
+    assert isinstance(lazy[1:3], ClipFiles) and lazy[1:3].names == lazy.names[1:3]
+    assert lazy.select(["b-c1"])[0].num_frames == 60
+    # The reader's errors are the listing's.
+    with pytest.raises(ClipError, match="is a folder"):
+        list_clips(a.parent)
+
+
+def test_binding_lazily_equals_binding_in_memory_and_reads_each_clip_once(files, monkeypatch):
+    a, b = files
+    eager = _bind(read_clip_files([a, b]))
+    reads = []
+    real = clip_files.read_clips
+    monkeypatch.setattr(clip_files, "read_clips", lambda *x, **k: reads.append(k["names"]) or real(*x, **k))
+    lazy = _bind(open_clip_files([a, b]))
+    assert len(reads) == 5  # one read per clip, none held beyond its own binding
+    assert lazy.names == eager.names
+    for f in dataclasses.fields(lazy):
+        x, y = getattr(lazy, f.name), getattr(eager, f.name)
+        if isinstance(x, np.ndarray):
+            np.testing.assert_array_equal(x, y, err_msg=f.name)
+        else:
+            assert x == y, f.name
+
+
+def test_env_on_a_cpu_holds_no_second_copy_of_the_bank(files):
+    bank = _bind(open_clip_files(files[:1]))
+    env = ImitationEnv(EnvConfig(backend="native"), bank, BODY.compile_trainable(), BODY.end_effectors)
+    if jax.default_backend() != "cpu":
+        pytest.skip("a device other than the CPU holds its own copy")
+    for dev, host in [(env.ref_qpos, bank.qpos), (env.ref_kp, bank.keypoints), (env.ref_poses[0], bank.xpos)]:
+        assert np.shares_memory(np.asarray(dev), host)
+
+
+@pytest.fixture(scope="module")
+def bank():
+    return _bind(_clips())
+
+
+def _clip_draws(bank, n=6000, cdf=None, **kw):
+    env = ImitationEnv(EnvConfig(**kw), bank, BODY.compile_trainable(), BODY.end_effectors)
+    keys = jax.random.split(jax.random.PRNGKey(7), n)
+    reset = jax.vmap(env.reset, in_axes=(0, None)) if cdf is not None else jax.vmap(env.reset)
+    states = jax.jit(reset)(keys, cdf) if cdf is not None else jax.jit(reset)(keys)
+    clip, frame = np.asarray(states.clip), np.asarray(states.frame)
+    return env, np.bincount(clip, minlength=bank.num_clips) / n, clip, frame
+
+
+def test_uniform_weights_draw_every_clip_alike(bank):
+    _, share, *_ = _clip_draws(bank)
+    np.testing.assert_allclose(share, 1 / 3, atol=0.025)
+
+
+def test_length_weights_draw_start_frames_uniformly_over_all_frames(bank):
+    _, share, clip, frame = _clip_draws(bank, clip_weights="length")
+    starts = np.asarray(LENGTHS) - 1  # control_every 1: every frame but the last can start
+    np.testing.assert_allclose(share, starts / starts.sum(), atol=0.025)
+    # Within a clip the frame is still uniform: frames of the longest clip cover its range evenly.
+    f = frame[clip == 2]
+    assert f.max() == LENGTHS[2] - 2 and abs(np.mean(f < LENGTHS[2] / 2) - 0.5) < 0.05
+
+
+def test_failure_weights_draw_clips_by_their_recent_terminations(bank):
+    n, t = bank.qpos.shape[:2]
+    memory = empty_failures(n, t).at[2, 100].set(3.0).at[0, 10].set(1.0)
+    kw = {"clip_weights": "failure", "failure_start_prob": 1e-9}  # the memory is kept; starts as usual
+    _, share, *_ = _clip_draws(bank, cdf=failure_cdf(memory), **kw)
+    np.testing.assert_allclose(share, [0.5 / 3 + 0.5 / 4, 0.5 / 3, 0.5 / 3 + 0.5 * 3 / 4], atol=0.025)
+    # An empty memory (or none, as in evaluation): uniform.
+    _, share, *_ = _clip_draws(bank, cdf=failure_cdf(empty_failures(n, t)), **kw)
+    np.testing.assert_allclose(share, 1 / 3, atol=0.025)
+    _, share, *_ = _clip_draws(bank, **kw)
+    np.testing.assert_allclose(share, 1 / 3, atol=0.025)
+
+
+def test_bad_clip_weights_are_named():
+    with pytest.raises(ConfigError, match="env.clip_weights must be one of uniform, length, failure, got 'frames'"):
+        EnvConfig(clip_weights="frames").validate()
+    with pytest.raises(ConfigError, match="failure_start_prob > 0"):
+        EnvConfig(clip_weights="failure").validate()
