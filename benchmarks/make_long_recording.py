@@ -13,7 +13,8 @@ data. This script strings together copies of it, each one
   trunk sits where the previous copy's last frame left it, then cross-faded
   over 0.2 s so that the seams do not teleport the keypoints.
 
-The same seed gives the same file, byte for byte. The output is a DANNCE
+The same seed gives the same keypoints, value for value (the .mat header
+records when it was written). The output is a DANNCE
 ``.mat`` (``pred`` (T, 3, K) millimetres, ``joint_names``), read by
 ``mimic register --keypoints OUT --fps 50``. It is written where the user says
 and never belongs in the repository (the recording's licence travels with the

@@ -210,10 +210,10 @@ def test_long_recording_script_is_reproducible_and_mirrors_names(tmp_path):
             [sys.executable, script, "--minutes", "0.5", "--seed", "3", "--out", o], capture_output=True, text=True
         )
         assert r.returncode == 0, r.stderr
-    assert outs[0].read_bytes() == outs[1].read_bytes()
     from mimic_mjx.data.keypoints import read_keypoints
 
-    kp = read_keypoints(outs[0], fps=50.0, units="mm")
+    kp, again = (read_keypoints(o, fps=50.0, units="mm") for o in outs)
+    np.testing.assert_array_equal(kp.positions, again.positions)  # the .mat header holds a date; the data agree
     assert kp.num_frames == 1500 and kp.names[1:3] == ("EarL", "EarR")
     assert np.isfinite(kp.positions).all()
     # Seams are cross-faded: no keypoint jumps further between frames than in the source recording.

@@ -54,6 +54,7 @@ def cmd_register(args) -> int:
     scfg = StreamConfig(
         chunk_frames=args.chunk_frames or StreamConfig.chunk_frames,
         overlap_frames=args.overlap_frames,
+        chunk_iterations=args.chunk_iterations,
         calibration_frames=args.calibration_frames,
         gap_s=args.gap_s,
     )
@@ -108,6 +109,7 @@ def _register_streamed(args, kp, body, cfg, scfg) -> int:
         write_clips(path, clips)
         write.count = len(clips)
 
+    write.count = 0  # another process than the first writes no file
     res = register_stream(kp, body.name, args.out, cfg, scfg, resume=args.resume, log=stderr_log, write=write)
     print(format_residuals(res.summary))
     kept = f"; kept {res.kept} finished chunk(s), solved {res.solved}" if args.resume else ""
@@ -207,6 +209,12 @@ def add_parser(sub, body_help: str) -> None:
         type=cli_number(int, 0, what="a whole number of frames, 0 or more"),
         default=d.overlap_frames,
         help=f"context frames solved past each end of a chunk and dropped (default {d.overlap_frames})",
+    )
+    r.add_argument(
+        "--chunk-iterations",
+        type=_COUNT,
+        default=d.chunk_iterations,
+        help=f"Levenberg-Marquardt steps per chunk once the marker offsets are fitted (default {d.chunk_iterations})",
     )
     r.add_argument(
         "--calibration-frames",

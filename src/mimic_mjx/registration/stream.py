@@ -66,9 +66,10 @@ def _windows(solver: StacSolver, kp, w, spans, befores, length, offsets):
             if before is None:
                 raise
             qi = np.tile(before, (n, 1))
-        if before is not None:  # warm start: the joints where the previous chunk left them
-            h = solver.layout.hinge_qpos
-            qi[:, h] = before[h]
+        # Joints start neutral, not where the previous chunk ended: a chunk spans seconds, and the
+        # previous pose is no better a start for its far end; the previous pose is held as frame 0's
+        # neighbour instead, which is what keeps the border continuous.
+        if before is not None:
             qb[i], hb[i] = before, 1.0
         q[i, :n], q[i, n:] = qi, qi[-1]
         kpw[i, :n], sw[i, :n] = np.nan_to_num(kp[a:b]), np.sqrt(w[a:b])
@@ -117,6 +118,14 @@ def calibrate(solver: StacSolver, kp, w, fps, windows, log) -> tuple[np.ndarray,
         if r < solver.cfg.rounds:
             offsets = solver.fit_offsets(flat, kp[idx], w[idx])
     return offsets, med
+
+
+def _sync(what: str) -> None:
+    """Wait for every process of a multi-host run (nothing with one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"mimic register: {what}")
 
 
 def _runs(todo: list[Chunk], n: int) -> list[list[Chunk]]:
@@ -169,6 +178,8 @@ def register_stream(
             f"chunk frames must be 2 or more (got {scfg.chunk_frames}), overlap 0 or more "
             f"(got {scfg.overlap_frames}), the gap threshold positive (got {scfg.gap_s} s)"
         )
+    if scfg.chunk_iterations < 1:
+        raise KeypointError(f"chunk iterations must be 1 or more, got {scfg.chunk_iterations}")
     p = prepare(kp, body_name, cfg, log)
     kp, fps, w = p.kp, float(p.kp.fps), p.weights
     pos = kp.positions
@@ -192,8 +203,11 @@ def register_stream(
         **{f"stream.{k}": v for k, v in dataclasses.asdict(scfg).items()},
     }
     parts = PartsFolder(out)
+    t_begin = time.perf_counter()
     solver = StacSolver(p.model, p.bodies, p.offsets0, p.trunk, p.cfg, log=log)
-    if parts.exists():
+    existed = parts.exists()
+    _sync("parts folder checked")  # several processes: none may see the manifest another just wrote
+    if existed:
         if not resume:
             raise OutputError(
                 f"{parts.path} holds an unfinished registration; pass --resume to continue it, or delete that "
@@ -213,16 +227,19 @@ def register_stream(
         if resume:
             log(f"--resume: {parts.path} does not exist; starting afresh")
         windows = calibration_windows(segments, scfg.calibration_frames, scfg.calibration_block)
+        # Every process calibrates the same sample to the same offsets; process 0 records them.
         offsets, _ = calibrate(solver, pos, w, fps, windows, log)
-        parts.write_manifest(
-            {
-                "settings": settings,
-                "settings_hash": settings_hash(settings),
-                "offsets": offsets.tolist(),
-                "segments": segments,
-                "chunks": [[c.segment, c.start, c.end] for c in chunks],
-            }
-        )
+        if jax.process_index() == 0:
+            parts.write_manifest(
+                {
+                    "settings": settings,
+                    "settings_hash": settings_hash(settings),
+                    "offsets": offsets.tolist(),
+                    "segments": segments,
+                    "chunks": [[c.segment, c.start, c.end] for c in chunks],
+                }
+            )
+    _sync("manifest written")
     finished = parts.finished()
     kept = [c for c in chunks if (c.segment, c.start, c.end) in finished]
     todo = [c for c in chunks if (c.segment, c.start, c.end) not in finished]
@@ -231,23 +248,29 @@ def register_stream(
             f"kept {len(kept)} of {len(chunks)} finished chunks from {parts.path}: frames "
             f"{describe_ranges(kept, fps)}; {len(todo)} to go"
         )
-    _solve_chunks(solver, pos, w, fps, offsets, chunks, todo, parts, scfg, p, log, write)
-    if jax.process_count() > 1:  # every process's chunks are on disk before process 0 assembles
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices("mimic register: chunks written")
+    t_cal = time.perf_counter() - t_begin
+    chunk_solver = StacSolver(
+        p.model, p.bodies, p.offsets0, p.trunk, dataclasses.replace(p.cfg, lm_iterations=scfg.chunk_iterations)
+    )
+    timing = _solve_chunks(chunk_solver, pos, w, fps, offsets, chunks, todo, parts, scfg, p, log, write)
+    timing["calibration_s"] = t_cal
+    _sync("chunks written")  # every process's chunks are on disk before the clips are assembled
     pieces = [read_clips(parts.chunk_path(c))[0] for c in chunks]
     clips = assemble(pieces, chunks, segments, solver.layout, fps, kp.source)
     summary = summarise(clips, p, len(chunks))
+    summary.update(timing)
     if jax.process_index() == 0:
         write(Path(out), clips)
     return StreamResult(clips=clips, summary=summary, kept=len(kept), solved=len(todo), bodies=list(p.bodies))
 
 
-def _solve_chunks(solver, pos, w, fps, offsets, chunks, todo, parts, scfg, p, log, write) -> None:
-    """Solve and write the chunks ``todo``, one per device run at a time, with a progress line per step."""
+def _solve_chunks(solver, pos, w, fps, offsets, chunks, todo, parts, scfg, p, log, write) -> dict:
+    """Solve and write the chunks ``todo``, one per device run at a time, with a progress line per step.
+
+    Returns the first step's seconds (it compiles) and the frames per second after it (NaN with one step).
+    """
     if not todo:
-        return
+        return {"first_step_s": 0.0, "warm_frames_per_s": float("nan"), "devices": len(jax.local_devices())}
     devices = jax.local_devices()
     D = len(devices)
     nproc, rank = jax.process_count(), jax.process_index()
@@ -288,8 +311,8 @@ def _solve_chunks(solver, pos, w, fps, offsets, chunks, todo, parts, scfg, p, lo
             done_frames += c.end - c.start
         now = time.perf_counter()
         if t_warm is None:  # the first step compiles: the rate and time left count from after it
-            t_warm, warm_frames = now, done_frames
-            rate_text = f"first step {now - t_start:.0f} s (includes compilation)"
+            t_warm, warm_frames, first = now, done_frames, now - t_start
+            rate_text = f"first step {first:.0f} s (includes compilation)"
         else:
             rate = (done_frames - warm_frames) / (now - t_warm)
             rate_text = f"{rate:.0f} frames/s, {_hms((total_frames - done_frames) / rate)} left"
@@ -298,6 +321,8 @@ def _solve_chunks(solver, pos, w, fps, offsets, chunks, todo, parts, scfg, p, lo
             + ", ".join(f"{c.start}-{c.end}" for c in step)
             + f" written; {rate_text}"
         )
+    warm = (done_frames - warm_frames) / (now - t_warm) if done_frames > warm_frames else float("nan")
+    return {"first_step_s": first, "warm_frames_per_s": warm, "devices": D}
 
 
 def _write_chunk(solver, c: Chunk, qc, pos, w, offsets, fps, p, parts: PartsFolder, write) -> None:
