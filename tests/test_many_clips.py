@@ -141,3 +141,24 @@ def test_bad_clip_weights_are_named():
         EnvConfig(clip_weights="frames").validate()
     with pytest.raises(ConfigError, match="failure_start_prob > 0"):
         EnvConfig(clip_weights="failure").validate()
+
+
+def test_a_thousand_clips_bind_in_the_memory_of_the_bank_alone(tmp_path):
+    """Binding 1,000 clips from a file holds the bank and one clip, not every clip besides (tracemalloc)."""
+    import tracemalloc
+
+    base = make_reaching_clips(1, seed=0, num_frames=20)[0]
+    path = tmp_path / "many.h5"
+    write_clips(path, [dataclasses.replace(base, name=f"clip{i:04d}") for i in range(1000)])
+    clips = open_clip_files([path])
+    assert len(clips) == 1000 and clips.infos[-1].num_frames == 20
+    tracemalloc.start()
+    try:
+        bank = _bind(clips)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    held = sum(a.nbytes for a in vars(bank).values() if isinstance(a, np.ndarray))
+    assert bank.num_clips == 1000 and held < path.stat().st_size  # the bank is about the clips' size on disk
+    # The clips read (about the bank's size again: 1.8x it when all are read first) never pile up beside it.
+    assert peak < 1.15 * held, (peak, held)

@@ -176,10 +176,11 @@ class NativeHeader:
     body_names: tuple[str, ...]
     keypoint_names: tuple[str, ...]
     joint_qpos_dims: tuple[int, ...]
-    clip_names: tuple[str, ...]  # sorted
+    clip_names: tuple[str, ...]  # sorted; () when not listed
 
 
-def native_header(f: h5py.File, path: Path) -> NativeHeader:
+def native_header(f: h5py.File, path: Path, list_clips: bool = True) -> NativeHeader:
+    """The file's header; ``list_clips``: also its clip names (a file of many clips: not per clip read)."""
     version = int(_attr_number(f.attrs.get("format_version", 0), "attribute 'format_version'"))
     if version > FORMAT_VERSION:
         raise ClipError(
@@ -197,7 +198,7 @@ def native_header(f: h5py.File, path: Path) -> NativeHeader:
         joint_qpos_dims=tuple(int(d) for d in np.ravel(_numbers(f, "joint_qpos_dims")))
         if "joint_qpos_dims" in f
         else (),
-        clip_names=tuple(sorted(f["clips"].keys())),
+        clip_names=tuple(sorted(f["clips"].keys())) if list_clips else (),
     )
 
 
@@ -210,12 +211,12 @@ def clip_group(f: h5py.File, name: str) -> tuple[h5py.Group, float]:
 
 
 def _read_native(f: h5py.File, path: Path, names: Sequence[str] | None = None) -> list[Clip]:
-    h = native_header(f, path)
+    h = native_header(f, path, list_clips=names is None)
     body, body_hash, joint_names, body_names = h.body, h.body_hash, h.joint_names, h.body_names
     kp_names, dims = h.keypoint_names, h.joint_qpos_dims
-    unknown = [n for n in names or () if n not in h.clip_names]
+    unknown = [n for n in names or () if n not in f["clips"]]
     if unknown:
-        raise ClipError(f"{path}: no clip named {unknown[0]!r}; it holds {', '.join(h.clip_names)}")
+        raise ClipError(f"{path}: no clip named {unknown[0]!r}; it holds {', '.join(sorted(f['clips'].keys()))}")
     clips = []
     for name in h.clip_names if names is None else names:
         g, fps = clip_group(f, name)
