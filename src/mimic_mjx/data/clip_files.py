@@ -19,12 +19,13 @@ from mimic_mjx.bodies.layout import QVEL_OF_QPOS
 from mimic_mjx.data.clips import (
     REGISTRATION_LAYOUT_DEFAULT_FPS,
     Clip,
-    _strings,
     clip_group,
     native_header,
     read_clips,
+    unique_name,
     with_clip_file,
 )
+from mimic_mjx.data.h5fields import strings
 from mimic_mjx.errors import ClipError
 
 
@@ -91,7 +92,7 @@ def list_clips(path: str | os.PathLike, *, body: str | None = None, fps: float |
         return infos
 
     def registration(f, path):
-        names = _strings(f, "names_qpos")
+        names = strings(f, "names_qpos")
         return [
             ClipInfo(
                 name=path.stem,
@@ -101,7 +102,7 @@ def list_clips(path: str | os.PathLike, *, body: str | None = None, fps: float |
                 num_frames=_frames(f),
                 path=path,
                 stored_name=path.stem,
-                body_names=_strings(f, "names_xpos") if "names_xpos" in f else (),
+                body_names=strings(f, "names_xpos") if "names_xpos" in f else (),
             )
         ]
 
@@ -151,10 +152,5 @@ def open_clip_files(paths: Sequence[str | os.PathLike], **kwargs) -> ClipFiles:
     for p in paths:
         for info in list_clips(p, **kwargs):
             # The renaming of ``read_clip_files``, so both give the same names.
-            name = info.name if info.name not in seen else f"{Path(p).stem}-{info.name}"
-            base, k = name, 2
-            while name in seen:
-                name, k = f"{base}-{k}", k + 1
-            seen.add(name)
-            infos.append(dataclasses.replace(info, name=name))
+            infos.append(dataclasses.replace(info, name=unique_name(info.name, p, seen)))
     return ClipFiles(infos, **kwargs)

@@ -18,13 +18,18 @@ import numpy as np
 from mimic_mjx.bodies.layout import QVEL_OF_QPOS, reference_velocities
 from mimic_mjx.data.clip_checks import FPS_RANGE as FPS_RANGE  # re-exported: the CLI's --fps bound
 from mimic_mjx.data.clip_checks import check_clip
+from mimic_mjx.data.h5fields import attr_number as _attr_number
+from mimic_mjx.data.h5fields import attr_text as _attr_text
+from mimic_mjx.data.h5fields import f32 as _f32
+from mimic_mjx.data.h5fields import numbers as _numbers
+from mimic_mjx.data.h5fields import one_line as _one_line
+from mimic_mjx.data.h5fields import strings as _strings
 from mimic_mjx.errors import ClipError
 from mimic_mjx.files import atomic_hdf5, require_regular_file
 
 FORMAT_NAME = "mimic-mjx-clips"
 FORMAT_VERSION = 1
 REGISTRATION_LAYOUT_DEFAULT_FPS = 200.0
-_MAX_ARRAY_BYTES = 1 << 32
 
 
 @dataclasses.dataclass
@@ -75,54 +80,6 @@ class Clip:
 def finite_difference_velocity(qpos: np.ndarray, fps: float) -> np.ndarray:
     """Joint velocities (rad/s, float32) of a hinge/slide-only clip: ``reference_velocities`` without a layout."""
     return _f32(reference_velocities(qpos, fps))
-
-
-def _decode(names) -> tuple[str, ...]:
-    return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in np.asarray(names).ravel())
-
-
-def _f32(x) -> np.ndarray:
-    return np.asarray(x, dtype=np.float32)
-
-
-def _dataset(group, key: str) -> h5py.Dataset:
-    obj = group[key]
-    if not isinstance(obj, h5py.Dataset):
-        raise ClipError(f"'{key}' is a group, expected a dataset")
-    if obj.shape is None or obj.size * obj.dtype.itemsize > _MAX_ARRAY_BYTES:
-        raise ClipError(f"'{key}' has shape {obj.shape}, too large (or empty) for a clip")
-    return obj
-
-
-def _numbers(group, key: str) -> np.ndarray:
-    """A numeric dataset as float32; text or compound data is refused, not parsed."""
-    ds = _dataset(group, key)
-    if ds.dtype.kind not in "fiu":
-        raise ClipError(f"'{key}' holds {ds.dtype} values, expected numbers")
-    return _f32(ds[()])
-
-
-def _strings(group, key: str) -> tuple[str, ...]:
-    ds = _dataset(group, key)
-    values = ds[()]
-    if ds.dtype.kind not in "SUO" or not all(isinstance(v, (bytes, str)) for v in np.asarray(values).ravel()):
-        raise ClipError(f"'{key}' holds {ds.dtype} values, expected names (strings)")
-    return _decode(values)
-
-
-def _attr_number(value, what: str) -> float:
-    arr = np.asarray(value)
-    if arr.size != 1 or arr.dtype.kind not in "fiu":
-        raise ClipError(f"{what} must be one number, got {value!r}")
-    return float(arr.ravel()[0])
-
-
-def _attr_text(value, what: str) -> str:
-    if isinstance(value, bytes):
-        value = value.decode(errors="replace")
-    if not isinstance(value, str):
-        raise ClipError(f"{what} must be text, got {value!r}")
-    return value
 
 
 def _read_registration_layout(f: h5py.File, path: Path, body: str | None, fps: float | None) -> list[Clip]:
@@ -305,26 +262,27 @@ def with_clip_file(path: str | os.PathLike, native, registration):
         )
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def read_clip_files(paths: Sequence[str | os.PathLike], **kwargs) -> list[Clip]:
     """Read clips from several files; clip names are made unique across files."""
     if not paths:
         raise ClipError("no clip files given")
-    clips: list[Clip] = []
     seen: set[str] = set()
-    for p in paths:
-        for clip in read_clips(p, **kwargs):
-            # Not '/': it is HDF5's path separator, so write_clips could not store the name.
-            name = clip.name if clip.name not in seen else f"{Path(p).stem}-{clip.name}"
-            base, k = name, 2
-            while name in seen:
-                name, k = f"{base}-{k}", k + 1
-            seen.add(name)
-            clips.append(dataclasses.replace(clip, name=name))
-    return clips
+    return [
+        dataclasses.replace(clip, name=unique_name(clip.name, p, seen))
+        for p in paths
+        for clip in read_clips(p, **kwargs)
+    ]
+
+
+def unique_name(name: str, path: str | os.PathLike, seen: set[str]) -> str:
+    """``name`` of a clip of ``path``, or ``<file stem>-<name>[-k]`` if taken; added to ``seen``."""
+    # Not '/': it is HDF5's path separator, so write_clips could not store the name.
+    name = name if name not in seen else f"{Path(path).stem}-{name}"
+    base, k = name, 2
+    while name in seen:
+        name, k = f"{base}-{k}", k + 1
+    seen.add(name)
+    return name
 
 
 def _write_numbers(group: h5py.Group, key: str, data, unit: str) -> None:
