@@ -98,7 +98,10 @@ def resume_body(run_dir: Path, name: str, log: Callable[[str], None], stored_bod
     if not changes and current.simulated_hash() == meta["model_sha256"]:
         return current
     if stored_body:
-        log(f"note: body '{stored.display_name}' changed ({'; '.join(changes) or 'other values'}); resuming with the stored copy")
+        log(
+            f"note: body '{stored.display_name}' changed ({'; '.join(changes) or 'other values'}); "
+            "resuming with the stored copy"
+        )
         return stored
     raise RunDirError(
         f"body '{stored.display_name}' changed since {run_dir} started (model {short_hash(meta['model_sha256'])} -> "
