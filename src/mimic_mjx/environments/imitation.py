@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 from collections.abc import Sequence
 
 import jax
@@ -32,6 +31,7 @@ from mimic_mjx.config import EnvConfig, RandomizeConfig, RewardConfig, Terminati
 from mimic_mjx.data.binding import ReferenceBank, body_ids
 from mimic_mjx.environments.actions import ActionMap
 from mimic_mjx.environments.backends import make_backend
+from mimic_mjx.environments.envbase import AutoResetEnv
 from mimic_mjx.environments.metrics import aggregate_metrics, step_metrics  # noqa: F401  (re-export)
 from mimic_mjx.environments.proprio import proprioception
 from mimic_mjx.environments.randomize import OFF as RANDOMIZE_OFF
@@ -87,7 +87,7 @@ def reference_observation(ref_q, ref_body, q, body, heading=None, ref_root=None,
     return jnp.concatenate(parts, axis=-1).ravel()
 
 
-class ImitationEnv:
+class ImitationEnv(AutoResetEnv):
     """Imitation of a bank of reference clips by one body, on one physics backend."""
 
     def __init__(
@@ -164,27 +164,6 @@ class ImitationEnv:
         self._act_of_actuator = np.asarray(
             [a for a in range(model.nu) for _ in range(model.actuator_actnum[a])], dtype=np.int32
         )
-
-    @functools.cached_property
-    def state_shape(self) -> EnvState:
-        """Shapes and dtypes of one environment's state, traced (not run) from ``reset``.
-
-        Observation sizes and metric names come from here, i.e. from the
-        functions that build them, never from a second formula.
-        """
-        return jax.eval_shape(self.reset, jax.random.PRNGKey(0))
-
-    @property
-    def ref_obs_size(self) -> int:
-        return self.state_shape.ref_obs.shape[-1]
-
-    @property
-    def prop_obs_size(self) -> int:
-        return self.state_shape.prop_obs.shape[-1]
-
-    @property
-    def metric_names(self) -> tuple[str, ...]:
-        return tuple(self.state_shape.metrics)
 
     # -- pure helpers -------------------------------------------------------
     def action_to_ctrl(self, action, qpos=None):
@@ -378,18 +357,3 @@ class ImitationEnv:
             fallen = self.ref_qpos[clip, frame, 2] - phys.qpos[2] > t.max_root_drop_m
             lost = lost | (err.root_pos > t.max_root_error_m) | (err.root_angle > t.max_root_angle_rad) | fallen
         return lost
-
-    def step(self, state: EnvState, action, failure_cdf=None) -> EnvState:
-        """Advance one control step, starting a new episode if this one ended (see ``reset``)."""
-        nxt = self.step_no_reset(state, action)
-        done = (nxt.terminated + nxt.truncated) > 0
-        fresh = self.reset(nxt.key, failure_cdf)
-        # Keep the transition's outcome; take the state and observation of the new episode.
-        merged = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, nxt)
-        return merged.replace(
-            reward=nxt.reward,
-            terminated=nxt.terminated,
-            truncated=nxt.truncated,
-            metrics=nxt.metrics,
-            key=jnp.where(done, fresh.key, jax.random.split(nxt.key)[0]),
-        )
