@@ -2,7 +2,8 @@
 
 The shared DANNCE recording (../shared/data/rodent/rat_dannce_1000f.mat, 20 s
 at 50 Hz) is too short to test chunked, resumable registration of hours of
-data. This script strings together copies of it, each one
+data. This script strings together the recording itself and then copies of
+it, each one
 
 - time-warped: resampled at a speed drawn from [0.8, 1.25] (linear
   interpolation between frames; the rat moves faster or slower);
@@ -92,9 +93,12 @@ def build(source: np.ndarray, names: list[str], frames: int, seed: int) -> np.nd
     pieces: list[np.ndarray] = []
     total = 0
     while total < frames:
-        x = time_warp(source, float(rng.uniform(0.8, 1.25)))
-        if rng.random() < 0.5:
-            x = mirror(x, names, trunk)
+        if pieces:
+            x = time_warp(source, float(rng.uniform(0.8, 1.25)))
+            if rng.random() < 0.5:
+                x = mirror(x, names, trunk)
+        else:  # the recording itself first: a registration of it compares with one of the source
+            x = source.copy()
         if pieces:
             last = pieces[-1][-1]
             x = place(x, last, trunk)

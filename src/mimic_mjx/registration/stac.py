@@ -285,7 +285,13 @@ class StacSolver:
             return q
         ref = np.array(self.model.qpos0)
         ref[0:3], ref[3:7] = 0.0, (1.0, 0.0, 0.0, 0.0)
-        local = np.asarray(self._markers(jnp.asarray(ref), jnp.asarray(offsets)))[self.trunk]  # root frame
+        # In the root frame; native MuJoCo: a chunked registration aligns every chunk, and one MJX
+        # kinematics call outside jit costs seconds for the rat.
+        data = mujoco.MjData(self.model)
+        data.qpos[:] = ref
+        mujoco.mj_kinematics(self.model, data)
+        b = self.body_ids
+        local = (data.xpos[b] + np.einsum("kij,kj->ki", data.xmat[b].reshape(-1, 3, 3), offsets))[self.trunk]
         P, W = kp[:, self.trunk], w[:, self.trunk]
         enough = (W > 0).sum(axis=1) >= 3
         if not enough.any():
@@ -358,15 +364,21 @@ class StacSolver:
             )
             if r < self.cfg.rounds:
                 offsets = self.fit_offsets(q, kp, w)
-        markers = np.asarray(jax.vmap(self._markers, in_axes=(0, None))(jnp.asarray(q), jnp.asarray(offsets)))
+        markers = self.markers_at(q, offsets)
         residuals = np.linalg.norm(markers - kp, axis=-1)
         residuals = np.where(w > 0, residuals, np.nan)
         return StacResult(
             qpos=q, offsets=offsets, markers=markers, residuals=residuals, weights=w, seconds=time.perf_counter() - t0
         )
 
+    def markers_at(self, q: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Markers (T, K, 3) at poses q (T, nq), through the jitted kinematics (fit_offsets compiles it too)."""
+        xpos, xmat, _ = self._kinematics(jnp.asarray(q))
+        b = self.body_ids
+        return np.asarray(xpos)[:, b] + np.einsum("tkij,kj->tki", np.asarray(xmat)[:, b], offsets)
+
     def _median_residual(self, q, kp, w, offsets) -> float:
-        m = np.asarray(jax.vmap(self._markers, in_axes=(0, None))(jnp.asarray(q), jnp.asarray(offsets)))
+        m = self.markers_at(q, offsets)
         d = np.linalg.norm(m - np.nan_to_num(kp), axis=-1)
         return float(np.median(d[w > 0]))
 

@@ -303,10 +303,16 @@ def _solve_chunks(solver, pos, w, fps, offsets, chunks, todo, parts, scfg, p, lo
             solver, pos, w, spans + spans[:1] * pad, befores + befores[:1] * pad, length, offsets
         )
         q, _ = batch(q, kpw, sw, offsets, fps, qb, hb, nv)
+        # Body frames of the whole padded batch in one jitted call: one shape, one compilation,
+        # whatever the chunks' lengths.
+        frames = [
+            np.asarray(a).reshape(q.shape[:2] + a.shape[1:]) for a in solver._kinematics(q.reshape(-1, q.shape[-1]))
+        ]
         for k, c in enumerate(step):
             a = spans[k][0]
-            qc = q[k, c.start - a : c.end - a]
-            _write_chunk(solver, c, qc, pos, w, offsets, fps, p, parts, write)
+            sl = slice(c.start - a, c.end - a)
+            qc = q[k, sl]
+            _write_chunk(solver, c, qc, [f[k, sl] for f in frames], pos, w, offsets, fps, p, parts, write)
             last_pose[index[c]] = qc[-1]
             done_frames += c.end - c.start
         now = time.perf_counter()
@@ -325,12 +331,16 @@ def _solve_chunks(solver, pos, w, fps, offsets, chunks, todo, parts, scfg, p, lo
     return {"first_step_s": first, "warm_frames_per_s": warm, "devices": D}
 
 
-def _write_chunk(solver, c: Chunk, qc, pos, w, offsets, fps, p, parts: PartsFolder, write) -> None:
-    """One finished chunk as a clip file of its own (atomic: a kill or a full disk leaves none or all)."""
+def _write_chunk(solver, c: Chunk, qc, frames, pos, w, offsets, fps, p, parts: PartsFolder, write) -> None:
+    """One finished chunk as a clip file of its own (atomic: a kill or a full disk leaves none or all).
+
+    ``frames``: the chunk's body positions, rotation matrices and quaternions.
+    """
     sl = slice(c.start, c.end)
-    markers = np.asarray(jax.vmap(solver._markers, in_axes=(0, None))(jnp.asarray(qc), jnp.asarray(offsets)))
+    xpos, xmat, xquat = frames
+    b = solver.body_ids
+    markers = xpos[:, b] + np.einsum("tkij,kj->tki", xmat[:, b], offsets)
     residuals = np.where(w[sl] > 0, np.linalg.norm(markers - pos[sl], axis=-1), np.nan)
-    xpos, xquat = solver.body_poses(qc)
     model = solver.model
     from mimic_mjx.bodies.layout import joint_qpos_dims
 
