@@ -183,7 +183,7 @@ def _worker_train(backend, out, updates):
         "reward": rewards,
         "env_shards": shards,
         # Batch sizes the native backend's host callback was called with.
-        "host_batches": sorted(getattr(tr.env.backend, "_batches", {})),
+        "host_batches": sorted(n for n, _ in getattr(tr.env.backend, "_batches", {})),  # (batch size, draws)
     }
     print(json.dumps(summary))
 
@@ -229,7 +229,7 @@ def _worker_multihost():
         params = jax.device_get(state.policy.params)  # replicated: every process holds all of it
         summary["param_sum"] = float(sum(np.abs(x).sum() for x in jax.tree.leaves(params)))
         summary["reward"] = float(m["reward/total"])
-        summary["host_batches"] = sorted(tr.env.backend._batches)
+        summary["host_batches"] = sorted(n for n, _ in tr.env.backend._batches)
     print(json.dumps(summary), flush=True)
     jax.distributed.shutdown()
 
