@@ -50,7 +50,8 @@ def add_parser(subparsers) -> None:
     x.add_argument(
         "--decoder-only",
         action="store_true",
-        help="export the decoder alone (inputs latent, proprio_obs; outputs action, ctrl) for a new high-level policy",
+        help="export the decoder alone (inputs latent, proprio_obs, and decoder_state for a recurrent decoder; outputs "
+        "action, ctrl, and next_decoder_state) for a new high-level policy",
     )
     x.set_defaults(func=run)
 

@@ -354,10 +354,7 @@ def read_policy(directory: str | Path, step: int | None = None) -> tuple[PolicyP
         manager.close()
     tree = jax.tree.map(jnp.asarray, restored["policy"])
     stats = lambda d: RunningStats(count=d["count"], mean=d["mean"], m2=d["m2"])
-    params = PolicyParams(
-        params=tree["params"], ref_stats=stats(tree["ref_stats"]), prop_stats=stats(tree["prop_stats"])
-    )
-    return params, dict(restored["meta"])
+    return PolicyParams(tree["params"], stats(tree["ref_stats"]), stats(tree["prop_stats"])), dict(restored["meta"])
 
 
 def verify_checkpoints(directory: str | Path) -> tuple[int | None, list[tuple[int, str]]]:
@@ -383,12 +380,9 @@ def verify_checkpoints(directory: str | Path) -> tuple[int | None, list[tuple[in
 
 
 def load_policy(run_dir: str | Path, step: int | None = None) -> Policy:
-    """Load a trained controller from a run folder (its newest checkpoint, or ``step``).
-
-    Reads ``config.json``, the checkpoint's inference part and the body the
-    run stores (``policy.body``, training/runbody.py): no trainer, no
-    environment, no training clips, and none of the body's own files.
-    """
+    """Load a trained controller from a run folder (its newest checkpoint, or ``step``): ``config.json``, the
+    checkpoint's inference part and the body the run stores (training/runbody.py); no trainer, environment,
+    clips or body files."""
     from mimic_mjx.training.runbody import run_body
     from mimic_mjx.training.rundir import stored_config
 
