@@ -15,10 +15,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from mimic_mjx.bodies.layout import QVEL_OF_QPOS
 from mimic_mjx.data.clips import (
     REGISTRATION_LAYOUT_DEFAULT_FPS,
     Clip,
+    JointColumns,
     clip_group,
     native_header,
     read_clips,
@@ -30,7 +30,7 @@ from mimic_mjx.errors import ClipError
 
 
 @dataclasses.dataclass(frozen=True)
-class ClipInfo:
+class ClipInfo(JointColumns):
     """One clip as its file lists it: what binding checks, without the arrays.
 
     Has the ``Clip`` attributes that binding checks before it reads any frames.
@@ -46,14 +46,6 @@ class ClipInfo:
     body_names: tuple[str, ...] = ()
     joint_qpos_dims: tuple[int, ...] = ()
     body_hash: str | None = None
-
-    @property
-    def qpos_dims(self) -> tuple[int, ...]:
-        return tuple(self.joint_qpos_dims) or (1,) * len(self.joint_names)
-
-    @property
-    def qvel_dims(self) -> tuple[int, ...]:
-        return tuple(QVEL_OF_QPOS[d] for d in self.qpos_dims)
 
     @property
     def duration_s(self) -> float:

@@ -32,8 +32,20 @@ FORMAT_VERSION = 1
 REGISTRATION_LAYOUT_DEFAULT_FPS = 200.0
 
 
+class JointColumns:
+    """qpos / qvel columns per joint of anything with ``joint_names`` and ``joint_qpos_dims`` (clips, clip listings)."""
+
+    @property
+    def qpos_dims(self) -> tuple[int, ...]:
+        return tuple(self.joint_qpos_dims) or (1,) * len(self.joint_names)
+
+    @property
+    def qvel_dims(self) -> tuple[int, ...]:
+        return tuple(QVEL_OF_QPOS[d] for d in self.qpos_dims)
+
+
 @dataclasses.dataclass
-class Clip:
+class Clip(JointColumns):
     """One reference clip. Arrays are (frames, ...) float32 in SI units."""
 
     name: str
@@ -54,14 +66,6 @@ class Clip:
     joint_qpos_dims: tuple[int, ...] = ()
     # SHA-256 of the model the clip was registered to (BodyModel.body_hash); None: not recorded.
     body_hash: str | None = None
-
-    @property
-    def qpos_dims(self) -> tuple[int, ...]:
-        return tuple(self.joint_qpos_dims) or (1,) * len(self.joint_names)
-
-    @property
-    def qvel_dims(self) -> tuple[int, ...]:
-        return tuple(QVEL_OF_QPOS[d] for d in self.qpos_dims)
 
     @property
     def num_frames(self) -> int:
