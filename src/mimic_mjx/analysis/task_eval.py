@@ -31,12 +31,9 @@ from mimic_mjx.files import write_text
 _EVAL_STREAM = 0x5EED_E7A1
 
 
-def _moving_point_ids(env, body) -> np.ndarray:
-    from mimic_mjx.data.binding import body_ids
-
-    if env.layout.free_root:
-        return np.asarray([1])  # the root body
-    return np.asarray(body_ids(env.model, body.end_effectors[:1]))
+def _moving_point_ids(env) -> np.ndarray:
+    """The root of a free body, else the end effector (the environment's own ids)."""
+    return np.asarray([1]) if env.layout.free_root else np.asarray(env.ee_ids[:1])
 
 
 def _rollout_fn(policy, env, steps: int, ids):
@@ -153,7 +150,7 @@ def evaluate_task(run_dir: str | Path, out: str | Path, *, instances: int = 50, 
     steps, dt = env.episode_steps, env.control_dt
     targets = held_out_targets(env, instances, seed)
     keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(_EVAL_STREAM), seed), instances)
-    recs = jax.device_get(_rollout_fn(policy, env, steps, _moving_point_ids(env, body))(keys, targets))
+    recs = jax.device_get(_rollout_fn(policy, env, steps, _moving_point_ids(env))(keys, targets))
     recs = jax.tree.map(np.asarray, recs)
     m, alive = recs["metrics"], recs["alive"].astype(bool)
     per = []
