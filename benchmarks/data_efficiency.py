@@ -17,10 +17,19 @@ Data:
   them (each resampled at a speed drawn from [0.8, 1.25], seeded), so counts
   past 30 exist. Without the shared data the benchmark says so and exits 0.
 
-Each count trains in RUN_DIR/clipsN (replaced). Prints one line per count;
-the last line is one JSON object.
+Budget: ``--minutes`` of wall time per run, or a number of environment steps
+(``--set train.total_steps=N``, whichever ends first), which does not depend
+on how busy the machine is. ``--seeds`` repeats every count with other
+training seeds (the clip order and warps stay those of the first seed), and
+each count reports its worst and mean over them.
 
-    .venv/bin/python benchmarks/data_efficiency.py [--counts 1 5 10 25 50] [--minutes 15] [--run-dir runs/bench_data]
+Each run trains in RUN_DIR/clipsN[_seedS] (replaced). Prints one line per run;
+the last line is one JSON object (``rows``: one per count and seed;
+``counts``: per count the worst and mean held-out body error and fraction
+tracked).
+
+    .venv/bin/python benchmarks/data_efficiency.py [--counts 1 5 10 25 50] [--minutes 15] [--seeds 0 1 2] \
+        [--run-dir runs/bench_data] [--set train.total_steps=3000000]
 """
 
 from __future__ import annotations
@@ -102,7 +111,8 @@ def main() -> int:
     ap.add_argument("--clips", nargs="+", metavar="FILE", help="registered clips of a long recording (default: mouse)")
     ap.add_argument("--body", default="mouse_forelimb", help="the body of --clips")
     ap.add_argument("--held-out", type=int, default=10, help="clips of --clips held out for evaluation")
-    ap.add_argument("--seed", type=int, default=0, help="order of the training pool, warps, training seed")
+    ap.add_argument("--seed", type=int, default=0, help="order of the training pool and warps")
+    ap.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: --seed)")
     ap.add_argument("--run-dir", default=str(ROOT / "runs" / "bench_data"), help="counts go to RUN_DIR/clipsN")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     args = ap.parse_args()
@@ -134,13 +144,14 @@ def main() -> int:
     order = np.random.default_rng(args.seed).permutation(len(pool))
     log(f"held out {len(held)} clips; training pool {len(pool)} clips; counts {counts}; {args.minutes} min each")
 
-    cfg = config_lib.apply_overrides(
-        get_body(body).default_config(), [f"train.max_minutes={args.minutes}", f"train.seed={args.seed}", *args.set]
-    )
+    seeds = args.seeds or [args.seed]
     base = Path(args.run_dir)
     rows = []
-    for n in counts:
-        run_dir = base / f"clips{n}"
+    for n, seed in ((n, s) for n in counts for s in seeds):
+        cfg = config_lib.apply_overrides(
+            get_body(body).default_config(), [f"train.max_minutes={args.minutes}", f"train.seed={seed}", *args.set]
+        )
+        run_dir = base / (f"clips{n}" if args.seeds is None else f"clips{n}_seed{seed}")
         if run_dir.exists():
             shutil.rmtree(run_dir)
         # A lazy pool (--clips) stays lazy: each clip is read while binding, not held.
@@ -154,6 +165,7 @@ def main() -> int:
         ev = evaluate(run_dir, held, run_dir / "eval_heldout")
         row = {
             "clips": n,
+            "seed": seed,
             "train_frames": int(sum(getattr(pool, "infos", pool)[int(i)].num_frames for i in order[:n])),
             "env_steps": summary["env_steps"],
             "heldout_body_error_mm": round(ev["mean_body_error_mm"], 4),
@@ -163,12 +175,39 @@ def main() -> int:
         }
         rows.append(row)
         log(
-            f"{n:>5} clips  {row['env_steps']:>11,} steps  held-out body error {row['heldout_body_error_mm']:8.3f} mm"
+            f"{n:>5} clips  seed {seed}  {row['env_steps']:>11,} steps"
+            f"  held-out body error {row['heldout_body_error_mm']:8.3f} mm"
             f"  tracked {100 * row['heldout_fraction_tracked']:5.1f}%"
             f"  joint RMSE {row['heldout_joint_rmse_deg']:6.2f} deg"
         )
     data = "files" if args.clips else "mouse_arm trials + time-warped copies"
-    print(json.dumps({"data": data, "held_out": len(held), "minutes_per_count": args.minutes, "rows": rows}))
+    per_count = {}
+    for n in counts:
+        mine = [r for r in rows if r["clips"] == n]
+        err = [r["heldout_body_error_mm"] for r in mine]
+        tracked = [r["heldout_fraction_tracked"] for r in mine]
+        per_count[str(n)] = {
+            "body_error_mm_worst": max(err),
+            "body_error_mm_mean": round(float(np.mean(err)), 4),
+            "fraction_tracked_worst": min(tracked),
+            "fraction_tracked_mean": round(float(np.mean(tracked)), 4),
+        }
+        log(
+            f"{n:>5} clips over {len(mine)} seed(s): body error worst {max(err):.3f} mean {np.mean(err):.3f} mm; "
+            f"tracked worst {100 * min(tracked):.1f}% mean {100 * np.mean(tracked):.1f}%"
+        )
+    print(
+        json.dumps(
+            {
+                "data": data,
+                "held_out": len(held),
+                "minutes_per_count": args.minutes,
+                "seeds": seeds,
+                "counts": per_count,
+                "rows": rows,
+            }
+        )
+    )
     return 0
 
 
