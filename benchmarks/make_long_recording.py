@@ -21,7 +21,10 @@ records when it was written). The output is a DANNCE
 and never belongs in the repository (the recording's licence travels with the
 shared data, and long files bloat the repository).
 
-    .venv/bin/python benchmarks/make_long_recording.py --minutes 60 --seed 0 --out /tmp/rat_60min.mat
+    .venv/bin/python benchmarks/make_long_recording.py --minutes 60 --seed 0 --out /tmp/rat_60min.mat [--no-mirror]
+
+``--no-mirror`` leaves the mirrored copies out: one rat's marker placement
+throughout, as in a real recording, for comparing registration residuals.
 """
 
 from __future__ import annotations
@@ -85,8 +88,13 @@ def place(x: np.ndarray, after: np.ndarray, trunk: list[int]) -> np.ndarray:
     return moved + after[trunk].mean(axis=0) * [1, 1, 0]
 
 
-def build(source: np.ndarray, names: list[str], frames: int, seed: int) -> np.ndarray:
-    """``frames`` frames (T, K, 3) strung from warped, mirrored, re-centred copies of ``source``."""
+def build(source: np.ndarray, names: list[str], frames: int, seed: int, mirror_share: float = 0.5) -> np.ndarray:
+    """``frames`` frames (T, K, 3) strung from warped, mirrored, re-centred copies of ``source``.
+
+    ``mirror_share``: the chance that a copy is mirrored. A mirrored copy is a
+    rat whose markers sit mirror-wise, so one set of marker offsets cannot fit
+    both kinds of copy; 0 gives one rat's recording throughout.
+    """
     rng = np.random.default_rng(seed)
     trunk = [names.index(n) for n in TRUNK]
     blend = int(round(BLEND_S * FPS))
@@ -95,7 +103,7 @@ def build(source: np.ndarray, names: list[str], frames: int, seed: int) -> np.nd
     while total < frames:
         if pieces:
             x = time_warp(source, float(rng.uniform(0.8, 1.25)))
-            if rng.random() < 0.5:
+            if rng.random() < mirror_share:
                 x = mirror(x, names, trunk)
         else:  # the recording itself first: a registration of it compares with one of the source
             x = source.copy()
@@ -116,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True, help="the .mat file to write (outside the repository)")
     ap.add_argument("--source", default=str(SOURCE), help="the DANNCE recording to copy (default: the shared rat)")
+    ap.add_argument(
+        "--no-mirror", action="store_true", help="no mirrored copies: one rat's marker placement throughout"
+    )
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
     if out.is_relative_to(ROOT):
@@ -130,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
 
     kp = read_keypoints(args.source, fps=FPS, units="mm")
     frames = int(round(args.minutes * 60 * FPS))
-    x = build(kp.positions * 1e3, list(kp.names), frames, args.seed)  # back to the file's millimetres
+    x = build(
+        kp.positions * 1e3, list(kp.names), frames, args.seed, 0.0 if args.no_mirror else 0.5
+    )  # back to the file's millimetres
     pred = np.ascontiguousarray(x.transpose(0, 2, 1))  # DANNCE's (frames, 3, K)
     names = np.array(kp.names, dtype=object)
     scipy.io.savemat(out, {"pred": pred, "joint_names": names}, do_compression=False)
