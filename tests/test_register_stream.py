@@ -82,14 +82,21 @@ def arm_runs(tmp_path_factory):
         kp, "mouse_forelimb", tmp / "one.h5", CFG, dataclasses.replace(SCFG, chunk_frames=1000), log=lambda m: None
     )
     logs: list[str] = []
-    chunked = register_stream(kp, "mouse_forelimb", tmp / "chunked.h5", CFG, SCFG, log=logs.append)
+    # Its chunks are kept: the resume tests below continue from them.
+    chunked = register_stream(kp, "mouse_forelimb", tmp / "chunked.h5", CFG, SCFG, keep_parts=True, log=logs.append)
     return kp, one, chunked, logs, tmp
+
+
+def _qpos(path) -> np.ndarray:
+    (clip,) = read_clips(path)
+    return clip.qpos
 
 
 def test_chunked_equals_one_piece_without_jumps_at_borders(arm_runs):
     kp, one, chunked, logs, tmp = arm_runs
     assert one.summary["chunks"] == 1 and chunked.summary["chunks"] == 4
-    a, b = one.clips[0].qpos, chunked.clips[0].qpos
+    a, b = _qpos(tmp / "one.h5"), _qpos(tmp / "chunked.h5")
+    assert not (tmp / "one.h5.parts").exists()  # removed once the clip file is written
     assert a.shape == b.shape == (240, 4)
     assert np.rad2deg(np.abs(a - b)).max() < 0.5, np.rad2deg(np.abs(a - b)).max(axis=0)
     assert chunked.summary["median_residual_mm"] <= one.summary["median_residual_mm"] * 1.02 + 1e-4
@@ -130,13 +137,17 @@ def test_full_disk_keeps_finished_chunks_and_resume_continues(arm_runs):
     with pytest.raises(OutputError, match="--resume"):
         register_stream(kp, "mouse_forelimb", out, CFG, SCFG, log=lambda m: None)
     logs: list[str] = []
-    res = register_stream(kp, "mouse_forelimb", out, CFG, SCFG, resume=True, log=logs.append)
+    res = register_stream(kp, "mouse_forelimb", out, CFG, SCFG, resume=True, keep_parts=True, log=logs.append)
     assert res.kept == 2 and res.solved == 2
     assert any("kept 2 of 4 finished chunks" in m and "0-120" in m for m in logs), logs
-    np.testing.assert_allclose(res.clips[0].qpos, chunked.clips[0].qpos, atol=1e-5)
-    # A finished registration resumes to the same file without solving anything.
-    again = register_stream(kp, "mouse_forelimb", out, CFG, SCFG, resume=True, log=lambda m: None)
-    assert again.kept == 4 and again.solved == 0
+    np.testing.assert_allclose(_qpos(out), _qpos(tmp / "chunked.h5"), atol=1e-5)
+    # A finished registration whose chunks were kept resumes to the same file without solving anything,
+    # and then (without keep_parts) removes them.
+    logs.clear()
+    again = register_stream(kp, "mouse_forelimb", out, CFG, SCFG, resume=True, log=logs.append)
+    assert again.kept == 4 and again.solved == 0 and again.clips == 1
+    assert not (tmp / "disk.h5.parts").exists() and any("removed the chunks" in m for m in logs), logs
+    np.testing.assert_allclose(_qpos(out), _qpos(tmp / "chunked.h5"), atol=1e-5)
 
 
 def test_resume_with_other_settings_names_them(arm_runs):
@@ -159,9 +170,32 @@ def test_long_gap_splits_into_clips_and_says_where(tmp_path):
     res = register_stream(
         kp, "mouse_forelimb", tmp_path / "gap.h5", CFG, dataclasses.replace(SCFG, gap_s=0.1), log=logs.append
     )
-    assert [c.num_frames for c in res.clips] == [100, 100]
-    assert [c.name for c in read_clips(tmp_path / "gap.h5")] == ["arm-seg00", "arm-seg01"]
+    back = read_clips(tmp_path / "gap.h5")
+    assert res.clips == 2 and [c.num_frames for c in back] == [100, 100]
+    assert [c.name for c in back] == ["arm-seg00", "arm-seg01"]
     assert any("gap: no keypoints in frames 100-140" in m and "split" in m for m in logs), logs
+
+
+def test_clip_length_cuts_segments_and_leaves_short_ones_out(tmp_path):
+    kp = _arm_keypoints()
+    pos = kp.positions.copy()
+    pos[150:190] = np.nan  # a gap: segments 0-150 and 190-240
+    kp = dataclasses.replace(kp, positions=pos)
+    scfg = dataclasses.replace(SCFG, gap_s=0.1)
+    with pytest.raises(KeypointError, match="shorter --clip-length"):  # before any solving
+        register_stream(kp, "mouse_forelimb", tmp_path / "x.h5", CFG, scfg, clip_length=200, log=lambda m: None)
+    assert not (tmp_path / "x.h5.parts").exists()
+    logs: list[str] = []
+    res = register_stream(kp, "mouse_forelimb", tmp_path / "cut.h5", CFG, scfg, clip_length=60, log=logs.append)
+    back = read_clips(tmp_path / "cut.h5")
+    assert res.clips == 2 and [c.name for c in back] == ["arm-seg00-0000", "arm-seg00-0001"]
+    assert [c.num_frames for c in back] == [60, 60]
+    assert any("frames 190-240" in m and "left out" in m for m in logs), logs
+    # The pieces are the segment's frames: the second starts where the first ends.
+    whole = register_stream(kp, "mouse_forelimb", tmp_path / "whole.h5", CFG, scfg, log=lambda m: None)
+    assert whole.clips == 2
+    seg0 = read_clips(tmp_path / "whole.h5", names=["arm-seg00"])[0]
+    np.testing.assert_allclose(back[1].qpos, seg0.qpos[60:120], atol=1e-6)
 
 
 def _cli(args, env=None):
@@ -185,7 +219,7 @@ def test_cli_resume_says_which_chunks_it_kept_on_two_devices(tmp_path, arm_runs)
     common = ["register", "--body", "mouse_forelimb", "--keypoints", mat, "--units", "m", "--fps", FPS, "--out", out]
     common += ["--rounds", 1, "--iterations", 15, "--chunk-frames", 60, "--overlap-frames", 10]
     common += ["--calibration-frames", 120]
-    r = _cli(common, env={"JAX_NUM_CPU_DEVICES": "2", "JAX_PLATFORMS": "cpu"})
+    r = _cli([*common, "--keep-parts"], env={"JAX_NUM_CPU_DEVICES": "2", "JAX_PLATFORMS": "cpu"})
     assert r.returncode == 0, r.stderr[-3000:]
     assert "wrote 1 clip(s) from 4 chunk(s)" in r.stdout
     # A kill after two chunks: remove the other two; --resume keeps the first two.
@@ -195,8 +229,8 @@ def test_cli_resume_says_which_chunks_it_kept_on_two_devices(tmp_path, arm_runs)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "kept 2 of 4 finished chunks" in r.stderr and "kept 2 finished chunk(s), solved 2" in r.stdout
     (clip,) = read_clips(out)
-    assert clip.num_frames == 240
-    assert np.rad2deg(np.abs(clip.qpos - chunked.clips[0].qpos)).max() < 0.5
+    assert clip.num_frames == 240 and not (tmp_path / "arm.h5.parts").exists()
+    assert np.rad2deg(np.abs(clip.qpos - _qpos(arm_runs[4] / "chunked.h5"))).max() < 0.5
 
 
 def test_long_recording_script_is_reproducible_and_mirrors_names(tmp_path):

@@ -92,8 +92,9 @@ def _streams(args, kp, scfg) -> bool:
 
 
 def _register_streamed(args, kp, body, cfg, scfg) -> int:
-    from mimic_mjx.data.clips import write_clips
-    from mimic_mjx.registration.register import format_residuals, split_clip
+    from mimic_mjx.data.clip_files import list_clips
+    from mimic_mjx.data.clips import read_clips, write_clips
+    from mimic_mjx.registration.register import format_residuals
     from mimic_mjx.registration.stream import register_stream
     from mimic_mjx.training.trainer import stderr_log
 
@@ -103,22 +104,17 @@ def _register_streamed(args, kp, body, cfg, scfg) -> int:
             "whole recording chunked with the scaled body file"
         )
 
-    def write(path, clips):
-        if args.clip_length is not None:
-            clips = [c for clip in clips for c in split_clip(clip, args.clip_length)]
-        write_clips(path, clips)
-        write.count = len(clips)
-
-    write.count = 0  # another process than the first writes no file
-    res = register_stream(kp, body.name, args.out, cfg, scfg, resume=args.resume, log=stderr_log, write=write)
+    opts = {"resume": args.resume, "clip_length": args.clip_length, "keep_parts": args.keep_parts}
+    res = register_stream(kp, body.name, args.out, cfg, scfg, log=stderr_log, write=write_clips, **opts)
     print(format_residuals(res.summary))
     kept = f"; kept {res.kept} finished chunk(s), solved {res.solved}" if args.resume else ""
-    print(f"wrote {write.count} clip(s) from {res.summary['chunks']} chunk(s) to {args.out}{kept}")
+    print(f"wrote {res.clips} clip(s) from {res.summary['chunks']} chunk(s) to {args.out}{kept}")
     if args.render:
         from mimic_mjx.presentation.render import render_keypoint_fit
         from mimic_mjx.registration.register import markers_of
 
-        clip = res.clips[0]
+        first = list_clips(args.out)[0].name  # the first clip alone: the file may hold hours
+        clip = read_clips(args.out, names=[first])[0]
         n = min(clip.num_frames, args.render_frames or clip.num_frames)
         model = body.compile()
         qpos = clip.qpos[:n].astype(np.float64)
@@ -233,5 +229,10 @@ def add_parser(sub, body_help: str) -> None:
         "--resume",
         action="store_true",
         help="continue a chunked registration that was stopped (OUT.parts/ holds its finished chunks)",
+    )
+    r.add_argument(
+        "--keep-parts",
+        action="store_true",
+        help="keep OUT.parts/ (the finished chunks) once the clip file is written; by default it is removed",
     )
     r.set_defaults(func=cmd_register)

@@ -186,3 +186,19 @@ def describe_ranges(chunks: list[Chunk], fps: float) -> str:
         else:
             spans.append([c.start, c.end])
     return ", ".join(f"{a}-{b} ({a / fps:.1f}-{b / fps:.1f} s)" for a, b in spans)
+
+
+def check_clip_length(segments, clip_length: int | None, fps: float, log) -> None:
+    """Before any work: ``clip_length`` must fit at least one segment; shorter segments are said."""
+    if clip_length is None:
+        return
+    if clip_length < 2:
+        raise KeypointError(f"clip length must be at least 2 frames, got {clip_length}")
+    short = [(a, b) for a, b in segments if b - a < clip_length]
+    if len(short) == len(segments):
+        raise KeypointError(
+            f"no stretch of the recording without gaps holds one clip of {clip_length} frames (the longest has "
+            f"{max(b - a for a, b in segments)}); pass a shorter --clip-length"
+        )
+    for a, b in short:
+        log(f"frames {a}-{b} ({(b - a) / fps:.2f} s) are shorter than one clip of {clip_length} frames: left out")

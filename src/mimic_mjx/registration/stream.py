@@ -23,8 +23,9 @@ context before its start instead.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
@@ -41,6 +42,7 @@ from mimic_mjx.registration.chunks import (
     PartsFolder,
     StreamConfig,
     calibration_windows,
+    check_clip_length,
     data_digest,
     describe_ranges,
     differing,
@@ -146,7 +148,8 @@ def _hms(seconds: float) -> str:
 
 @dataclasses.dataclass
 class StreamResult:
-    clips: list[Clip]  # one per segment
+    out: Path  # the clip file (written by process 0)
+    clips: int  # clips written to it
     summary: dict
     kept: int  # chunks found finished when the run started
     bodies: list[str]  # the body each keypoint's marker is attached to
@@ -161,17 +164,23 @@ def register_stream(
     scfg: StreamConfig = DEFAULT_STREAM,
     *,
     resume: bool = False,
+    clip_length: int | None = None,
+    keep_parts: bool = False,
     log: Callable[[str], None] = print,
-    write: Callable[[Path, list[Clip]], None] = write_clips,
+    write: Callable[[Path, Sequence[Clip]], None] = write_clips,
 ) -> StreamResult:
     """Register ``kp`` chunk by chunk into the clip file ``out`` (one clip per gap-free segment).
 
     ``resume``: continue the registration that ``<out>.parts/`` holds (its
     settings must match; differing ones are named). Without it an existing
     parts folder is an error rather than hours of work silently discarded.
+    ``clip_length``: cut each segment into clips of this many frames (a
+    shorter tail, or a shorter segment, is dropped and said). ``keep_parts``:
+    keep ``<out>.parts/`` once the clip file is written (it holds the same
+    frames again).
     """
     from mimic_mjx.registration.register import prepare
-    from mimic_mjx.registration.summary import assemble, summarise
+    from mimic_mjx.registration.summary import SegmentClips, clip_stem, summarise
 
     if scfg.chunk_frames < 2 or scfg.overlap_frames < 0 or not scfg.gap_s > 0:
         raise KeypointError(
@@ -192,6 +201,7 @@ def register_stream(
     if len(segments) > 1:
         log(f"{len(segments)} segments, registered as separate clips: " + ", ".join(f"{a}-{b}" for a, b in segments))
     chunks = plan_chunks(segments, scfg.chunk_frames)
+    check_clip_length(segments, clip_length, fps, log)
     settings = {
         "body": p.body.name,
         "body_hash": p.body.body_hash(),
@@ -255,13 +265,20 @@ def register_stream(
     timing = _solve_chunks(chunk_solver, pos, w, fps, offsets, chunks, todo, parts, scfg, p, log, write)
     timing["calibration_s"] = t_cal
     _sync("chunks written")  # every process's chunks are on disk before the clips are assembled
-    pieces = [read_clips(parts.chunk_path(c))[0] for c in chunks]
-    clips = assemble(pieces, chunks, segments, solver.layout, fps, kp.source)
+    files = [[parts.chunk_path(c) for c in chunks if c.segment == s] for s in range(len(segments))]
+    frames = [b - a for a, b in segments]
+    clips = SegmentClips(files, frames, solver.layout, fps, clip_stem(kp.source), clip_length)
     summary = summarise(clips, p, len(chunks))
     summary.update(timing)
+    _sync("summaries read")  # no process reads a chunk file after this: process 0 may remove them
     if jax.process_index() == 0:
         write(Path(out), clips)
-    return StreamResult(clips=clips, summary=summary, kept=len(kept), solved=len(todo), bodies=list(p.bodies))
+        if not keep_parts:
+            shutil.rmtree(parts.path, ignore_errors=True)
+            log(f"wrote {out}; removed the chunks in {parts.path} (keep them with --keep-parts)")
+    return StreamResult(
+        out=Path(out), clips=len(clips), summary=summary, kept=len(kept), solved=len(todo), bodies=list(p.bodies)
+    )
 
 
 def _solve_chunks(solver, pos, w, fps, offsets, chunks, todo, parts, scfg, p, log, write) -> dict:
