@@ -162,3 +162,23 @@ def test_a_thousand_clips_bind_in_the_memory_of_the_bank_alone(tmp_path):
     assert bank.num_clips == 1000 and held < path.stat().st_size  # the bank is about the clips' size on disk
     # The clips read (about the bank's size again: 1.8x it when all are read first) never pile up beside it.
     assert peak < 1.15 * held, (peak, held)
+
+
+def test_a_whole_clip_file_is_stored_by_copy_and_anything_else_is_written(files, tmp_path, monkeypatch):
+    """A run stores its clips (train_clips.h5) as a byte copy when they are one whole file: no in-memory build."""
+    import filecmp
+
+    a, b = files
+    built = []
+    monkeypatch.setattr(clip_files, "write_clips", lambda path, clips: built.append(path) or write_clips(path, clips))
+    clip_files.store_clips(tmp_path / "whole.h5", open_clip_files([a]))
+    assert not built and filecmp.cmp(a, tmp_path / "whole.h5", shallow=False)
+    # A subset, two files (renamed clips) or clips in memory are written as clip files of their own.
+    some = open_clip_files([a]).select(["c0", "c2"])
+    clip_files.store_clips(tmp_path / "some.h5", some)
+    clip_files.store_clips(tmp_path / "two.h5", open_clip_files([a, b]))
+    clip_files.store_clips(tmp_path / "mem.h5", _clips())
+    assert len(built) == 3
+    assert [c.name for c in read_clips(tmp_path / "some.h5")] == ["c0", "c2"]
+    assert len(read_clips(tmp_path / "two.h5")) == 5
+    np.testing.assert_array_equal(read_clips(tmp_path / "whole.h5")[1].qpos, read_clips(a)[1].qpos)

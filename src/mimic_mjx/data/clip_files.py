@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mimic_mjx.data.clips import (
+    FORMAT_NAME,
     REGISTRATION_LAYOUT_DEFAULT_FPS,
     Clip,
     JointColumns,
@@ -24,6 +25,7 @@ from mimic_mjx.data.clips import (
     read_clips,
     unique_name,
     with_clip_file,
+    write_clips,
 )
 from mimic_mjx.data.h5fields import strings
 from mimic_mjx.errors import ClipError
@@ -146,3 +148,39 @@ def open_clip_files(paths: Sequence[str | os.PathLike], **kwargs) -> ClipFiles:
             # The renaming of ``read_clip_files``, so both give the same names.
             infos.append(dataclasses.replace(info, name=unique_name(info.name, p, seen)))
     return ClipFiles(infos, **kwargs)
+
+
+def whole_file(clips: Sequence[Clip]) -> Path | None:
+    """The file ``clips`` are, when they are every clip of one file in our format under their own names."""
+    if not isinstance(clips, ClipFiles) or not clips.infos:
+        return None
+    path = clips.infos[0].path
+    if any(i.path != path or i.name != i.stored_name for i in clips.infos):
+        return None
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("format") != FORMAT_NAME:
+            return None
+    if sorted(i.name for i in clips.infos) != [i.name for i in list_clips(path)]:
+        return None
+    return path
+
+
+def store_clips(path: str | os.PathLike, clips: Sequence[Clip]) -> None:
+    """``write_clips``, except that every clip of one file is stored as a copy of that file.
+
+    ``write_clips`` builds the file in memory (``files.atomic_hdf5``), which for
+    an hours-long clip file beside its reference bank doubles a run's memory;
+    a byte copy streams from disk (atomically, through ``files.atomic_path``).
+    """
+    src = whole_file(clips)
+    if src is None:
+        write_clips(path, clips)
+        return
+    import shutil
+
+    from mimic_mjx.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        shutil.copyfile(src, tmp)

@@ -14,8 +14,8 @@ import numpy as np
 from mimic_mjx.bodies import get_body
 from mimic_mjx.bodies.stored import has_stored_body
 from mimic_mjx.config import ExperimentConfig
-from mimic_mjx.data.clip_files import open_clip_files
-from mimic_mjx.data.clips import Clip, write_clips
+from mimic_mjx.data.clip_files import open_clip_files, store_clips
+from mimic_mjx.data.clips import Clip
 from mimic_mjx.environments.starts import hardest_frames
 from mimic_mjx.errors import RunDirError
 from mimic_mjx.training.checkpoint import Checkpoints
@@ -151,7 +151,7 @@ def _prepare_resume(run_dir: Path, cfg, log) -> str:
 
 def _prepare_new(run_dir: Path, cfg, clips, body, log) -> str:
     mode = prepare_run_dir(run_dir, cfg, False, log)
-    write_clips(run_dir / "train_clips.h5", clips)
+    store_clips(run_dir / "train_clips.h5", clips)
     store_run_body(run_dir, body)
     return mode
 
