@@ -182,3 +182,27 @@ def test_a_whole_clip_file_is_stored_by_copy_and_anything_else_is_written(files,
     assert [c.name for c in read_clips(tmp_path / "some.h5")] == ["c0", "c2"]
     assert len(read_clips(tmp_path / "two.h5")) == 5
     np.testing.assert_array_equal(read_clips(tmp_path / "whole.h5")[1].qpos, read_clips(a)[1].qpos)
+
+
+def test_clips_list_and_only_pick_clips_without_reading_the_rest(files, tmp_path, capsys, monkeypatch):
+    import json
+
+    from mimic_mjx.cli.main import main
+
+    a, b = files
+    assert main(["clips", "list", str(a), str(b), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in listed["clips"]] == ["c0", "c1", "c2", "b-c0", "b-c1"]
+    assert listed["frames"] == sum(LENGTHS) + 90
+    assert main(["clips", "list", str(a)]) == 0
+    assert "3 clip(s), 390 frames" in capsys.readouterr().out
+    # --only narrows the files to the named clips before anything is loaded; a wrong name is one line.
+    from mimic_mjx.cli.types import open_selected_clips
+
+    args = type("Args", (), {"clips": [str(a), str(b)], "only": ["b-c1", "c0"]})()
+    assert open_selected_clips(args).names == ("b-c1", "c0")
+    code = main(
+        ["rollout", str(tmp_path / "no_run"), "--clips", str(a), "--only", "c9", "--out", str(tmp_path / "r.h5")]
+    )
+    err = capsys.readouterr().err
+    assert code != 0 and "no clip named 'c9'; the clips are: c0, c1, c2" in err and "Traceback" not in err

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from mimic_mjx.cli.types import cli_number
+from mimic_mjx.cli.types import add_clip_selection, cli_number, open_selected_clips
 
 _SEEDS = cli_number(int, 1, what="a number of rollouts per clip, 1 or more")
 
 
 def cmd_rollout(args) -> int:
     from mimic_mjx.analysis.rollout import roll_out
-    from mimic_mjx.data.clip_files import open_clip_files
 
-    clips = open_clip_files(args.clips)  # each clip read once, while binding
+    clips = open_selected_clips(args)  # each clip read once, while binding
     opts = {"stochastic": args.stochastic, "seeds": args.seeds, "seed": args.seed, "randomize": args.randomize}
     s = roll_out(args.run, clips, args.out, **opts)
     mode = "stochastic" if args.stochastic else "deterministic"
@@ -29,9 +28,8 @@ def cmd_rollout(args) -> int:
 
 def cmd_experiment(args) -> int:
     from mimic_mjx.analysis.experiment import TABLE_COLUMNS, experiment
-    from mimic_mjx.data.clips import read_clip_files
 
-    clips = read_clip_files(args.clips)
+    clips = open_selected_clips(args)  # read while binding, once per condition: never all held
     result = experiment(
         args.run,
         clips,
@@ -62,6 +60,7 @@ def add_parsers(sub) -> None:
         action="store_true",
         help="draw each rollout's body physics from the run's randomize.* ranges (recorded per clip and seed)",
     )
+    add_clip_selection(r)
     r.set_defaults(func=cmd_rollout)
 
     x = sub.add_parser("experiment", help="virtual experiments: perturb body, physics or network and compare")
@@ -77,6 +76,7 @@ def add_parsers(sub) -> None:
     x.add_argument("--seeds", type=_SEEDS, default=1, help="rollouts per clip and condition")
     x.add_argument("--seed", type=int, default=0, help="first random seed (the same in every condition)")
     x.add_argument("--backend", choices=["native", "mjx", "warp"], help="physics backend (default: the run's)")
+    add_clip_selection(x)
     x.set_defaults(func=cmd_experiment)
 
     from mimic_mjx.analysis import emg

@@ -127,14 +127,30 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_clips_list(args) -> int:
+    from mimic_mjx.data.clip_files import open_clip_files
+
+    infos = open_clip_files(args.files).infos  # metadata only: no frames are read
+    if args.json:
+        rows = [{"name": i.name, "file": str(i.path), "frames": i.num_frames, "fps": i.fps} for i in infos]
+        print(json.dumps({"clips": rows, "frames": sum(i.num_frames for i in infos)}))
+        return 0
+    print(f"{'clip':<32} {'frames':>8} {'seconds':>9} {'fps':>7}  file")
+    for i in infos:
+        print(f"{i.name:<32} {i.num_frames:>8} {i.duration_s:>9.2f} {i.fps:>7.4g}  {i.path}")
+    total = sum(i.duration_s for i in infos)
+    print(f"{len(infos)} clip(s), {sum(i.num_frames for i in infos)} frames, {total / 60:.1f} min")
+    return 0
+
+
 def cmd_clips_check(args) -> int:
     from mimic_mjx.data.check import check_clips, format_report
-    from mimic_mjx.data.clips import read_clip_files
+    from mimic_mjx.data.clip_files import open_clip_files
 
     for flag, value in (("--max-speed", args.max_speed), ("--max-accel", args.max_accel)):
         if value is not None and not value > 0:
             raise MimicError(f"{flag} must be a positive number, got {value}")
-    checks = check_clips(read_clip_files(args.files), args.max_speed, args.max_accel)
+    checks = check_clips(open_clip_files(args.files), args.max_speed, args.max_accel)  # one clip at a time
     if args.json:
         bad = sum(bool(c.exceeding) for c in checks)
         print(json.dumps({"clips": [c.to_dict() for c in checks], "clips_exceeding": bad}))
@@ -226,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--max-accel", type=_BOUND, help="joint acceleration bound, rad/s^2 (default: the body's)")
     ck.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     ck.set_defaults(func=cmd_clips_check)
+    cl = csub.add_parser("list", help="list the clips of clip files (names, frames, seconds) without reading them")
+    cl.add_argument("files", nargs="+", help="clip files (HDF5)")
+    cl.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    cl.set_defaults(func=cmd_clips_list)
 
     from mimic_mjx.cli import bodies
 

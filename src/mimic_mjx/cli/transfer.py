@@ -45,12 +45,12 @@ def cmd_evaluate(args) -> int:
         print(f"wrote {out / 'summary.json'} and {out / 'rollouts.npz'}")
         return 0
     from mimic_mjx.analysis.evaluate import evaluate, format_summary
-    from mimic_mjx.data.clip_files import open_clip_files
+    from mimic_mjx.cli.types import open_selected_clips
     from mimic_mjx.presentation.plots import plot_clip
 
     if not args.clips:
         raise MimicError(f"evaluating an imitation run needs held-out clips: `mimic evaluate {args.run} --clips FILE`")
-    clips = open_clip_files(args.clips)  # each clip read once, while binding
+    clips = open_selected_clips(args)  # each clip read once, while binding
     out = Path(args.out) if args.out else Path(args.run) / "eval"
     summary = evaluate(args.run, clips, out)
     if args.plots:
@@ -62,6 +62,7 @@ def cmd_evaluate(args) -> int:
 
 
 def add_parsers(sub) -> None:
+    from mimic_mjx.cli.types import add_clip_selection
     from mimic_mjx.training.transfer import DECODER_MODES
 
     e = sub.add_parser("evaluate", help="roll a trained controller out on held-out clips or task instances; score it")
@@ -71,6 +72,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--plots", type=int, default=3, help="plot this many clips (0: none; imitation runs)")
     e.add_argument("--instances", type=int, default=50, help="held-out task instances (transfer runs)")
     e.add_argument("--seed", type=int, default=0, help="seed of the held-out task instances (transfer runs)")
+    add_clip_selection(e)
     e.set_defaults(func=cmd_evaluate)
 
     t = sub.add_parser("transfer", help="train a new task on a trained run's decoder (no motion capture needed)")

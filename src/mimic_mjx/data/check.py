@@ -249,12 +249,13 @@ def check_clip(
 def check_clips(
     clips: Sequence[Clip], max_speed: float | None = None, max_accel: float | None = None
 ) -> list[ClipCheck]:
-    models, ranges = {}, {}  # per body, compiled once
-    for c in clips:
+    models, ranges, out = {}, {}, []  # models per body, compiled once
+    for c in clips:  # one pass: a lazy sequence reads each clip once
         if c.body not in models:
             models[c.body] = body_model(c.body)
             ranges[c.body] = body_ranges(c.body, models[c.body])
-    return [check_clip(c, max_speed, max_accel, ranges[c.body], models[c.body]) for c in clips]
+        out.append(check_clip(c, max_speed, max_accel, ranges[c.body], models[c.body]))
+    return out
 
 
 def torque_line(check: ClipCheck) -> str:

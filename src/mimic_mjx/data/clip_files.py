@@ -133,7 +133,8 @@ class ClipFiles(Sequence[Clip]):
         by_name = {i.name: i for i in self.infos}
         missing = [n for n in names if n not in by_name]
         if missing:
-            raise ClipError(f"no clip named {missing[0]!r}; the clips are: {', '.join(by_name) or 'none'}")
+            listed = ", ".join(list(by_name)[:12]) + (f", ... ({len(by_name)} in all)" if len(by_name) > 12 else "")
+            raise ClipError(f"no clip named {missing[0]!r}; the clips are: {listed or 'none'}")
         return ClipFiles([by_name[n] for n in names], **self._options)
 
 
