@@ -8,7 +8,11 @@ clips: what stays while training) and at its peak. Each N runs in a fresh
 process so one N does not inherit another's heap. Device arrays on a CPU share
 the bank's memory; their bytes are reported, not added.
 
-    python benchmarks/clip_memory.py --clips 10 100 1000
+    python benchmarks/clip_memory.py --clips 10 100 1000 [--mixed]
+
+``--mixed``: every tenth clip is ten times longer, as the segments of a
+recording split at tracking gaps are; a bank padded to the longest clip
+would hold several times the frames on disk.
 
 Prints one line per N and stage; the last line is one JSON object.
 """
@@ -41,7 +45,8 @@ def _measure(n: int, folder: Path, eager: bool) -> dict:
 
     import mimic_mjx
     from mimic_mjx.config.loading import load
-    from mimic_mjx.data.clips import read_clips, write_clips
+    from mimic_mjx.data.clip_files import store_clips
+    from mimic_mjx.data.clips import read_clips
     from mimic_mjx.training.experiment import build_env
 
     path = folder / f"clips{n}.h5"
@@ -58,7 +63,7 @@ def _measure(n: int, folder: Path, eager: bool) -> dict:
     out["rss_read_mb"] = _rss_mb()
     env = build_env(cfg, clips)
     out["rss_env_mb"] = _rss_mb()
-    write_clips(folder / f"run{n}.h5", clips)  # a new run's copy of its clips (train_clips.h5)
+    store_clips(folder / f"run{n}.h5", clips)  # a new run's copy of its clips (train_clips.h5), as a run stores it
     out["rss_written_mb"] = _rss_mb()
     del clips
     gc.collect()
@@ -71,11 +76,34 @@ def _measure(n: int, folder: Path, eager: bool) -> dict:
     return out
 
 
+def _generate(n: int, frames: int, mixed: bool):
+    """``n`` reaches of ``frames`` frames; with ``mixed`` every tenth one is 10x longer."""
+    import dataclasses
+
+    from mimic_mjx.data.synthetic import make_reaching_clips
+
+    if not mixed:
+        return make_reaching_clips(n, seed=0, num_frames=frames)
+    long_ids = set(range(0, n, 10))
+    short = make_reaching_clips(n - len(long_ids), seed=0, num_frames=frames)
+    long = make_reaching_clips(len(long_ids), seed=1, num_frames=10 * frames)
+    out = []
+    for i in range(n):
+        src = long.pop() if i in long_ids else short.pop()
+        out.append(dataclasses.replace(src, name=f"clip{i:05d}"))
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clips", type=int, nargs="+", default=[10, 100, 1000])
     p.add_argument("--frames", type=int, default=1000, help="frames per clip (5 s at 200 Hz)")
     p.add_argument("--eager", action="store_true", help="read every clip before binding (read_clips), as before")
+    p.add_argument(
+        "--mixed",
+        action="store_true",
+        help="every tenth clip is 10x longer (segments of a recording split at gaps): tests padding waste",
+    )
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -83,13 +111,12 @@ def main(argv=None) -> int:
         print(json.dumps(_measure(args.one, Path(args.folder), args.eager)))
         return 0
     from mimic_mjx.data.clips import write_clips
-    from mimic_mjx.data.synthetic import make_reaching_clips
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.clips:
             # Written here, so the measuring process never held the generated clips.
-            write_clips(Path(tmp) / f"clips{n}.h5", make_reaching_clips(n, seed=0, num_frames=args.frames))
+            write_clips(Path(tmp) / f"clips{n}.h5", _generate(n, args.frames, args.mixed))
             cmd = [sys.executable, __file__, "--one", str(n), "--folder", tmp] + ["--eager"] * args.eager
             res = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, check=True)
             row = json.loads(res.stdout.strip().splitlines()[-1])
