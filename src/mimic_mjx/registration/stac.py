@@ -90,8 +90,11 @@ class StacSolver:
         kin_model = copy.deepcopy(model)
         kin_model.geom_contype[:] = 0
         kin_model.geom_conaffinity[:] = 0
-        self.mx = mjx.put_model(kin_model)
-        self._blank = mjx.make_data(self.mx)
+        # This process's own device: MJX's default is jax.devices()[0], which under the multi-process
+        # runtime belongs to process 0, and placing data there fails in every other process.
+        device = jax.local_devices()[0]
+        self.mx = mjx.put_model(kin_model, device=device)
+        self._blank = mjx.make_data(self.mx, device=device)
         self.q_neutral = jnp.asarray(model.qpos0)
         # Per dof: its joint, whether it slides, and which bodies it moves.
         self._dof_joint = jnp.asarray(model.dof_jntid)

@@ -251,6 +251,9 @@ def register_stream(
             )
     _sync("manifest written")
     finished = parts.finished()
+    # Every process must list the folder before any writes a chunk: a process that lists late sees
+    # chunks written meanwhile as kept, cuts a different share of the rest, and a chunk goes unsolved.
+    _sync("chunks listed")
     kept = [c for c in chunks if (c.segment, c.start, c.end) in finished]
     todo = [c for c in chunks if (c.segment, c.start, c.end) not in finished]
     if resume and kept:
@@ -298,6 +301,7 @@ def _solve_chunks(solver, pos, w, fps, offsets, chunks, todo, parts, scfg, p, lo
     length = scfg.chunk_frames + 2 * ov
     last_pose = {}  # chunk index -> its last pose, for the chunk after it
     index = {c: i for i, c in enumerate(chunks)}
+    pending = set(todo)
     total_frames = sum(c.end - c.start for c in mine)
     done_frames, t_start, t_warm, warm_frames = 0, time.perf_counter(), None, 0
     steps = max(len(r) for r in runs)
@@ -308,7 +312,9 @@ def _solve_chunks(solver, pos, w, fps, offsets, chunks, todo, parts, scfg, p, lo
             i = index[c]
             prev = chunks[i - 1] if i > 0 and chunks[i - 1].segment == c.segment else None
             before = last_pose.get(i - 1)
-            if before is None and prev is not None and parts.chunk_path(prev).exists():
+            # Only a chunk finished before this run: one that another process is solving now may or may
+            # not be on disk yet, and the result must not depend on which.
+            if before is None and prev is not None and prev not in pending:
                 before = read_clips(parts.chunk_path(prev))[0].qpos[-1].astype(np.float64)
             # Without the previous chunk's pose, context frames before the start stand in for it.
             a = c.start if before is not None else max(c.seg_start, c.start - ov)
