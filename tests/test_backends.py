@@ -84,7 +84,7 @@ def rat_walk():
 def test_observations_do_not_change_when_the_scene_turns_about_the_vertical(rat_walk):
     env = _rat_env([rat_walk])
     turned = _rat_env([_rotate_clip(rat_walk, 2.1)])
-    assert not np.allclose(env.ref_qpos[0, :, :3], turned.ref_qpos[0, :, :3], atol=1e-3)
+    assert not np.allclose(env.ref_qpos[:, :3], turned.ref_qpos[:, :3], atol=1e-3)
     key = jax.random.PRNGKey(0)
     a = jax.jit(env.reset_to)(key, 0, 7)
     b = jax.jit(turned.reset_to)(key, 0, 7)
@@ -113,11 +113,11 @@ def _rotate_state(qpos, qvel, angle, shift=(0.3, -0.2)):
 def test_rat_reset_places_the_body_on_the_reference(rat_walk):
     env = _rat_env([rat_walk])
     s = jax.jit(env.reset_to)(jax.random.PRNGKey(0), 0, 5)
-    np.testing.assert_allclose(s.data.qpos, env.ref_qpos[0, 5], atol=1e-6)
-    np.testing.assert_allclose(s.data.xpos[env.body_ids], env.ref_body[0, 5], atol=1e-6)
+    np.testing.assert_allclose(s.data.qpos, env.ref_qpos[5], atol=1e-6)  # one clip: its frame 5 is row 5
+    np.testing.assert_allclose(s.data.xpos[env.body_ids], env.ref_body[5], atol=1e-6)
     assert s.ref_obs.shape == (env.ref_obs_size,) and s.prop_obs.shape == (env.prop_obs_size,)
     # Root part of the first look-ahead frame: the reference's own motion in the heading frame (mm).
-    step_mm = 1e3 * np.linalg.norm(env.ref_qpos[0, 6, :2] - env.ref_qpos[0, 5, :2])
+    step_mm = 1e3 * np.linalg.norm(env.ref_qpos[6, :2] - env.ref_qpos[5, :2])
     assert float(jnp.linalg.norm(s.ref_obs[:2])) == pytest.approx(step_mm, rel=1e-3)
 
 
@@ -135,7 +135,7 @@ def _assert_same_states(a, b):
 
 def test_rat_resets_from_bound_poses_are_the_backends_own(rat_walk):
     env = _rat_env([rat_walk, dataclasses.replace(_rotate_clip(rat_walk, 2.1), name="turned")])
-    assert env.ref_poses is not None and env.ref_poses[0].shape == (2, env.bank.qpos.shape[1], env.model.nbody, 3)
+    assert env.ref_poses is not None and env.ref_poses[0].shape == (len(env.bank.qpos), env.model.nbody, 3)
     slow = _callback_resets(env)
     clips, frames = jnp.array([0, 0, 0, 1, 1, 1]), jnp.array([0, 5, 21, 3, 30, 44])
     keys = jax.random.split(jax.random.PRNGKey(4), 6)
@@ -169,7 +169,7 @@ def test_noisy_resets_and_other_models_are_posed_by_the_backend(rat_walk):
         by_host = noisy.backend.init(s0.qpos, s0.qvel)
         np.testing.assert_array_equal(s0.xpos, by_host.xpos)
         np.testing.assert_array_equal(s0.xquat, by_host.xquat)
-        dev = np.asarray(s0.qpos - noisy.ref_qpos[0, 9])
+        dev = np.asarray(s0.qpos - noisy.ref_qpos[9])
         assert np.abs(dev).max() <= 0.05 + 1e-6 and np.abs(dev[noisy.hinge_q]).max() > 0
         assert np.all(dev[:7] == 0)  # the free root is not perturbed
     assert len({float(s0.qpos[10]) for s0 in starts}) > 1

@@ -69,14 +69,15 @@ def test_bank_holds_every_bodys_pose_at_every_frame():
     clips = make_reaching_clips(2, seed=6)
     model = BODY.compile()
     bank = _bind(clips)
-    assert bank.xpos.shape == bank.qpos.shape[:2] + (model.nbody, 3) and bank.xpos.dtype == np.float32
-    assert bank.xquat.shape == bank.qpos.shape[:2] + (model.nbody, 4) and bank.xquat.dtype == np.float32
+    assert bank.xpos.shape == (len(bank.qpos), model.nbody, 3) and bank.xpos.dtype == np.float32
+    assert bank.xquat.shape == (len(bank.qpos), model.nbody, 4) and bank.xquat.dtype == np.float32
     d = mujoco.MjData(model)
-    for i, t in [(0, 0), (0, 17), (1, int(bank.lengths[1]) - 1), (1, bank.qpos.shape[1] - 1)]:
-        d.qpos[:] = bank.qpos[i, t]
+    for i, t in [(0, 0), (0, 17), (1, int(bank.lengths[1]) - 1), (1, int(bank.lengths[1]) + bank.pad - 1)]:
+        r = bank.starts[i] + t  # the bank's row of clip i's frame t
+        d.qpos[:] = bank.qpos[r]
         mujoco.mj_kinematics(model, d)
-        np.testing.assert_array_equal(bank.xpos[i, t], d.xpos.astype(np.float32))
-        np.testing.assert_array_equal(bank.xquat[i, t], d.xquat.astype(np.float32))
+        np.testing.assert_array_equal(bank.xpos[r], d.xpos.astype(np.float32))
+        np.testing.assert_array_equal(bank.xquat[r], d.xquat.astype(np.float32))
 
 
 @pytest.fixture(scope="module")
@@ -99,12 +100,13 @@ def fns(env):
 def test_reset_places_body_in_reference_state(env, fns):
     reset_to, _, _ = fns
     s = reset_to(jax.random.PRNGKey(0), 1, 10)
-    np.testing.assert_allclose(s.data.qpos, env.ref_qpos[1, 10], atol=1e-7)
-    np.testing.assert_allclose(s.data.qvel, env.ref_qvel[1, 10], atol=1e-7)
-    np.testing.assert_allclose(s.data.xpos[env.ee_ids], env.ref_ee[1, 10], atol=1e-7)
+    r = int(env.bank.starts[1]) + 10  # clip 1's frame 10
+    np.testing.assert_allclose(s.data.qpos, env.ref_qpos[r], atol=1e-7)
+    np.testing.assert_allclose(s.data.qvel, env.ref_qvel[r], atol=1e-7)
+    np.testing.assert_allclose(s.data.xpos[env.ee_ids], env.ref_ee[r], atol=1e-7)
     assert s.ref_obs.shape == (env.ref_obs_size,) and s.prop_obs.shape == (env.prop_obs_size,)
     # The body sits on the reference, so the look-ahead is the reference's own motion.
-    np.testing.assert_allclose(s.ref_obs[: env.model.nq], env.ref_qpos[1, 11] - env.ref_qpos[1, 10], atol=1e-6)
+    np.testing.assert_allclose(s.ref_obs[: env.model.nq], env.ref_qpos[r + 1] - env.ref_qpos[r], atol=1e-6)
     assert env.model.opt.timestep == pytest.approx(1 / 200 / 5)
 
 

@@ -78,7 +78,7 @@ def _env(bank, **kw):
 def test_reset_starts_before_a_remembered_termination(bank):
     env = _env(bank, failure_start_prob=1.0, failure_start_back_steps=4)
     n, t = env.failure_table_shape
-    assert n == 3 and t == bank.qpos.shape[1]
+    assert n == 3 and t == bank.lengths.max() + bank.pad  # (clips, frames of the longest clip with its padding)
     cdf = failure_cdf(empty_failures(n, t).at[2, 40].set(1.0))
     keys = jax.random.split(jax.random.PRNGKey(3), 64)
     states = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(keys, cdf)

@@ -124,7 +124,7 @@ def test_length_weights_draw_start_frames_uniformly_over_all_frames(bank):
 
 
 def test_failure_weights_draw_clips_by_their_recent_terminations(bank):
-    n, t = bank.qpos.shape[:2]
+    n, t = bank.num_clips, bank.lengths.max() + bank.pad
     memory = empty_failures(n, t).at[2, 100].set(3.0).at[0, 10].set(1.0)
     kw = {"clip_weights": "failure", "failure_start_prob": 1e-9}  # the memory is kept; starts as usual
     _, share, *_ = _clip_draws(bank, cdf=failure_cdf(memory), **kw)
@@ -206,3 +206,62 @@ def test_clips_list_and_only_pick_clips_without_reading_the_rest(files, tmp_path
     )
     err = capsys.readouterr().err
     assert code != 0 and "no clip named 'c9'; the clips are: c0, c1, c2" in err and "Traceback" not in err
+
+
+def test_clips_of_very_different_lengths_each_pay_their_own_padding_only():
+    """30, 40 and 2,000 frames: the bank holds sum(length + pad) frames, and the task reads each clip's own."""
+    from conftest import tiny_config_dict
+    from mimic_mjx import config as config_lib
+    from mimic_mjx.training.experiment import build_env
+
+    cfg = config_lib.from_dict({**tiny_config_dict(), "env": {"backend": "native", "control_every": 2}})
+    ce, H = cfg.env.control_every, cfg.env.horizon
+    pad = H * ce
+    clips = _clips((30, 40, 2000), prefix="len")
+    # The first clip lists its joints in another order than the body: binding reorders them.
+    c0, order = clips[0], [3, 1, 0, 2]  # the forelimb's joints are hinges: one column each
+    names = tuple(c0.joint_names[j] for j in order)
+    clips[0] = dataclasses.replace(c0, joint_names=names, qpos=c0.qpos[:, order], qvel=c0.qvel[:, order])
+    env = build_env(cfg, clips)
+    bank, lengths = env.bank, np.array([30, 40, 2000])
+    F = int(np.sum(lengths + pad))
+    assert bank.pad == pad and bank.starts.tolist() == [0, 30 + pad, 30 + pad + 40 + pad]
+    for name in ("qpos", "qvel", "ee_pos", "body_pos", "xpos", "xquat", "keypoints", "keypoint_valid"):
+        assert getattr(bank, name).shape[0] == F, name  # not 3 x (2000 + pad)
+    assert bank.marker_offsets.shape == (3, 3, 3)
+    assert env.ref_qpos.shape[0] == env.ref_poses[0].shape[0] == F  # the device arrays too
+    # The straightforward expectation: each clip in the body's joint order, its last frame repeated at rest.
+    model_order = [c.qpos for c in _clips((30, 40, 2000), prefix="len")]
+    for i, (c, L) in enumerate(zip(clips, lengths, strict=True)):
+        want_q = np.concatenate([model_order[i], np.repeat(model_order[i][-1:], pad, axis=0)]).astype(np.float32)
+        s = bank.starts[i]
+        np.testing.assert_array_equal(bank.qpos[s : s + L + pad], want_q)
+        np.testing.assert_array_equal(bank.clip_frames(i, "qpos"), want_q[:L])
+        np.testing.assert_array_equal(bank.qvel[s + L : s + L + pad], 0.0)
+        np.testing.assert_array_equal(bank.clip_frames(i, "keypoints"), c.keypoints.astype(np.float32))
+        np.testing.assert_array_equal(bank.keypoint_valid[s + L : s + L + pad], 0.0)  # padding is not recorded
+    with pytest.raises(IndexError, match="not all in clip 0"):
+        bank.clip_frames(0, "qpos", [30 + pad])
+
+    def expected_obs(clip, frame, qpos):
+        """Joint part of the look-ahead: the clip's own frames ahead (its padding past its end) minus ``qpos``."""
+        q = model_order[clip]
+        ahead = np.minimum(frame + ce * np.arange(1, H + 1), len(q) - 1)
+        return q[ahead] - qpos[None]
+
+    reset_to, step = jax.jit(env.reset_to), jax.jit(env.step_no_reset)
+    nj = env.model.nq  # the forelimb has no free root: the look-ahead is (H, joints + tracked bodies x 3)
+    for clip, frame in [(0, 0), (0, 27), (1, 37), (2, 0), (2, 1500), (2, 1997)]:
+        s = reset_to(jax.random.PRNGKey(clip), clip, frame)
+        np.testing.assert_allclose(np.asarray(s.data.qpos), model_order[clip][frame], atol=1e-7)
+        obs = np.asarray(s.ref_obs).reshape(H, -1)[:, :nj]
+        np.testing.assert_allclose(obs, expected_obs(clip, frame, model_order[clip][frame]), atol=1e-6)
+        # Steps stay in the clip: its frames ahead of the body, then the end of the clip.
+        for k in range(1, 4):
+            s = step(s, np.zeros(env.action_size, np.float32))
+            assert int(s.frame) == frame + k * ce
+            obs = np.asarray(s.ref_obs).reshape(H, -1)[:, :nj]
+            np.testing.assert_allclose(obs, expected_obs(clip, frame + k * ce, np.asarray(s.data.qpos)), atol=1e-5)
+            if frame + k * ce + ce >= lengths[clip]:
+                assert float(s.truncated) == 1.0
+                break

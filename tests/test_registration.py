@@ -221,7 +221,7 @@ def test_cli_register_writes_train_ready_clips(tmp_path, capsys):
     assert [c.num_frames for c in clips] == [40, 40]
     assert clips[0].keypoint_residuals.shape == (40, 3) and clips[0].marker_offsets.shape == (3, 3)
     bank = bind_clips(clips, ARM.compile(), ARM.name, ARM.end_effectors, 6, 5)
-    assert bank.qpos.shape == (2, 45, 4)
+    assert bank.qpos.shape == (2 * 45, 4)  # two clips of 40 frames and 5 of padding each
     # Bad input through the CLI: one line, exit code 2.
     assert (
         main(

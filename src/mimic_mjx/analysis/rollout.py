@@ -337,13 +337,13 @@ def write_rollouts(
             g.create_dataset("keypoint_error", data=recs["keypoint_error"][i, :, :T])
             for lname, v in recs["layers"].items():
                 g.create_dataset(f"layers/{lname}", data=v[i, :, :T], compression="gzip")
-            g.create_dataset("reference_qpos", data=bank.qpos[i, frames])
-            g.create_dataset("reference_ee_pos", data=bank.ee_pos[i, frames])
-            g.create_dataset("reference_body_pos", data=bank.body_pos[i, frames])
+            g.create_dataset("reference_qpos", data=bank.clip_frames(i, "qpos", frames))
+            g.create_dataset("reference_ee_pos", data=bank.clip_frames(i, "ee_pos", frames))
+            g.create_dataset("reference_body_pos", data=bank.clip_frames(i, "body_pos", frames))
             ref_kp = np.zeros((T, K, 3), np.float32)
             if K:
-                valid = bank.keypoint_valid[i, frames] > 0
-                ref_kp = np.where(valid[..., None], bank.keypoints[i, frames], np.nan)
+                valid = bank.clip_frames(i, "keypoint_valid", frames) > 0
+                ref_kp = np.where(valid[..., None], bank.clip_frames(i, "keypoints", frames), np.nan)
             g.create_dataset("reference_keypoints", data=ref_kp)
             for key, v in recs.get("randomize", {}).items():
                 g.create_dataset(f"randomize/{key}", data=v[i])

@@ -1,8 +1,9 @@
 """Bind clips to a body model by joint and body names.
 
-The result is a ``ReferenceBank``: every clip's reference padded to a common
-length and stacked, in the model's own joint order, ready to live on the
-device and be indexed inside jit-compiled code.
+The result is a ``ReferenceBank``: every clip's reference, in the model's own
+joint order, on one flat frame axis (each clip's frames followed by its own
+look-ahead padding), ready to live on the device and be indexed inside
+jit-compiled code.
 """
 
 from __future__ import annotations
@@ -20,28 +21,56 @@ from mimic_mjx.errors import BindingError, ClipError
 
 @dataclasses.dataclass(frozen=True)
 class ReferenceBank:
+    """The clips' references on one flat frame axis of F = sum(lengths + pad) frames.
+
+    Clip i holds frames ``starts[i]`` to ``starts[i] + lengths[i] + pad``: its
+    ``lengths[i]`` real frames, then ``pad`` frames that repeat its last frame at
+    rest (no recorded keypoints), so look-ahead never leaves the clip. Frame t
+    of clip i is row ``starts[i] + t`` of every per-frame array below.
+    """
+
     names: tuple[str, ...]
     fps: float
     lengths: np.ndarray  # (N,) int32, real frames per clip
-    qpos: np.ndarray  # (N, Tpad, nq)
-    qvel: np.ndarray  # (N, Tpad, nv)
-    ee_pos: np.ndarray  # (N, Tpad, n_ee, 3) end-effector positions, m
-    body_pos: np.ndarray  # (N, Tpad, n_tracked, 3) positions of the tracked bodies, m
+    starts: np.ndarray  # (N,) int32, flat index of each clip's frame 0
+    qpos: np.ndarray  # (F, nq)
+    qvel: np.ndarray  # (F, nv)
+    ee_pos: np.ndarray  # (F, n_ee, 3) end-effector positions, m
+    body_pos: np.ndarray  # (F, n_tracked, 3) positions of the tracked bodies, m
     # The recorded keypoints and the registered markers that follow them: what was
     # measured, as opposed to the joint angles registration inferred from it.
     keypoint_names: tuple[str, ...] = ()
     keypoint_bodies: tuple[str, ...] = ()  # body each keypoint's marker is attached to
-    keypoints: np.ndarray | None = None  # (N, Tpad, K, 3) recorded positions, m
-    keypoint_valid: np.ndarray | None = None  # (N, Tpad, K) 1 where recorded (finite, clip has keypoints)
+    keypoints: np.ndarray | None = None  # (F, K, 3) recorded positions, m
+    keypoint_valid: np.ndarray | None = None  # (F, K) 1 where recorded (finite, clip has keypoints)
     marker_offsets: np.ndarray | None = None  # (N, K, 3) marker offsets in the attached body's frame, m
     # Every body's world pose at every frame, posed from ``qpos`` by the model's
     # kinematics: a reset into a reference frame reads its body poses from here.
-    xpos: np.ndarray | None = None  # (N, Tpad, nbody, 3), m
-    xquat: np.ndarray | None = None  # (N, Tpad, nbody, 4) wxyz
+    xpos: np.ndarray | None = None  # (F, nbody, 3), m
+    xquat: np.ndarray | None = None  # (F, nbody, 4) wxyz
 
     @property
     def num_clips(self) -> int:
         return len(self.names)
+
+    @property
+    def pad(self) -> int:
+        """Frames of look-ahead padding after each clip's real frames."""
+        return int(len(self.qpos) - self.starts[-1] - self.lengths[-1])
+
+    def clip_frames(self, i: int, key: str, frames=None) -> np.ndarray:
+        """Clip ``i``'s rows of the per-frame array ``key`` ("qpos", "xpos", ...).
+
+        Its real frames, or those numbered ``frames`` (an int or int array;
+        0 is the clip's first frame, ``lengths[i] + pad - 1`` its last padding frame).
+        """
+        a, s, n = getattr(self, key), int(self.starts[i]), int(self.lengths[i])
+        if frames is None:
+            return a[s : s + n]
+        frames = np.asarray(frames)
+        if frames.size and (frames.min() < 0 or frames.max() >= n + self.pad):
+            raise IndexError(f"frames {frames.min()}..{frames.max()} are not all in clip {i} (0..{n + self.pad - 1})")
+        return a[s + frames]
 
 
 def _zeros(shape) -> np.ndarray:
@@ -184,39 +213,43 @@ def bind_clips(
     ee_ids = body_ids(model, end_effectors)
     tr_ids = body_ids(model, tracked_bodies)
     qadr, vadr = joint_blocks(model, model_joints)
-    T = max(c.num_frames for c in headers) + pad
-    N = len(headers)
-    qpos = _zeros((N, T, model.nq))
-    qvel = _zeros((N, T, model.nv))
-    ee = _zeros((N, T, len(end_effectors), 3))
-    tr = _zeros((N, T, len(tracked_bodies), 3))
-    xpos = _zeros((N, T, model.nbody, 3))
-    xquat = _zeros((N, T, model.nbody, 4))
-    keypoints = _KeypointStack(model, keypoint_bodies or {}, N, T)
+    # One flat frame axis: each clip's frames, then its own padding (not the longest clip's).
+    lengths = np.array([c.num_frames for c in headers], np.int32)
+    starts = np.concatenate([[0], np.cumsum(lengths + pad)[:-1]]).astype(np.int32)
+    F, N = int(np.sum(lengths + pad, dtype=np.int64)), len(headers)
+    qpos = _zeros((F, model.nq))
+    qvel = _zeros((F, model.nv))
+    ee = _zeros((F, len(end_effectors), 3))
+    tr = _zeros((F, len(tracked_bodies), 3))
+    xpos = _zeros((F, model.nbody, 3))
+    xquat = _zeros((F, model.nbody, 4))
+    keypoints = _KeypointStack(model, keypoint_bodies or {}, N, F)
     for i in range(N):
         c = clips[i]  # read here when lazy; dropped before the next is read
         qcols, vcols = _clip_columns(c, model_joints)
-        L = c.num_frames
-        qpos[i, :L][:, qadr] = c.qpos[:, qcols]
-        qvel[i, :L][:, vadr] = c.qvel[:, vcols]
-        xpos[i, :L], xquat[i, :L] = reference_poses(model, qpos[i, :L])
+        s, L = int(starts[i]), c.num_frames
+        real, padding = slice(s, s + L), slice(s + L, s + L + pad)
+        qpos[real, qadr] = c.qpos[:, qcols]
+        qvel[real, vadr] = c.qvel[:, vcols]
+        xpos[real], xquat[real] = reference_poses(model, qpos[real])
         wanted = (*end_effectors, *tracked_bodies)
         if c.xpos is not None and all(n in c.body_names for n in wanted):
-            ee[i, :L] = c.xpos[:, [c.body_names.index(n) for n in end_effectors]]
-            tr[i, :L] = c.xpos[:, [c.body_names.index(n) for n in tracked_bodies]]
+            ee[real] = c.xpos[:, [c.body_names.index(n) for n in end_effectors]]
+            tr[real] = c.xpos[:, [c.body_names.index(n) for n in tracked_bodies]]
         else:
-            ee[i, :L] = xpos[i, :L][:, ee_ids]
-            tr[i, :L] = xpos[i, :L][:, tr_ids]
+            ee[real] = xpos[real][:, ee_ids]
+            tr[real] = xpos[real][:, tr_ids]
         # Padding repeats the last frame at rest: its poses are the last frame's.
-        qpos[i, L:] = qpos[i, L - 1]
-        qvel[i, L:] = 0.0
+        qpos[padding] = qpos[s + L - 1]
+        qvel[padding] = 0.0
         for a in (ee, tr, xpos, xquat):
-            a[i, L:] = a[i, L - 1]
-        keypoints.add(i, c)
+            a[padding] = a[s + L - 1]
+        keypoints.add(i, s, c)
     return ReferenceBank(
         names=tuple(c.name for c in headers),
         fps=float(fps),
-        lengths=np.array([c.num_frames for c in headers], np.int32),
+        lengths=lengths,
+        starts=starts,
         qpos=qpos,
         qvel=qvel,
         ee_pos=ee,
@@ -239,7 +272,8 @@ class _KeypointStack:
         self.model, self.keypoint_bodies, self.shape = model, keypoint_bodies, (num_clips, frames)
         self.names: tuple[str, ...] | None = None  # None: no clip with keypoints seen yet
 
-    def add(self, i: int, c: Clip) -> None:
+    def add(self, i: int, start: int, c: Clip) -> None:
+        """Clip ``i``'s keypoints, at flat frames ``start`` onwards (its padding stays unrecorded)."""
         if c.keypoints is None:
             return
         if self.names is None:
@@ -248,9 +282,9 @@ class _KeypointStack:
                 return
             self.bodies = tuple(self.keypoint_bodies[n] for n in self.names)
             body_ids(self.model, self.bodies)  # every mapped body must exist
-            (N, T), K = self.shape, len(self.names)
-            self.kp = _zeros((N, T, K, 3))
-            self.valid = _zeros((N, T, K))
+            (N, F), K = self.shape, len(self.names)
+            self.kp = _zeros((F, K, 3))
+            self.valid = _zeros((F, K))
             self.offsets = _zeros((N, K, 3))
         if not self.names or c.marker_offsets is None:
             return
@@ -261,8 +295,8 @@ class _KeypointStack:
         L = c.num_frames
         pos = np.asarray(c.keypoints[:, cols], np.float32)
         ok = np.all(np.isfinite(pos), axis=-1)
-        self.kp[i, :L] = np.where(ok[..., None], pos, 0.0)
-        self.valid[i, :L] = ok
+        self.kp[start : start + L] = np.where(ok[..., None], pos, 0.0)
+        self.valid[start : start + L] = ok
         self.offsets[i] = c.marker_offsets[cols]
 
     def result(self) -> dict:

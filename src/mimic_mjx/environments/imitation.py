@@ -121,12 +121,15 @@ class ImitationEnv(AutoResetEnv):
         self.ref_ee, self.ref_body = put(bank.ee_pos), put(bank.body_pos)
         # Recorded keypoints (K = 0 when the clips have none).
         self.keypoint_names = bank.keypoint_names
-        K, (N, T) = len(bank.keypoint_names), bank.qpos.shape[:2]
-        self.ref_kp = put(bank.keypoints if K else np.zeros((N, T, 0, 3), np.float32))
-        self.kp_valid = put(bank.keypoint_valid if K else np.zeros((N, T, 0), np.float32))
+        K, N, F = len(bank.keypoint_names), bank.num_clips, len(bank.qpos)
+        self.ref_kp = put(bank.keypoints if K else np.zeros((F, 0, 3), np.float32))
+        self.kp_valid = put(bank.keypoint_valid if K else np.zeros((F, 0), np.float32))
         self.kp_offsets = put(bank.marker_offsets if K else np.zeros((N, 0, 3), np.float32))
         self.kp_body_ids = body_ids(model, bank.keypoint_bodies) if K else np.zeros(0, int)
         self.lengths = jnp.asarray(bank.lengths)
+        # The bank's frames are one flat axis: clip c's frame t is row starts[c] + t (``_rows``).
+        self.starts = jnp.asarray(bank.starts)
+        self.last_rows = jnp.asarray(bank.starts + bank.lengths + bank.pad - 1)
         self.length_cdf = start_frame_cdf(bank.lengths, cfg.control_every)  # env.clip_weights: length
         # Body poses of every reference frame, for resets without a host call
         # (``init_posed``); a noisy reset is posed by the backend instead.
@@ -142,9 +145,9 @@ class ImitationEnv(AutoResetEnv):
         # Index arrays stay NumPy: they are baked into the compiled code as constants.
         self.ee_ids = body_ids(model, self.end_effectors)
         self.body_ids = body_ids(model, self.tracked_bodies)
-        if bank.body_pos.shape[2] != len(self.tracked_bodies):
+        if bank.body_pos.shape[1] != len(self.tracked_bodies):
             raise BindingError(
-                f"the reference bank tracks {bank.body_pos.shape[2]} bodies but the task "
+                f"the reference bank tracks {bank.body_pos.shape[1]} bodies but the task "
                 f"tracks {len(self.tracked_bodies)}; bind the clips with the same tracked bodies"
             )
         self.has_root = self.layout.free_root
@@ -178,15 +181,23 @@ class ImitationEnv(AutoResetEnv):
             return qpos[:7]
         return jnp.array([0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
 
+    def _rows(self, clip, frame):
+        """Bank rows of ``clip``'s frames ``frame`` (any shape).
+
+        A frame past the clip's padding reads its last padding frame, as the
+        padded (clip, frame) arrays clamped it (all its padding frames are alike).
+        """
+        return jnp.minimum(self.starts[clip] + frame, self.last_rows[clip])
+
     def _observe(self, phys, clip, frame, prev_ctrl):
-        frames = frame + self.horizon_offsets
+        rows = self._rows(clip, frame + self.horizon_offsets)
         root = self._root(phys.qpos)
         heading = heading_matrix(root[3:7]) if self.has_root else None
         body = phys.xpos[self.body_ids]
-        ref_q = self.ref_qpos[clip, frames]
+        ref_q = self.ref_qpos[rows]
         ref_obs = reference_observation(
             ref_q[:, self.hinge_q],
-            self.ref_body[clip, frames],
+            self.ref_body[rows],
             phys.qpos[self.hinge_q],
             body,
             heading=heading,
@@ -205,10 +216,11 @@ class ImitationEnv(AutoResetEnv):
 
     def errors(self, phys, clip, frame) -> Errors:
         """Tracking errors of a physics state against the reference frame."""
-        ref_q, ref_v = self.ref_qpos[clip, frame], self.ref_qvel[clip, frame]
+        row = self._rows(clip, frame)
+        ref_q, ref_v = self.ref_qpos[row], self.ref_qvel[row]
         root, ref_root = self._root(phys.qpos), self._root(ref_q)
-        body, ref_body = phys.xpos[self.body_ids], self.ref_body[clip, frame]
-        ee, ref_ee = phys.xpos[self.ee_ids], self.ref_ee[clip, frame]
+        body, ref_body = phys.xpos[self.body_ids], self.ref_body[row]
+        ee, ref_ee = phys.xpos[self.ee_ids], self.ref_ee[row]
         # Poses compared relative to the root, so a root offset counts once (in the root term).
         rel = lambda x, r: x - r[None, :3]
         return Errors(
@@ -218,29 +230,29 @@ class ImitationEnv(AutoResetEnv):
             joint_vel=phys.qvel[self.hinge_v] - ref_v[self.hinge_v],
             body=jnp.linalg.norm(rel(body, root) - rel(ref_body, ref_root), axis=-1),
             ee=jnp.linalg.norm(rel(ee, root) - rel(ref_ee, ref_root), axis=-1),
-            keypoint=jnp.linalg.norm(self.markers(phys, clip) - self.ref_kp[clip, frame], axis=-1)
-            * self.kp_valid[clip, frame],
-            keypoint_valid=self.kp_valid[clip, frame],
+            keypoint=jnp.linalg.norm(self.markers(phys, clip) - self.ref_kp[row], axis=-1) * self.kp_valid[row],
+            keypoint_valid=self.kp_valid[row],
         )
 
     def reset_to(self, key, clip, frame) -> EnvState:
         """Start an episode at a given clip and frame, in the reference state."""
-        qpos, qvel = self.ref_qpos[clip, frame], self.ref_qvel[clip, frame]
+        row = self._rows(clip, frame)
+        qpos, qvel = self.ref_qpos[row], self.ref_qvel[row]
         if self.noisy_starts is not None:
             q, xpos, xquat = self.noisy_starts
             i = jax.random.randint(key, (), 0, NOISY_STARTS_PER_FRAME)
-            qpos = q[clip, frame, i]
-            data = self.backend.init_posed(qpos, qvel, xpos[clip, frame, i], xquat[clip, frame, i])
+            qpos = q[row, i]
+            data = self.backend.init_posed(qpos, qvel, xpos[row, i], xquat[row, i])
         elif self.ref_poses is None:
             noise = jax.random.uniform(key, (len(self.hinge_q),), minval=-1.0, maxval=1.0) * self.cfg.reset_noise_rad
             qpos = qpos.at[self.hinge_q].add(noise)
             data = self.backend.init(qpos, qvel)
         else:
             xpos, xquat = self.ref_poses
-            data = self.backend.init_posed(qpos, qvel, xpos[clip, frame], xquat[clip, frame])
+            data = self.backend.init_posed(qpos, qvel, xpos[row], xquat[row])
         # The episode's physics; a key folded from the noise's, so runs without a draw are as before.
         draw = self.randomizer.draw(jax.random.fold_in(key, 1))
-        draw = self.randomizer.record_start(draw, (qpos - self.ref_qpos[clip, frame])[self.hinge_q])
+        draw = self.randomizer.record_start(draw, (qpos - self.ref_qpos[row])[self.hinge_q])
         prev_ctrl = jnp.zeros(self.nu)
         phys = self.backend.view(data)
         ref_obs, prop_obs = self._observe(phys, clip, frame, prev_ctrl)
@@ -268,8 +280,11 @@ class ImitationEnv(AutoResetEnv):
 
     @property
     def failure_table_shape(self) -> tuple[int, int]:
-        """Shape of the termination memory ``reset`` draws from (``environments.starts``)."""
-        return self.bank.qpos.shape[:2]
+        """Shape of the termination memory ``reset`` draws from (``environments.starts``).
+
+        (clips, frames of the longest clip with its padding): the layout checkpoints hold.
+        """
+        return self.bank.num_clips, int(np.max(self.bank.lengths)) + self.bank.pad
 
     def reset(self, key, failure_cdf=None) -> EnvState:
         """Start an episode at a random clip and start frame.
@@ -354,6 +369,6 @@ class ImitationEnv(AutoResetEnv):
             joints_lost = joints_lost & (~has_kp | kp_lost)
         lost = joints_lost | kp_lost | (jnp.mean(err.ee) > t.max_ee_error_m) | (jnp.mean(err.body) > t.max_body_error_m)
         if self.has_root:
-            fallen = self.ref_qpos[clip, frame, 2] - phys.qpos[2] > t.max_root_drop_m
+            fallen = self.ref_qpos[self._rows(clip, frame), 2] - phys.qpos[2] > t.max_root_drop_m
             lost = lost | (err.root_pos > t.max_root_error_m) | (err.root_angle > t.max_root_angle_rad) | fallen
         return lost

@@ -136,14 +136,23 @@ NOISY_STARTS_MAX_BYTES = 256 * 2**20
 
 
 def noisy_starts(bank: ReferenceBank, model: mujoco.MjModel, hinge_q, noise_rad: float, seed: int = 0):
-    """Reference frames with uniform noise on the hinge angles, and their poses; None when too large to hold."""
-    n, t = bank.qpos.shape[:2]
+    """Every bank frame (F, ...) with uniform noise on the hinge angles, and their poses; None when too large to hold.
+
+    Clip i's noise is drawn at the place of the random stream where the
+    (clips, longest clip + pad) layout of earlier releases drew it, so a bank
+    gets the noisy starts it got then.
+    """
     k = NOISY_STARTS_PER_FRAME
-    if n * t * k * (model.nq + 7 * model.nbody) * 4 > NOISY_STARTS_MAX_BYTES:
+    if len(bank.qpos) * k * (model.nq + 7 * model.nbody) * 4 > NOISY_STARTS_MAX_BYTES:
         return None
-    qpos = np.repeat(bank.qpos[:, :, None, :], k, axis=2).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    qpos[..., hinge_q] += rng.uniform(-noise_rad, noise_rad, qpos[..., hinge_q].shape).astype(np.float32)
+    qpos = np.repeat(bank.qpos[:, None, :], k, axis=1).astype(np.float32)
+    per_frame = k * len(hinge_q)  # draws per frame
+    longest = int(np.max(bank.lengths)) + bank.pad
+    for i, (s, n) in enumerate(zip(bank.starts, bank.lengths + bank.pad, strict=True)):
+        stream = np.random.PCG64(seed)  # np.random.default_rng(seed)'s, advanced to clip i's row
+        stream.advance(i * longest * per_frame)
+        noise = np.random.Generator(stream).uniform(-noise_rad, noise_rad, (n, k, len(hinge_q)))
+        qpos[s : s + n, :, hinge_q] += noise.astype(np.float32)
     return (qpos, *reference_poses(model, qpos))
 
 
@@ -151,11 +160,11 @@ def bank_poses(bank: ReferenceBank, model: mujoco.MjModel) -> tuple[np.ndarray, 
     """The bank's body poses of every frame, as ``model`` poses the bodies.
 
     A bank bound with another model (or without poses) gets them recomputed;
-    its first and last frames are checked to the bit.
+    each clip's first and last (padding) frames are checked to the bit.
     """
-    if bank.xpos is not None and bank.xpos.shape[2] == model.nbody:
-        ends = bank.qpos[:, [0, -1]]
-        xpos, xquat = reference_poses(model, ends)
-        if np.array_equal(xpos, bank.xpos[:, [0, -1]]) and np.array_equal(xquat, bank.xquat[:, [0, -1]]):
+    if bank.xpos is not None and bank.xpos.shape[1] == model.nbody:
+        ends = np.concatenate([bank.starts, bank.starts + bank.lengths + bank.pad - 1])
+        xpos, xquat = reference_poses(model, bank.qpos[ends])
+        if np.array_equal(xpos, bank.xpos[ends]) and np.array_equal(xquat, bank.xquat[ends]):
             return bank.xpos, bank.xquat
     return reference_poses(model, bank.qpos)

@@ -226,7 +226,7 @@ def render_rollout(
     policy = load_policy(run_dir)
     env = build_eval_env(policy.config, [clip], body=policy.body)
     view = dict(camera=camera, azimuth=azimuth, elevation=elevation, distance=distance, ghost_offset=ghost_offset)
-    reference = env.bank.qpos[0, : int(env.bank.lengths[0])]  # what the camera must keep in view
+    reference = env.bank.clip_frames(0, "qpos")  # what the camera must keep in view
     # Made before the rollout: no GL fails fast.
     with GhostPainter(env.model, width, height, poses=reference, **view) as painter:
         log(f"rolling {policy.run_dir} out on {clip.name} ({clip.num_frames} frames at {clip.fps:g} Hz)")
@@ -257,7 +257,7 @@ def render_rollout(
 
 def _encode(painter: GhostPainter, env, recs: dict, times: np.ndarray, rate: float, label: str, out, log) -> None:
     tracked = recs["tracked"].astype(bool)
-    qpos = _frozen(recs["qpos"], tracked, env.bank.qpos[0, 0])
+    qpos = _frozen(recs["qpos"], tracked, env.bank.clip_frames(0, "qpos", 0))
     lost = np.flatnonzero(~tracked)
     lost_at = (lost[0] + 1) * env.control_dt if lost.size else None
     floor = f", grid {1e3 * painter.floor[1]:g} mm" if painter.floor else ""
@@ -284,7 +284,8 @@ def _draw_step(
     kp = markers = None
     kp_mm = np.nan
     if bank.keypoints is not None and len(bank.keypoint_names):
-        kp = np.where(bank.keypoint_valid[0, frame, :, None] > 0, bank.keypoints[0, frame], np.nan)
+        valid = bank.clip_frames(0, "keypoint_valid", frame)
+        kp = np.where(valid[:, None] > 0, bank.clip_frames(0, "keypoints", frame), np.nan)
         if lost_at is None:  # the recorded markers and errors are NaN once lost
             nxt = min(t + 1, len(recs["markers"]) - 1)
             markers = recs["markers"][t] + (pos - t) * (recs["markers"][nxt] - recs["markers"][t])
@@ -296,9 +297,8 @@ def _draw_step(
         kp_mm,
         lost_at,
     )
-    return painter.frame(
-        qpos, bank.qpos[0, frame], keypoints=kp, markers=markers, lost=lost_at is not None, caption=text, label=label
-    )
+    ref = bank.clip_frames(0, "qpos", frame)
+    return painter.frame(qpos, ref, keypoints=kp, markers=markers, lost=lost_at is not None, caption=text, label=label)
 
 
 def add_parser(subparsers) -> None:
