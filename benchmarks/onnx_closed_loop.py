@@ -114,8 +114,9 @@ def rollout(env, act, clip: int, max_steps: int | None = None, fns=None, state_s
     steps = int((int(env.bank.lengths[clip]) - 1) // ce)
     steps = min(steps, max_steps) if max_steps else steps
     d = mujoco.MjData(m)
-    d.qpos[:] = np.asarray(env.ref_qpos[clip, 0])
-    d.qvel[:] = np.asarray(env.ref_qvel[clip, 0])
+    first = int(env.bank.starts[clip])  # the clip's frame 0 on the bank's flat frame axis
+    d.qpos[:] = np.asarray(env.ref_qpos[first])
+    d.qvel[:] = np.asarray(env.ref_qvel[first])
     mujoco.mj_kinematics(m, d)  # as a backend's init: bodies posed, no forces or activations yet
     phys = _physics(d, zero_forces=True)
     frame, prev_ctrl = 0, np.zeros(m.nu, np.float32)
