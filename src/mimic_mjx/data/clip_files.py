@@ -23,6 +23,7 @@ from mimic_mjx.data.clips import (
     clip_group,
     native_header,
     read_clips,
+    require_clip_names,
     unique_name,
     with_clip_file,
     write_clips,
@@ -131,10 +132,7 @@ class ClipFiles(Sequence[Clip]):
     def select(self, names: Sequence[str]) -> ClipFiles:
         """The named clips, in this order; ClipError naming the clips there are when one is not."""
         by_name = {i.name: i for i in self.infos}
-        missing = [n for n in names if n not in by_name]
-        if missing:
-            listed = ", ".join(list(by_name)[:12]) + (f", ... ({len(by_name)} in all)" if len(by_name) > 12 else "")
-            raise ClipError(f"no clip named {missing[0]!r}; the clips are: {listed or 'none'}")
+        require_clip_names(names, list(by_name))
         return ClipFiles([by_name[n] for n in names], **self._options)
 
 

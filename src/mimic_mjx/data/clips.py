@@ -80,6 +80,20 @@ class Clip(JointColumns):
         check_clip(self)
         return self
 
+    def frames(self, sl: slice, name: str) -> Clip:
+        """The frames ``sl`` of this clip as a clip named ``name`` (views, not copies)."""
+        cut = lambda a: None if a is None else a[sl]
+        return dataclasses.replace(
+            self,
+            name=name,
+            qpos=self.qpos[sl],
+            qvel=self.qvel[sl],
+            xpos=cut(self.xpos),
+            xquat=cut(self.xquat),
+            keypoints=cut(self.keypoints),
+            keypoint_residuals=cut(self.keypoint_residuals),
+        )
+
 
 def finite_difference_velocity(qpos: np.ndarray, fps: float) -> np.ndarray:
     """Joint velocities (rad/s, float32) of a hinge/slide-only clip: ``reference_velocities`` without a layout."""
@@ -171,13 +185,23 @@ def clip_group(f: h5py.File, name: str) -> tuple[h5py.Group, float]:
     return g, _attr_number(g.attrs.get("fps", f.attrs.get("fps", np.nan)), f"clip '{name}': attribute 'fps'")
 
 
+def require_clip_names(wanted: Sequence[str], names: Sequence[str], where: str = "the clips are") -> None:
+    """ClipError for the first of ``wanted`` not among ``names``, listing some of those there are.
+
+    A long recording cut into clips holds hundreds: the listing stops at 12 and gives the count.
+    """
+    present = set(names)
+    unknown = [n for n in wanted if n not in present]
+    if unknown:
+        shown = ", ".join(list(names)[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+        raise ClipError(f"no clip named {unknown[0]!r}; {where}: {shown or 'none'}")
+
+
 def _read_native(f: h5py.File, path: Path, names: Sequence[str] | None = None) -> list[Clip]:
     h = native_header(f, path, list_clips=names is None)
     body, body_hash, joint_names, body_names = h.body, h.body_hash, h.joint_names, h.body_names
     kp_names, dims = h.keypoint_names, h.joint_qpos_dims
-    unknown = [n for n in names or () if n not in f["clips"]]
-    if unknown:
-        raise ClipError(f"{path}: no clip named {unknown[0]!r}; it holds {', '.join(sorted(f['clips'].keys()))}")
+    require_clip_names(names or (), sorted(f["clips"].keys()), f"{path} holds")
     clips = []
     for name in h.clip_names if names is None else names:
         g, fps = clip_group(f, name)
@@ -228,9 +252,7 @@ def read_clips(
 
 def _pick(clips: list[Clip], names: Sequence[str] | None, path: Path) -> list[Clip]:
     by_name = {c.name: c for c in clips}
-    unknown = [n for n in names or () if n not in by_name]
-    if unknown:
-        raise ClipError(f"{path}: no clip named {unknown[0]!r}; it holds {', '.join(by_name)}")
+    require_clip_names(names or (), list(by_name), f"{path} holds")
     return clips if names is None else [by_name[n] for n in names]
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from mimic_mjx.data.clips import require_clip_names
 from mimic_mjx.errors import MimicError
 from mimic_mjx.presentation import scene as S
 from mimic_mjx.presentation.render import (
@@ -186,8 +187,7 @@ def _check_args(slowmo: float | None, fps: float | None, width: int, height: int
 def _pick_clip(clips: Sequence, name: str):
     # A lazy sequence (data.clip_files) lists its names without reading any clip: read only this one.
     names = list(getattr(clips, "names", None) or [c.name for c in clips])
-    if name not in names:
-        raise MimicError(f"no clip named {name!r}; the clips are: {', '.join(names) or 'none'}")
+    require_clip_names([name], names)
     return clips[names.index(name)]
 
 

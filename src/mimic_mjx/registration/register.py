@@ -29,14 +29,7 @@ class Registration:
 
 def rest_markers(model: mujoco.MjModel, bodies: list[str], offsets: np.ndarray) -> np.ndarray:
     """The mapped markers at the neutral pose (qpos0), (K, 3) m."""
-    data = mujoco.MjData(model)
-    mujoco.mj_kinematics(model, data)
-    return np.array(
-        [
-            data.xpos[model.body(b).id] + data.xmat[model.body(b).id].reshape(3, 3) @ o
-            for b, o in zip(bodies, offsets, strict=True)
-        ]
-    )
+    return markers_of(model, model.qpos0[None], bodies, offsets)[0]
 
 
 def markers_of(model: mujoco.MjModel, qpos: np.ndarray, bodies: list[str], offsets: np.ndarray) -> np.ndarray:
@@ -272,23 +265,8 @@ def split_clip(clip: Clip, length: int) -> list[Clip]:
         raise KeypointError(f"clip length must be at least 2 frames, got {length}")
     if clip.num_frames < length:
         raise KeypointError(f"the recording has {clip.num_frames} frames, fewer than one clip of {length}")
-    cut = lambda a, sl: None if a is None else a[sl]
-    out = []
-    for i, s in enumerate(range(0, clip.num_frames - length + 1, length)):
-        sl = slice(s, s + length)
-        out.append(
-            dataclasses.replace(
-                clip,
-                name=f"{clip.name}-{i:04d}",
-                qpos=clip.qpos[sl],
-                qvel=clip.qvel[sl],
-                xpos=cut(clip.xpos, sl),
-                xquat=cut(clip.xquat, sl),
-                keypoints=cut(clip.keypoints, sl),
-                keypoint_residuals=cut(clip.keypoint_residuals, sl),
-            )
-        )
-    return out
+    starts = range(0, clip.num_frames - length + 1, length)
+    return [clip.frames(slice(s, s + length), f"{clip.name}-{i:04d}") for i, s in enumerate(starts)]
 
 
 def format_residuals(summary: dict) -> str:

@@ -54,20 +54,7 @@ class SegmentClips(Sequence[Clip]):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         s, sl, name = self.items[i]
-        whole = self.segment(s)
-        if sl == slice(0, whole.num_frames):
-            return dataclasses.replace(whole, name=name)
-        cut = lambda a: None if a is None else a[sl]
-        return dataclasses.replace(
-            whole,
-            name=name,
-            qpos=whole.qpos[sl],
-            qvel=whole.qvel[sl],
-            xpos=cut(whole.xpos),
-            xquat=cut(whole.xquat),
-            keypoints=cut(whole.keypoints),
-            keypoint_residuals=cut(whole.keypoint_residuals),
-        )
+        return self.segment(s).frames(sl, name)
 
     def segment(self, s: int) -> Clip:
         """Segment ``s`` whole; velocities are taken again over it (no border at chunk joins)."""
